@@ -1,0 +1,37 @@
+"""Constrained scalar types shared by every contract."""
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+#: A probability-like score or feature, closed interval [0, 1].
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+#: Names of tenants, task classes, cells, models, judges: short and log-safe.
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+]
+
+#: Task, trajectory and event ids chosen by callers: printable, no whitespace.
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/\-]+$")
+]
+
+#: An action of the policy: a variant id (``cell``, ``cell.protocol``, ``cell.protocol@model``)
+#: or ``skip:<cell>``.
+ActionId = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=160,
+        pattern=r"^(skip:)?[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)?(@[A-Za-z0-9_.:/\-]+)?$",
+    ),
+]
+
+#: A canonical signature string (see services.policy.signature).
+SignatureText = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+#: Free text produced by cells or supplied with a task.
+Text = Annotated[str, StringConstraints(max_length=32_000)]
+
+ShortText = Annotated[str, StringConstraints(max_length=2_000)]

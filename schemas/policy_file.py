@@ -1,0 +1,52 @@
+"""The ``agensbus.policy/1`` document: a learned policy as plain, language-neutral JSON."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from schemas._base import Record
+from schemas._types import ActionId, Name, SignatureText
+from schemas.records import FoldSpec, RewardConfig, SelectionConfig
+
+POLICY_FORMAT = "agensbus.policy/1"
+
+
+class EdgeRecord(Record):
+    """Statistics of one (signature, action) edge; Welford sums so shards merge exactly."""
+
+    visits: int = Field(ge=0, description="completed visits that were backed up with a reward")
+    mean_reward: float = 0.0
+    reward_m2: float = Field(default=0.0, ge=0.0)
+    token_mean: float = Field(default=0.0, ge=0.0)
+    token_m2: float = Field(default=0.0, ge=0.0)
+    failures: int = Field(default=0, ge=0)
+
+
+class NodeRecord(Record):
+    signature: SignatureText
+    visits: int = Field(ge=0)
+    edges: dict[ActionId, EdgeRecord] = Field(default_factory=dict)
+
+
+class PolicyDocument(Record):
+    format: Literal["agensbus.policy/1"] = POLICY_FORMAT
+    tenant: Name = "default"
+    version: int = Field(default=0, ge=0)
+    created_at: datetime | None = None
+    fold: FoldSpec = Field(default_factory=FoldSpec)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    nodes: list[NodeRecord] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _signatures_unique(self) -> "PolicyDocument":
+        seen: set[str] = set()
+        for node in self.nodes:
+            if node.signature in seen:
+                raise ValueError(f"signature {node.signature!r} appears twice")
+            seen.add(node.signature)
+        return self
+
+
+__all__ = ["POLICY_FORMAT", "EdgeRecord", "Name", "NodeRecord", "PolicyDocument"]

@@ -1,0 +1,224 @@
+"""Records carried inside events: task features, handoff, beliefs, the trajectory state."""
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from schemas._base import Record
+from schemas._types import ActionId, Identifier, Name, ShortText, SignatureText, Text, Unit
+
+
+class Regime(StrEnum):
+    STRAIGHTFORWARD = "straightforward"
+    AMBIGUOUS = "ambiguous"
+    CONTRADICTORY = "contradictory"
+    EVIDENCE_HEAVY = "evidence_heavy"
+    HIGH_RISK = "high_risk"
+    EXPLORATORY = "exploratory"
+
+
+class Role(StrEnum):
+    """What a cell does; belief updates and preconditions depend on the role only."""
+
+    PLANNER = "planner"
+    MEMORY = "memory"
+    WEB_SEARCH = "web_search"
+    SOLVER = "solver"
+    CRITIC = "critic"
+    VERIFIER = "verifier"
+    SYNTHESIZER = "synthesizer"
+    EVALUATOR = "evaluator"
+
+
+class Verdict(StrEnum):
+    SUPPORTED = "supported"
+    PARTIALLY_SUPPORTED = "partially_supported"
+    UNSUPPORTED = "unsupported"
+
+
+class TaskFeatures(Record):
+    """The paper's task descriptors, each in [0, 1]."""
+
+    ambiguity_level: Unit = 0.0
+    contradiction_risk: Unit = 0.0
+    evidence_availability: Unit = 0.0
+    verification_need: Unit = 0.0
+    novelty_level: Unit = 0.0
+    time_horizon_complexity: Unit = 0.0
+    cost_sensitivity: Unit = 0.0
+    requires_factual_grounding: Unit = 0.0
+
+
+class Verification(Record):
+    verdict: Verdict
+    rationale: ShortText = ""
+
+
+class Handoff(Record):
+    """What the cells of a trajectory have written so far."""
+
+    goal: Text
+    subproblem: Text | None = None
+    constraints: list[ShortText] = Field(default_factory=list, max_length=32)
+    evidence: list[Text] = Field(default_factory=list, max_length=64)
+    draft_answer: Text | None = None
+    critique: Text | None = None
+    verification: Verification | None = None
+    merged_answer: Text | None = None
+
+
+class HandoffDelta(Record):
+    """The fields one cell wrote; ``None`` means untouched, evidence is appended."""
+
+    subproblem: Text | None = None
+    evidence: list[Text] = Field(default_factory=list, max_length=64)
+    draft_answer: Text | None = None
+    critique: Text | None = None
+    verification: Verification | None = None
+    merged_answer: Text | None = None
+
+
+class Beliefs(Record):
+    """The router's belief about the trajectory; starts at the paper's initial values."""
+
+    correctness: Unit = 0.1
+    uncertainty: Unit = 0.9
+    handoff_quality: Unit = 0.2
+    contradiction_risk: Unit = 0.5
+    evidence_sufficiency: Unit = 0.1
+
+
+class StepStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class VisitedEdge(Record):
+    """One (signature, action) the trajectory took, with the probability it was taken."""
+
+    step: int = Field(ge=0, le=1_000)
+    signature: SignatureText
+    action: ActionId
+    propensity: float = Field(gt=0.0, le=1.0)
+    status: StepStatus
+    tokens: int = Field(default=0, ge=0)
+    retries: int = Field(default=0, ge=0, le=100)
+
+
+class PendingStep(Record):
+    """The invoke the router is waiting on; resolved into a VisitedEdge by its outcome."""
+
+    step: int = Field(ge=0, le=1_000)
+    signature: SignatureText
+    action: ActionId
+    cell: Name
+    propensity: float = Field(gt=0.0, le=1.0)
+
+
+class Budget(Record):
+    max_steps: int = Field(default=24, ge=1, le=1_000)
+    max_tokens: int = Field(default=60_000, ge=1)
+
+
+class TrajectoryState(Record):
+    """Everything needed to take the next step; it rides in Decision and StepOutcome."""
+
+    task_id: Identifier
+    trajectory_id: Identifier
+    regime: Regime
+    task_class: Name | None = None
+    features: TaskFeatures
+    plan: list[Name] = Field(min_length=1, max_length=64)
+    handoff: Handoff
+    beliefs: Beliefs = Field(default_factory=Beliefs)
+    invoked: list[Name] = Field(default_factory=list, max_length=64)
+    skipped: list[Name] = Field(default_factory=list, max_length=64)
+    visited: list[VisitedEdge] = Field(default_factory=list, max_length=1_000)
+    pending: PendingStep | None = None
+    step: int = Field(default=0, ge=0, le=1_000)
+    tokens_used: int = Field(default=0, ge=0)
+    retries: int = Field(default=0, ge=0)
+    failures: int = Field(default=0, ge=0)
+    done: bool = False
+    halted: bool = False
+    budget: Budget = Field(default_factory=Budget)
+    fold_keys: dict[Name, Name] = Field(default_factory=dict, max_length=8)
+
+    @model_validator(mode="after")
+    def _cells_belong_to_plan(self) -> "TrajectoryState":
+        plan = set(self.plan)
+        unknown = [c for c in (*self.invoked, *self.skipped) if c not in plan]
+        if unknown:
+            raise ValueError(f"cells {unknown} are not in the plan {self.plan}")
+        return self
+
+
+class ActionScore(Record):
+    """The selector's view of one candidate action."""
+
+    action: ActionId
+    score: float | None = Field(
+        description="UCB score; null stands for +infinity (an action never tried)"
+    )
+    mean: float = 0.0
+    bonus: float | None = Field(default=0.0, description="exploration term; null for +infinity")
+    penalty: float = 0.0
+    visits: int = Field(default=0, ge=0)
+    failures: int = Field(default=0, ge=0)
+
+
+class Axis(StrEnum):
+    GOAL_ACHIEVEMENT = "goal_achievement"
+    GROUNDING = "grounding"
+    COORDINATION = "coordination"
+    RECOVERY = "recovery"
+
+
+class JudgeScore(Record):
+    """One judge's rubric scores for one trajectory."""
+
+    judge: Name
+    axes: dict[Axis, Unit]
+    overall: Unit
+
+
+# --- configuration records carried by policy files and snapshots -------------------------
+
+
+class FoldSpec(Record):
+    """How the observable state folds into a signature (versioned)."""
+
+    version: Literal[1] = 1
+    granularity: float = Field(default=0.1, gt=0.0, le=1.0)
+    extra_keys: list[Name] = Field(default_factory=list, max_length=8)
+
+    @model_validator(mode="after")
+    def _granularity_divides_one(self) -> "FoldSpec":
+        steps = round(1.0 / self.granularity)
+        if abs(steps * self.granularity - 1.0) > 1e-9:
+            raise ValueError(
+                f"granularity {self.granularity} must divide 1 evenly (e.g. 0.1, 0.25)"
+            )
+        return self
+
+
+class SelectionConfig(Record):
+    """Selection constants; the defaults are the paper's."""
+
+    mode: Literal["paper", "fixed"] = "paper"
+    confidence_threshold: int = Field(default=5, ge=0)
+    c_min: float = Field(default=0.5, ge=0.0)
+    c_initial: float = Field(default=1.4, ge=0.0)
+    c_half_life: float = Field(default=50.0, gt=0.0)
+    failure_lambda: float = Field(default=0.5, ge=0.0)
+
+
+class RewardConfig(Record):
+    """Hybrid reward weights; the defaults are the paper's."""
+
+    quality_weight: float = 1.0
+    cost_weight: float = 0.3
+    token_cap: int = Field(default=8_000, gt=0)
+    retry_penalty: float = 0.15

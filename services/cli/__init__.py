@@ -1,0 +1,28 @@
+"""The ``agensbus`` command. Each command group lives in its own module."""
+
+import click
+
+from services.cli._errors import run_cli
+from services.cli.policy import policy
+from services.cli.simulate import simulate
+from services.cli.task import task
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="agensbus")
+def cli() -> None:
+    """agensbus: learned coordination for multi-agent LLM systems, over Kafka.
+
+    Routers choose which cells (skill protocol x model) run or are skipped for each task,
+    workers execute them, and the learner turns outcomes and rewards into policy snapshots.
+    The commands here inspect policies and run the offline simulator.
+    """
+
+
+cli.add_command(policy)
+cli.add_command(task)
+cli.add_command(simulate)
+
+
+def main() -> None:
+    run_cli(cli)

@@ -1,0 +1,35 @@
+"""Legal actions in the linear-with-skip topology."""
+
+from schemas.records import Handoff, Role, TrajectoryState
+from services.policy.cells import CellPool, skip_action
+
+
+def precondition_holds(role: Role, handoff: Handoff) -> bool:
+    """Cells that judge, critique or finish an answer need a draft to work on."""
+    if role in (Role.CRITIC, Role.VERIFIER, Role.SYNTHESIZER):
+        return handoff.draft_answer is not None
+    if role is Role.EVALUATOR:
+        return handoff.draft_answer is not None or handoff.merged_answer is not None
+    return True
+
+
+def legal_cells(state: TrajectoryState, pool: CellPool) -> list[str]:
+    """Cells of the plan not yet invoked or skipped whose preconditions hold, in plan order."""
+    used = set(state.invoked) | set(state.skipped)
+    return [
+        name
+        for name in state.plan
+        if name not in used and precondition_holds(pool.cells[name].role, state.handoff)
+    ]
+
+
+def candidate_actions(
+    state: TrajectoryState, pool: CellPool, *, allow_skip: bool = True
+) -> list[str]:
+    """Every variant of every legal cell in plan order, then ``skip:X`` for each legal cell
+    while at least two cells are legal (the last legal cell cannot be skipped)."""
+    cells = legal_cells(state, pool)
+    actions = [v.action for name in cells for v in pool.cells[name].variants]
+    if allow_skip and len(cells) >= 2:
+        actions.extend(skip_action(name) for name in cells)
+    return actions

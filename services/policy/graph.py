@@ -1,0 +1,332 @@
+"""The policy graph: per signature visits, per (signature, action) edge statistics.
+
+Storage is columnar and dense: one row per signature, one column per action, numpy arrays
+for each statistic. Selection reads a row; backup updates many cells at once with one
+vectorised Chan merge, so the same code serves one trajectory or a batch of thousands.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from schemas.policy_file import EdgeRecord, NodeRecord, PolicyDocument
+from schemas.records import FoldSpec, RewardConfig, SelectionConfig
+from services.policy.signature import Signature
+from services.policy.stats import EdgeStats, chan_merge
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeBatch:
+    """Edge observations to back up: parallel arrays, one entry per visited edge."""
+
+    rows: I64
+    cols: I64
+    rewards: F64
+    tokens: F64
+    failed: npt.NDArray[np.bool_]
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+
+class PolicyGraph:
+    """Mutable statistics of a learned policy. Not thread-safe; one owner mutates it."""
+
+    def __init__(self, actions: Iterable[str] = (), *, capacity: int = 64) -> None:
+        self._action_cols: dict[str, int] = {}
+        self._action_names: list[str] = []
+        self._node_rows: dict[str, int] = {}
+        self._node_names: list[str] = []
+        width = 8
+        self.node_visits: I64 = np.zeros(capacity, dtype=np.int64)
+        self.visits: I64 = np.zeros((capacity, width), dtype=np.int64)
+        self.failures: I64 = np.zeros((capacity, width), dtype=np.int64)
+        self.mean_reward: F64 = np.zeros((capacity, width))
+        self.reward_m2: F64 = np.zeros((capacity, width))
+        self.token_mean: F64 = np.zeros((capacity, width))
+        self.token_m2: F64 = np.zeros((capacity, width))
+        for action in actions:
+            self.action_col(action)
+
+    # --- shape -------------------------------------------------------------------------
+
+    @property
+    def node_count(self) -> int:
+        return len(self._node_names)
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        return tuple(self._action_names)
+
+    @property
+    def signatures(self) -> tuple[str, ...]:
+        return tuple(self._node_names)
+
+    @property
+    def edge_count(self) -> int:
+        n, a = self.node_count, len(self._action_names)
+        return int(np.count_nonzero((self.visits[:n, :a] + self.failures[:n, :a]) > 0))
+
+    @property
+    def total_node_visits(self) -> int:
+        return int(self.node_visits[: self.node_count].sum())
+
+    def _columns(self) -> tuple[str, ...]:
+        return ("visits", "failures", "mean_reward", "reward_m2", "token_mean", "token_m2")
+
+    def _grow(self, rows: int, cols: int) -> None:
+        cap_rows, cap_cols = self.visits.shape
+        new_rows = max(cap_rows, rows)
+        new_cols = max(cap_cols, cols)
+        if new_rows == cap_rows and new_cols == cap_cols:
+            return
+        if new_rows > cap_rows:
+            new_rows = max(new_rows, 2 * cap_rows)
+        if new_cols > cap_cols:
+            new_cols = max(new_cols, 2 * cap_cols)
+        visits = np.zeros(new_rows, dtype=np.int64)
+        visits[:cap_rows] = self.node_visits
+        self.node_visits = visits
+        for name in self._columns():
+            old = getattr(self, name)
+            new = np.zeros((new_rows, new_cols), dtype=old.dtype)
+            new[:cap_rows, :cap_cols] = old
+            setattr(self, name, new)
+
+    def action_col(self, action: str) -> int:
+        """The column of ``action``, adding it when new."""
+        col = self._action_cols.get(action)
+        if col is None:
+            col = len(self._action_names)
+            self._grow(self.visits.shape[0], col + 1)
+            self._action_cols[action] = col
+            self._action_names.append(action)
+        return col
+
+    def node_row(self, signature: str) -> int:
+        """The row of ``signature``, adding it when new."""
+        row = self._node_rows.get(signature)
+        if row is None:
+            row = len(self._node_names)
+            self._grow(row + 1, self.visits.shape[1])
+            self._node_rows[signature] = row
+            self._node_names.append(signature)
+        return row
+
+    def find_row(self, signature: str) -> int | None:
+        return self._node_rows.get(signature)
+
+    def find_col(self, action: str) -> int | None:
+        return self._action_cols.get(action)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def visits_of(self, signature: str) -> int:
+        row = self._node_rows.get(signature)
+        return 0 if row is None else int(self.node_visits[row])
+
+    def edge(self, signature: str, action: str) -> EdgeStats:
+        row = self._node_rows.get(signature)
+        col = self._action_cols.get(action)
+        if row is None or col is None:
+            return EdgeStats()
+        return EdgeStats(
+            visits=int(self.visits[row, col]),
+            mean_reward=float(self.mean_reward[row, col]),
+            reward_m2=float(self.reward_m2[row, col]),
+            token_mean=float(self.token_mean[row, col]),
+            token_m2=float(self.token_m2[row, col]),
+            failures=int(self.failures[row, col]),
+        )
+
+    def edges_of(self, signature: str) -> dict[str, EdgeStats]:
+        """Every edge of a node that has been visited or has failed."""
+        return {
+            a: e for a in self._action_names if (e := self.edge(signature, a)).visits or e.failures
+        }
+
+    # --- learning ------------------------------------------------------------------------
+
+    def batch(
+        self,
+        edges: Sequence[tuple[str, str, bool]],
+        rewards: Sequence[float],
+        tokens: Sequence[float],
+    ) -> EdgeBatch:
+        """Resolve (signature, action, failed) triples into rows and columns."""
+        rows = np.fromiter((self.node_row(s) for s, _, _ in edges), np.int64, len(edges))
+        cols = np.fromiter((self.action_col(a) for _, a, _ in edges), np.int64, len(edges))
+        failed = np.fromiter((f for _, _, f in edges), np.bool_, len(edges))
+        return EdgeBatch(
+            rows,
+            cols,
+            np.asarray(rewards, dtype=np.float64),
+            np.asarray(tokens, dtype=np.float64),
+            failed,
+        )
+
+    def backup(self, batch: EdgeBatch) -> None:
+        """Count every visit at its node; fold rewards and tokens of completed visits into
+        their edges; count failed visits as failures (they carry no reward)."""
+        if len(batch) == 0:
+            return
+        uniq_rows, row_counts = np.unique(batch.rows, return_counts=True)
+        self.node_visits[uniq_rows] += row_counts
+        width = self.visits.shape[1]
+        flat = batch.rows * width + batch.cols
+        if batch.failed.any():
+            cells, counts = np.unique(flat[batch.failed], return_counts=True)
+            self.failures.reshape(-1)[cells] += counts
+        ok = ~batch.failed
+        if not ok.any():
+            return
+        cells, inverse, counts_i = np.unique(flat[ok], return_inverse=True, return_counts=True)
+        counts = counts_i.astype(np.float64)
+        rewards = batch.rewards[ok]
+        tokens = batch.tokens[ok]
+        self._absorb(
+            cells,
+            counts,
+            *_sample_moments(inverse, counts, rewards),
+            *_sample_moments(inverse, counts, tokens),
+        )
+
+    def _absorb(
+        self,
+        cells: I64,
+        counts: F64,
+        r_mean: F64,
+        r_m2: F64,
+        t_mean: F64,
+        t_m2: F64,
+        failures: I64 | None = None,
+    ) -> None:
+        visits = self.visits.reshape(-1)
+        n_a = visits[cells].astype(np.float64)
+        for mean_name, m2_name, mean_b, m2_b in (
+            ("mean_reward", "reward_m2", r_mean, r_m2),
+            ("token_mean", "token_m2", t_mean, t_m2),
+        ):
+            mean_col = getattr(self, mean_name).reshape(-1)
+            m2_col = getattr(self, m2_name).reshape(-1)
+            _, mean_col[cells], m2_col[cells] = chan_merge(
+                n_a, mean_col[cells], m2_col[cells], counts, mean_b, m2_b
+            )
+        visits[cells] += counts.astype(np.int64)
+        if failures is not None:
+            self.failures.reshape(-1)[cells] += failures
+
+    def merge(self, other: "PolicyGraph", *, weight: float = 1.0) -> None:
+        """Add ``other``'s statistics into this graph (exact union when weight is 1).
+
+        ``weight`` scales the other graph's counts (a prior strength for warm starts);
+        means and the variance estimate are kept.
+        """
+        if weight <= 0:
+            raise ValueError("merge weight must be positive")
+        for signature in other.signatures:
+            row_b = other._node_rows[signature]
+            row = self.node_row(signature)
+            self.node_visits[row] += round(other.node_visits[row_b] * weight)
+            for action, col_b in other._action_cols.items():
+                n_b = int(other.visits[row_b, col_b])
+                f_b = int(other.failures[row_b, col_b])
+                if n_b == 0 and f_b == 0:
+                    continue
+                col = self.action_col(action)
+                cell = np.array([row * self.visits.shape[1] + col], dtype=np.int64)
+                scaled = round(n_b * weight)
+                ratio = scaled / n_b if n_b else 0.0
+                self._absorb(
+                    cell,
+                    np.array([float(scaled)]),
+                    np.array([other.mean_reward[row_b, col_b]]),
+                    np.array([other.reward_m2[row_b, col_b] * ratio]),
+                    np.array([other.token_mean[row_b, col_b]]),
+                    np.array([other.token_m2[row_b, col_b] * ratio]),
+                    np.array([round(f_b * weight)], dtype=np.int64),
+                )
+
+    # --- the policy file -----------------------------------------------------------------
+
+    def to_nodes(self) -> list[NodeRecord]:
+        nodes = []
+        for signature, row in self._node_rows.items():
+            edges = {}
+            for action, col in self._action_cols.items():
+                n = int(self.visits[row, col])
+                f = int(self.failures[row, col])
+                if n == 0 and f == 0:
+                    continue
+                edges[action] = EdgeRecord(
+                    visits=n,
+                    mean_reward=float(self.mean_reward[row, col]),
+                    reward_m2=float(self.reward_m2[row, col]),
+                    token_mean=float(self.token_mean[row, col]),
+                    token_m2=float(self.token_m2[row, col]),
+                    failures=f,
+                )
+            nodes.append(
+                NodeRecord(signature=signature, visits=int(self.node_visits[row]), edges=edges)
+            )
+        return nodes
+
+    def to_document(
+        self,
+        *,
+        tenant: str = "default",
+        version: int = 0,
+        fold: FoldSpec | None = None,
+        selection: SelectionConfig | None = None,
+        reward: RewardConfig | None = None,
+    ) -> PolicyDocument:
+        return PolicyDocument(
+            tenant=tenant,
+            version=version,
+            fold=fold or FoldSpec(),
+            selection=selection or SelectionConfig(),
+            reward=reward or RewardConfig(),
+            nodes=self.to_nodes(),
+        )
+
+    @classmethod
+    def from_document(cls, document: PolicyDocument) -> "PolicyGraph":
+        """Load a validated document; signatures must parse and match its fold."""
+        graph = cls(capacity=max(64, len(document.nodes)))
+        expected_keys = tuple(document.fold.extra_keys)
+        for node in document.nodes:
+            signature = Signature.parse(node.signature)
+            if signature.version != document.fold.version:
+                raise ValueError(
+                    f"node {node.signature!r} has fold version {signature.version}, "
+                    f"the file's fold is version {document.fold.version}"
+                )
+            keys = tuple(k for k, _ in signature.extra)
+            if keys != expected_keys:
+                raise ValueError(
+                    f"node {node.signature!r} carries keys {list(keys)}, "
+                    f"the file's fold lists {list(expected_keys)}"
+                )
+            row = graph.node_row(node.signature)
+            graph.node_visits[row] = node.visits
+            for action, edge in node.edges.items():
+                col = graph.action_col(action)
+                graph.visits[row, col] = edge.visits
+                graph.failures[row, col] = edge.failures
+                graph.mean_reward[row, col] = edge.mean_reward
+                graph.reward_m2[row, col] = edge.reward_m2
+                graph.token_mean[row, col] = edge.token_mean
+                graph.token_m2[row, col] = edge.token_m2
+        return graph
+
+
+def _sample_moments(inverse: I64, counts: F64, values: F64) -> tuple[F64, F64]:
+    """Per-group mean and M2 of ``values`` grouped by ``inverse``."""
+    means = np.bincount(inverse, weights=values) / counts
+    deviations = values - means[inverse]
+    return means, np.bincount(inverse, weights=deviations * deviations)

@@ -1,0 +1,24 @@
+"""Backing a trajectory's reward up into the policy graph."""
+
+from collections.abc import Sequence
+
+from schemas.records import StepStatus, TrajectoryState
+from services.policy.graph import PolicyGraph
+
+
+def backup(graph: PolicyGraph, trajectories: Sequence[tuple[TrajectoryState, float]]) -> int:
+    """Back each trajectory's reward up, in full, into every edge it visited (paper mode).
+
+    Failed invokes count as failures of their edge and carry no reward. Returns the number
+    of edge updates applied.
+    """
+    edges: list[tuple[str, str, bool]] = []
+    rewards: list[float] = []
+    tokens: list[float] = []
+    for state, reward in trajectories:
+        for edge in state.visited:
+            edges.append((edge.signature, edge.action, edge.status is StepStatus.FAILED))
+            rewards.append(reward)
+            tokens.append(float(edge.tokens))
+    graph.backup(graph.batch(edges, rewards, tokens))
+    return len(edges)

@@ -1,0 +1,213 @@
+"""The router's pure logic: start a trajectory, choose its next step, absorb an outcome.
+
+Nothing here keeps state between calls: everything needed travels in ``TrajectoryState``,
+so any router replica (or the in-process engine) can advance any trajectory.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from schemas.events import Termination
+from schemas.records import (
+    Budget,
+    FoldSpec,
+    Handoff,
+    HandoffDelta,
+    PendingStep,
+    SelectionConfig,
+    StepStatus,
+    TaskFeatures,
+    TrajectoryState,
+    VisitedEdge,
+)
+from services.policy.actions import candidate_actions
+from services.policy.beliefs import update_beliefs
+from services.policy.cells import CellPool, Variant, paper_pool, parse_action
+from services.policy.graph import PolicyGraph
+from services.policy.handoff import apply_delta
+from services.policy.regime import detect_regime
+from services.policy.selection import Selection, select
+from services.policy.signature import fold
+
+
+@dataclass(frozen=True)
+class PolicySetup:
+    """What a router needs besides the learned graph: cells, fold and selection rules."""
+
+    pool: CellPool = field(default_factory=paper_pool)
+    fold: FoldSpec = field(default_factory=FoldSpec)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    allow_skip: bool = True
+
+
+def start_state(
+    *,
+    task_id: str,
+    trajectory_id: str,
+    goal: str,
+    features: TaskFeatures,
+    setup: PolicySetup,
+    task_class: str | None = None,
+    constraints: Sequence[str] = (),
+    budget: Budget | None = None,
+    keys: Mapping[str, str] | None = None,
+) -> TrajectoryState:
+    """The state before the first step. ``keys`` offers values for the fold's extra keys
+    (``task_class`` is always offered)."""
+    regime = detect_regime(features)
+    offered = dict(keys or {})
+    if task_class is not None:
+        offered.setdefault("task_class", task_class)
+    return TrajectoryState(
+        task_id=task_id,
+        trajectory_id=trajectory_id,
+        regime=regime,
+        task_class=task_class,
+        features=features,
+        plan=list(setup.pool.plan_for(regime)),
+        handoff=Handoff(goal=goal, constraints=list(constraints)),
+        budget=budget or Budget(),
+        fold_keys={k: v for k, v in offered.items() if k in setup.fold.extra_keys},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One decision. ``state`` is the state after it: for a skip, already advanced; for an
+    invoke, waiting on the outcome (``state.pending`` set)."""
+
+    step: int
+    signature: str
+    selection: Selection
+    cell: str
+    variant: Variant | None
+    state: TrajectoryState
+
+    @property
+    def action(self) -> str:
+        return self.selection.action
+
+    @property
+    def is_skip(self) -> bool:
+        return self.variant is None
+
+
+def termination(state: TrajectoryState, candidates: Sequence[str]) -> Termination | None:
+    if state.done:
+        return Termination.EVALUATOR_DONE
+    if state.halted:
+        return Termination.GOVERNANCE_HALT
+    if state.step >= state.budget.max_steps:
+        return Termination.STEP_BUDGET
+    if state.tokens_used >= state.budget.max_tokens:
+        return Termination.TOKEN_BUDGET
+    if not candidates:
+        return Termination.NO_LEGAL_ACTION
+    return None
+
+
+def signature_of(state: TrajectoryState, setup: PolicySetup) -> str:
+    return fold(setup.fold, state.regime, state.handoff, state.beliefs, state.fold_keys).text
+
+
+def decide(state: TrajectoryState, graph: PolicyGraph, setup: PolicySetup) -> Step | Termination:
+    """Choose the next action, or say why the trajectory is over."""
+    if state.pending is not None:
+        raise ValueError(
+            f"trajectory {state.trajectory_id} still waits on step {state.pending.step}"
+        )
+    candidates = candidate_actions(state, setup.pool, allow_skip=setup.allow_skip)
+    ended = termination(state, candidates)
+    if ended is not None:
+        return ended
+    signature = signature_of(state, setup)
+    selection = select(graph, signature, candidates, setup.selection)
+    is_skip, cell = parse_action(selection.action)
+    if is_skip:
+        edge = VisitedEdge(
+            step=state.step,
+            signature=signature,
+            action=selection.action,
+            propensity=selection.propensity,
+            status=StepStatus.SKIPPED,
+        )
+        after = state.model_copy(
+            update={
+                "skipped": [*state.skipped, cell],
+                "visited": [*state.visited, edge],
+                "step": state.step + 1,
+            }
+        )
+        return Step(state.step, signature, selection, cell, None, after)
+    pending = PendingStep(
+        step=state.step,
+        signature=signature,
+        action=selection.action,
+        cell=cell,
+        propensity=selection.propensity,
+    )
+    after = state.model_copy(update={"pending": pending})
+    return Step(state.step, signature, selection, cell, setup.pool.variant(selection.action), after)
+
+
+def advance(
+    state: TrajectoryState, graph: PolicyGraph, setup: PolicySetup
+) -> tuple[list[Step], Termination | None]:
+    """Decide until an invoke is pending or the trajectory ends; skips apply in place.
+
+    Returns every decision taken (each is published for the audit trail) and the
+    termination, if the trajectory ended.
+    """
+    steps: list[Step] = []
+    while True:
+        outcome = decide(state, graph, setup)
+        if isinstance(outcome, Termination):
+            return steps, outcome
+        steps.append(outcome)
+        if not outcome.is_skip:
+            return steps, None
+        state = outcome.state
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What executing an invoke produced, as the router needs it."""
+
+    succeeded: bool
+    delta: HandoffDelta = field(default_factory=HandoffDelta)
+    tokens: int = 0
+    retries: int = 0
+    done: bool = False
+    halt: bool = False
+
+
+def absorb(state: TrajectoryState, result: StepResult, setup: PolicySetup) -> TrajectoryState:
+    """Resolve the pending invoke with its result."""
+    pending = state.pending
+    if pending is None:
+        raise ValueError(f"trajectory {state.trajectory_id} has no pending step")
+    role = setup.pool.cells[pending.cell].role
+    edge = VisitedEdge(
+        step=pending.step,
+        signature=pending.signature,
+        action=pending.action,
+        propensity=pending.propensity,
+        status=StepStatus.SUCCEEDED if result.succeeded else StepStatus.FAILED,
+        tokens=result.tokens,
+        retries=result.retries,
+    )
+    update: dict[str, object] = {
+        "pending": None,
+        "invoked": [*state.invoked, pending.cell],
+        "visited": [*state.visited, edge],
+        "step": pending.step + 1,
+        "tokens_used": state.tokens_used + result.tokens,
+        "retries": state.retries + result.retries,
+        "failures": state.failures + (0 if result.succeeded else 1),
+        "done": state.done or (result.succeeded and result.done),
+        "halted": state.halted or result.halt,
+    }
+    if result.succeeded:
+        update["handoff"] = apply_delta(state.handoff, result.delta)
+        update["beliefs"] = update_beliefs(state.beliefs, role, result.delta)
+    return state.model_copy(update=update)
