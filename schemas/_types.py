@@ -17,6 +17,15 @@ Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/\-]+$")
 ]
 
+#: ``<trajectory_id>:<step>`` (DESIGN.md §3.2); longer than an Identifier so that every
+#: Identifier with any step up to 1000 still makes a valid decision id.
+DecisionId = Annotated[
+    str,
+    StringConstraints(
+        min_length=3, max_length=128 + 5, pattern=r"^[A-Za-z0-9_.:@/\-]+:[0-9]{1,4}$"
+    ),
+]
+
 #: An action of the policy: a variant id (``cell``, ``cell.protocol``, ``cell.protocol@model``)
 #: or ``skip:<cell>``.
 ActionId = Annotated[
@@ -24,7 +33,10 @@ ActionId = Annotated[
     StringConstraints(
         min_length=1,
         max_length=160,
-        pattern=r"^(skip:)?[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)?(@[A-Za-z0-9_.:/\-]+)?$",
+        pattern=(
+            r"^(skip:[A-Za-z0-9][A-Za-z0-9_\-]*"
+            r"|[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)?(@[A-Za-z0-9_.:/\-]+)?)$"
+        ),
     ),
 ]
 

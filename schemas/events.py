@@ -3,12 +3,21 @@
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import ClassVar, Final, Literal
 
 from pydantic import AwareDatetime, Field
 
 from schemas._base import Record
-from schemas._types import ActionId, Identifier, Name, ShortText, SignatureText, Text, Unit
+from schemas._types import (
+    ActionId,
+    DecisionId,
+    Identifier,
+    Name,
+    ShortText,
+    SignatureText,
+    Text,
+    Unit,
+)
 from schemas.policy_file import PolicyDocument
 from schemas.records import (
     ActionScore,
@@ -21,7 +30,7 @@ from schemas.records import (
     TrajectoryState,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 
 def _now() -> datetime:
@@ -77,7 +86,7 @@ class Decision(Event):
     TOPIC: ClassVar[str] = "decisions"
     event_type: Literal["Decision"] = "Decision"
 
-    decision_id: Identifier
+    decision_id: DecisionId
     trajectory_id: Identifier
     task_id: Identifier
     step: int = Field(ge=0, le=1_000)
@@ -113,7 +122,7 @@ class StepOutcome(Event):
     TOPIC: ClassVar[str] = "outcomes"
     event_type: Literal["StepOutcome"] = "StepOutcome"
 
-    decision_id: Identifier
+    decision_id: DecisionId
     trajectory_id: Identifier
     step: int = Field(ge=0, le=1_000)
     action: ActionId

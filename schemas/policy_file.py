@@ -1,15 +1,14 @@
 """The ``agensbus.policy/1`` document: a learned policy as plain, language-neutral JSON."""
 
-from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from schemas._base import Record
 from schemas._types import ActionId, Name, SignatureText
 from schemas.records import FoldSpec, RewardConfig, SelectionConfig
 
-POLICY_FORMAT = "agensbus.policy/1"
+POLICY_FORMAT: Final = "agensbus.policy/1"
 
 
 class EdgeRecord(Record):
@@ -33,7 +32,7 @@ class PolicyDocument(Record):
     format: Literal["agensbus.policy/1"] = POLICY_FORMAT
     tenant: Name = "default"
     version: int = Field(default=0, ge=0)
-    created_at: datetime | None = None
+    created_at: AwareDatetime | None = None
     fold: FoldSpec = Field(default_factory=FoldSpec)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)

@@ -3,6 +3,7 @@
 import click
 
 from services.cli._errors import run_cli
+from services.cli.bench import bench
 from services.cli.policy import policy
 from services.cli.simulate import simulate
 from services.cli.task import task
@@ -22,6 +23,7 @@ def cli() -> None:
 cli.add_command(policy)
 cli.add_command(task)
 cli.add_command(simulate)
+cli.add_command(bench)
 
 
 def main() -> None:

@@ -159,15 +159,24 @@ class PolicyGraph:
         tokens: Sequence[float],
     ) -> EdgeBatch:
         """Resolve (signature, action, failed) triples into rows and columns."""
-        rows = np.fromiter((self.node_row(s) for s, _, _ in edges), np.int64, len(edges))
-        cols = np.fromiter((self.action_col(a) for _, a, _ in edges), np.int64, len(edges))
-        failed = np.fromiter((f for _, _, f in edges), np.bool_, len(edges))
+        known_rows, known_cols = self._node_rows.get, self._action_cols.get
+        rows = [known_rows(s) for s, _, _ in edges]
+        cols = [known_cols(a) for _, a, _ in edges]
+        if None in rows or None in cols:  # new nodes or actions: add them, in order
+            rows = [
+                self.node_row(s) if r is None else r
+                for r, (s, _, _) in zip(rows, edges, strict=True)
+            ]
+            cols = [
+                self.action_col(a) if c is None else c
+                for c, (_, a, _) in zip(cols, edges, strict=True)
+            ]
         return EdgeBatch(
-            rows,
-            cols,
+            np.array(rows, dtype=np.int64),
+            np.array(cols, dtype=np.int64),
             np.asarray(rewards, dtype=np.float64),
             np.asarray(tokens, dtype=np.float64),
-            failed,
+            np.array([f for _, _, f in edges], dtype=np.bool_),
         )
 
     def backup(self, batch: EdgeBatch) -> None:
@@ -301,6 +310,17 @@ class PolicyGraph:
         expected_keys = tuple(document.fold.extra_keys)
         for node in document.nodes:
             signature = Signature.parse(node.signature)
+            if signature.text != node.signature:
+                raise ValueError(
+                    f"node {node.signature!r} is not in canonical form "
+                    f"(expected {signature.text!r})"
+                )
+            top = round(1.0 / document.fold.granularity)
+            if max(signature.buckets) > top:
+                raise ValueError(
+                    f"node {node.signature!r} has a bucket above {top}, the largest at "
+                    f"granularity {document.fold.granularity}"
+                )
             if signature.version != document.fold.version:
                 raise ValueError(
                     f"node {node.signature!r} has fold version {signature.version}, "

@@ -12,13 +12,14 @@ def backup(graph: PolicyGraph, trajectories: Sequence[tuple[TrajectoryState, flo
     Failed invokes count as failures of their edge and carry no reward. Returns the number
     of edge updates applied.
     """
+    failed = StepStatus.FAILED
     edges: list[tuple[str, str, bool]] = []
     rewards: list[float] = []
-    tokens: list[float] = []
+    tokens: list[int] = []
     for state, reward in trajectories:
-        for edge in state.visited:
-            edges.append((edge.signature, edge.action, edge.status is StepStatus.FAILED))
-            rewards.append(reward)
-            tokens.append(float(edge.tokens))
+        visited = state.visited
+        edges += [(e.signature, e.action, e.status is failed) for e in visited]
+        tokens += [e.tokens for e in visited]
+        rewards += [reward] * len(visited)
     graph.backup(graph.batch(edges, rewards, tokens))
     return len(edges)

@@ -89,6 +89,20 @@ def _prior_index(candidates: Sequence[str]) -> int:
     raise ValueError("the rule-based prior needs at least one invoke candidate")
 
 
+def score_candidates(
+    graph: PolicyGraph,
+    signature: str,
+    candidates: Sequence[str],
+    config: SelectionConfig = PAPER_SELECTION,
+) -> tuple[CandidateScore, ...]:
+    """The UCB view of every candidate at ``signature``, whether or not the prior acts."""
+    row = graph.find_row(signature)
+    n_node = 0 if row is None else int(graph.node_visits[row])
+    return _score_row(
+        graph, row, candidates, n_node, exploration_constant(n_node, config), config.failure_lambda
+    )
+
+
 def select(
     graph: PolicyGraph,
     signature: str,

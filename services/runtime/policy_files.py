@@ -29,9 +29,7 @@ def load_graph(path: str | Path) -> tuple[PolicyDocument, PolicyGraph]:
         raise PolicyFileError(f"{source} is not JSON: {error}") from None
     if not isinstance(data, dict) or data.get("format") != POLICY_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise PolicyFileError(
-            f"{source} is not an {POLICY_FORMAT} document (format: {found!r})"
-        )
+        raise PolicyFileError(f"{source} is not an {POLICY_FORMAT} document (format: {found!r})")
     try:
         document = PolicyDocument.model_validate(data)
         graph = PolicyGraph.from_document(document)

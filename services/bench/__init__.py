@@ -1,0 +1,1 @@
+"""Benchmarks behind ``agensbus bench``: they print numbers, tests never time anything."""

@@ -1,0 +1,114 @@
+"""Service configuration: ``AGENSBUS_*`` environment variables, each also a command flag.
+
+One flat pydantic-settings model holds every knob; :func:`settings_options` turns its fields
+into click options so the flags and the environment can never disagree.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import click
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENSBUS_", extra="forbid")
+
+    # --- Kafka --------------------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers (host:port,...). Unset: commands that need a "
+        "broker start an embedded one.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Security protocol of the Kafka connection."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (never logged)."
+    )
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for TLS.")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate.")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="Client private key.")
+    topic_prefix: str = Field(default="agensbus.", description="Prefix of every topic name.")
+    topic_partitions: int = Field(
+        default=3, ge=1, le=1024, description="Partitions of the topics this project creates."
+    )
+    tenant: str = Field(default="default", description="Tenant of the events this process emits.")
+
+    # --- service endpoints ---------------------------------------------------------------
+    http_host: str = Field(default="127.0.0.1", description="Address of /metrics and health.")
+    http_port: int = Field(
+        default=9400, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz (0: any)."
+    )
+
+    # --- simulation ----------------------------------------------------------------------
+    scenario: str = Field(
+        default="security-advisories",
+        description="Scenario (shipped name or YAML file) of the simulated backend and judge.",
+    )
+    seed: int = Field(default=0, description="Seed of the simulated world and judge.")
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_a_topic_name(cls, value: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not set(value) <= allowed or len(value) > 100:
+            raise ValueError("may hold only letters, digits, '.', '_' and '-' (at most 100)")
+        return value
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Security options for aiokafka clients (producer, consumer, admin)."""
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        if self.kafka_security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(
+                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None,
+                certfile=str(self.kafka_ssl_certfile) if self.kafka_ssl_certfile else None,
+                keyfile=str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+            )
+        return options
+
+
+def settings_options(fields: tuple[str, ...] | None = None) -> Callable[[F], F]:
+    """Add one ``--flag`` per settings field (all of them, or ``fields``); a flag left out
+    falls back to ``AGENSBUS_<FIELD>`` and then to the default shown in ``--help``."""
+
+    def decorate(command: F) -> F:
+        names = fields or tuple(Settings.model_fields)
+        for name in reversed(names):
+            info = Settings.model_fields[name]
+            default = info.default
+            shown = "unset" if default is None else default
+            env = f"AGENSBUS_{name.upper()}"
+            command = click.option(
+                "--" + name.replace("_", "-"),
+                name,
+                default=None,
+                help=f"{info.description} [env {env}; default: {shown}]",
+            )(command)
+        return command
+
+    return decorate
+
+
+def load_settings(flags: dict[str, Any]) -> Settings:
+    """Settings from flags given on the command line, then the environment, then defaults."""
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
