@@ -183,7 +183,11 @@ def run_policy_bench(
     progress("trajectory backup")
     trajectories = _trajectories(signatures, actions, rng, count=20_000, length=7)
     traj_edges = sum(len(t.visited) for t, _ in trajectories)
-    traj_rate = _rate(traj_edges, lambda: backup(graph, trajectories) and None)
+
+    def trajectory_backup() -> None:
+        backup(graph, trajectories)
+
+    traj_rate = _rate(traj_edges, trajectory_backup)
     return PolicyBenchResult(
         candidates, nodes, select_rate, batch_rate, decide_rate, backup_rate, traj_rate
     )

@@ -94,9 +94,6 @@ def _action_problem(item: str) -> str | None:
         _ACTION_ID.validate_python(item)
     except ValidationError:
         return f"{item!r} is not an action id ({_ACTION_SYNTAX})"
-    is_skip, cell = parse_action(item)
-    if is_skip and ("." in cell or "@" in cell):
-        return f"{item!r} is not an action id (a skip names a cell only: skip:cell)"
     return None
 
 

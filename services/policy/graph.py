@@ -189,13 +189,13 @@ class PolicyGraph:
         width = self.visits.shape[1]
         flat = batch.rows * width + batch.cols
         if batch.failed.any():
-            cells, counts = np.unique(flat[batch.failed], return_counts=True)
-            self.failures.reshape(-1)[cells] += counts
+            failed_cells, failed_counts = np.unique(flat[batch.failed], return_counts=True)
+            self.failures.reshape(-1)[failed_cells] += failed_counts
         ok = ~batch.failed
         if not ok.any():
             return
         cells, inverse, counts_i = np.unique(flat[ok], return_inverse=True, return_counts=True)
-        counts = counts_i.astype(np.float64)
+        counts: F64 = counts_i.astype(np.float64)
         rewards = batch.rewards[ok]
         tokens = batch.tokens[ok]
         self._absorb(
@@ -345,8 +345,9 @@ class PolicyGraph:
         return graph
 
 
-def _sample_moments(inverse: I64, counts: F64, values: F64) -> tuple[F64, F64]:
+def _sample_moments(inverse: npt.NDArray[np.intp], counts: F64, values: F64) -> tuple[F64, F64]:
     """Per-group mean and M2 of ``values`` grouped by ``inverse``."""
-    means = np.bincount(inverse, weights=values) / counts
+    means: F64 = np.bincount(inverse, weights=values) / counts
     deviations = values - means[inverse]
-    return means, np.bincount(inverse, weights=deviations * deviations)
+    m2: F64 = np.bincount(inverse, weights=deviations * deviations).astype(np.float64)
+    return means, m2

@@ -52,7 +52,8 @@ class Selection:
 def exploration_constant(
     node_visits: int | float, config: SelectionConfig = PAPER_SELECTION
 ) -> float:
-    return max(config.c_min, config.c_initial * 2.0 ** (-node_visits / config.c_half_life))
+    decay: float = 2.0 ** (-float(node_visits) / config.c_half_life)
+    return max(config.c_min, config.c_initial * decay)
 
 
 def ucb_scores(

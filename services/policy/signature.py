@@ -64,13 +64,16 @@ class Signature:
             raise ValueError(
                 f"unknown regime {match['regime']!r} in {text!r}; known: {known}"
             ) from None
-        extra = tuple(tuple(part.split("=", 1)) for part in match["extra"].split("|") if part)
+        extra = tuple(
+            (key, value)
+            for key, value in (part.split("=", 1) for part in match["extra"].split("|") if part)
+        )
         return cls(
             version=int(match["version"]),
             regime=regime,
             mask=match["mask"],
             buckets=(int(match["c"]), int(match["u"]), int(match["r"]), int(match["e"])),
-            extra=extra,  # type: ignore[arg-type]
+            extra=extra,
         )
 
     def has(self, field: str) -> bool:

@@ -27,9 +27,9 @@ def chan_merge(
         safe = np.where(n > 0, n, 1.0)
         mean = mean_a + delta * (n_b / safe)
         m2 = m2_a + m2_b + delta * delta * (n_a * n_b / safe)
-        return n, np.where(n > 0, mean, 0.0), np.where(n > 0, m2, 0.0)  # type: ignore[return-value]
+        return n, np.where(n > 0, mean, 0.0), np.where(n > 0, m2, 0.0)
     if n == 0:
-        return n, 0.0 * n, 0.0 * n  # type: ignore[return-value]
+        return n, 0.0 * n, 0.0 * n
     return n, mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n
 
 

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(
         default=3, ge=1, le=1024, description="Partitions of the topics this project creates."
     )
+    kafka_replication: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="Replication factor of created topics (unset: 1, for a single broker).",
+    )
     tenant: str = Field(default="default", description="Tenant of the events this process emits.")
 
     # --- service endpoints ---------------------------------------------------------------

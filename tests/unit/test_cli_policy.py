@@ -291,7 +291,11 @@ EXPLAIN_ERRORS = {
     "trailing comma": (FOLDED, "a,", "an empty entry"),
     "bad syntax": (FOLDED, "a,solver..x", "'solver..x' is not an action id"),
     "bare skip": (FOLDED, "a,skip:", "'skip:' is not an action id"),
-    "skip of a variant": (FOLDED, "a,skip:solver.concise", "a skip names a cell only"),
+    "skip of a variant": (
+        FOLDED,
+        "a,skip:solver.concise",
+        "'skip:solver.concise' is not an action id",
+    ),
     "duplicates": (FOLDED, "a,b,a", "a listed more than once"),
     "only skips while the prior acts": (FOLDED, "skip:a,skip:b", "only skips"),
 }

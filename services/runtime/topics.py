@@ -1,0 +1,62 @@
+"""The topics of agensbus and how to create them (DESIGN.md §2)."""
+
+import contextlib
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from services.runtime.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    configs: dict[str, str] = field(default_factory=dict)
+    partitions: int | None = None  # None: the settings' topic_partitions
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("tasks"),
+    TopicSpec("decisions"),
+    TopicSpec("outcomes"),
+    TopicSpec("trajectories"),
+    TopicSpec("rewards"),
+    # Compacted: the newest snapshot per tenant key survives; every router replays it.
+    TopicSpec(
+        "policy",
+        {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"},
+        partitions=1,
+    ),
+    TopicSpec("dlq", {"retention.ms": str(14 * 24 * 3600 * 1000)}),
+)
+
+
+async def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+    """Create the missing topics; returns the names created. Existing topics are left as
+    they are (their partition counts are the operator's choice)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
+        **settings.kafka_client_options(),
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                settings.topic(spec.name),
+                num_partitions=spec.partitions or settings.topic_partitions,
+                replication_factor=settings.kafka_replication or 1,
+                topic_configs=spec.configs,
+            )
+            for spec in TOPICS
+            if settings.topic(spec.name) not in existing
+        ]
+        if wanted:
+            # another process may create them between list and create
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
