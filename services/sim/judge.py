@@ -1,0 +1,63 @@
+"""The simulated RelativeJudge: noisy, biased observers of the latent quality.
+
+Each judge scores every rubric axis as ``clip(q + bias + noise_sd * z, 0, 1)`` with its own
+standard normal draw per axis, keyed by (seed, trajectory, judge); the overall score is the
+rubric's weighted sum, the quality the mean over judges, the confidence their agreement.
+The simulated judge has no peer effects: a trajectory scores the same in any group.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from schemas.events import RewardObserved
+from schemas.records import JudgeScore
+from services.policy.rubric import RUBRIC_WEIGHTS, judge_confidence, overall_score
+from services.sim.rng import stream
+from services.sim.spec import JudgeSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """The judges' view of one trajectory, shaped like ``RewardObserved``."""
+
+    trajectory_id: str
+    quality: float
+    confidence: float
+    scores: tuple[JudgeScore, ...]
+
+    def to_event(
+        self, *, task_id: str | None = None, group_id: str | None = None, tenant: str = "default"
+    ) -> RewardObserved:
+        return RewardObserved(
+            trajectory_id=self.trajectory_id,
+            task_id=task_id,
+            quality=self.quality,
+            confidence=self.confidence,
+            judges=list(self.scores),
+            group_id=group_id,
+            tenant=tenant,
+        )
+
+
+@dataclass(frozen=True)
+class SimulatedJudge:
+    judges: Sequence[JudgeSpec]
+    seed: int
+
+    def score(self, trajectory_id: str, true_quality: float) -> Judgement:
+        scores = tuple(self._observe(j, trajectory_id, true_quality) for j in self.judges)
+        overall = [s.overall for s in scores]
+        quality = sum(overall) / len(overall)
+        return Judgement(trajectory_id, quality, judge_confidence(overall), scores)
+
+    def score_group(self, group: Iterable[tuple[str, float]]) -> list[Judgement]:
+        """Score (trajectory_id, true quality) pairs side by side."""
+        return [self.score(trajectory_id, quality) for trajectory_id, quality in group]
+
+    def _observe(self, judge: JudgeSpec, trajectory_id: str, quality: float) -> JudgeScore:
+        rng = stream(self.seed, "judge", trajectory_id, judge.name)
+        axes = {
+            axis: min(1.0, max(0.0, quality + judge.bias + judge.noise_sd * rng.gauss()))
+            for axis in RUBRIC_WEIGHTS
+        }
+        return JudgeScore(judge=judge.name, axes=axes, overall=overall_score(axes))
