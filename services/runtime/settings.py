@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     )
     tenant: str = Field(default="default", description="Tenant of the events this process emits.")
 
+    graceful_timeout_s: float = Field(
+        default=30.0,
+        ge=0.0,
+        le=3600.0,
+        description="On SIGTERM, how long in-flight work may take to finish before exit.",
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of the service's JSON logs."
+    )
+
     # --- service endpoints ---------------------------------------------------------------
     http_host: str = Field(default="127.0.0.1", description="Address of /metrics and health.")
     http_port: int = Field(
@@ -61,6 +72,71 @@ class Settings(BaseSettings):
         description="Scenario (shipped name or YAML file) of the simulated backend and judge.",
     )
     seed: int = Field(default=0, description="Seed of the simulated world and judge.")
+
+    # --- router -------------------------------------------------------------------------
+    router_group: str = Field(default="agensbus-router", description="Consumer group of routers.")
+    tenants: str = Field(
+        default="default",
+        description="Comma-separated tenants this deployment serves; events naming another "
+        "tenant go to the dead-letter topic.",
+    )
+    selection_mode: Literal["paper", "fixed"] = Field(
+        default="paper",
+        description="Router selection: paper (learned, the paper's UCB rule) or fixed (the "
+        "fixed pipeline, never adapts). A policy snapshot's own selection config wins.",
+    )
+    allow_skip: bool = Field(default=True, description="Offer skip:X actions.")
+    max_steps: int = Field(default=24, ge=1, le=1000, description="Step budget per trajectory.")
+    max_tokens: int = Field(default=60_000, ge=1, description="Token budget per trajectory.")
+    dedupe_window: int = Field(
+        default=200_000,
+        ge=1_000,
+        description="How many recent (trajectory, step) or trajectory ids a consumer "
+        "remembers to drop duplicates.",
+    )
+
+    # --- worker and judge ------------------------------------------------------------------
+    worker_group: str = Field(default="agensbus-worker", description="Consumer group of workers.")
+    judge_group: str = Field(default="agensbus-judge", description="Consumer group of judges.")
+    worker_concurrency: int = Field(
+        default=16, ge=1, le=4096, description="Decisions a worker executes at once."
+    )
+    worker_backend: Literal["simulated"] = Field(
+        default="simulated", description="How cells are executed (simulated: the scenario)."
+    )
+    sim_time_scale: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=10.0,
+        description="Simulated backend: sleep latency x this (0: no sleeping).",
+    )
+    judge_group_size: int = Field(
+        default=4, ge=1, le=64, description="Trajectories the judge scores side by side."
+    )
+    judge_window_ms: int = Field(
+        default=500,
+        ge=0,
+        le=600_000,
+        description="How long the judge waits to fill a group before scoring what it has.",
+    )
+
+    # --- learner ---------------------------------------------------------------------------
+    learner_group: str = Field(default="agensbus-learner", description="Consumer group.")
+    snapshot_every: int = Field(
+        default=25, ge=1, description="Publish a snapshot after this many backed-up trajectories."
+    )
+    snapshot_interval_s: float = Field(
+        default=5.0, gt=0.0, description="...or after this many seconds with new backups."
+    )
+    reward_ttl_s: float = Field(
+        default=900.0,
+        gt=0.0,
+        description="A trajectory or reward waiting longer than this for its partner expires.",
+    )
+
+    @property
+    def tenant_list(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.tenants.split(",") if t.strip())
 
     @field_validator("topic_prefix")
     @classmethod

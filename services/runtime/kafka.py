@@ -1,0 +1,60 @@
+"""Kafka clients built from settings: FastStream brokers for services, plain aiokafka
+clients for tools (admin, tail, snapshot replay). Security options reach every client."""
+
+import logging
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+
+from services.runtime.settings import Settings
+
+
+class KafkaNotConfigured(RuntimeError):
+    """No bootstrap address: the caller must start an embedded broker or pass one."""
+
+
+def bootstrap_of(settings: Settings) -> str:
+    if not settings.kafka_bootstrap:
+        raise KafkaNotConfigured(
+            "no Kafka bootstrap: set AGENSBUS_KAFKA_BOOTSTRAP or --kafka-bootstrap "
+            "(agensbus up and agensbus demo start an embedded broker when it is unset)"
+        )
+    return settings.kafka_bootstrap
+
+
+def faststream_security(settings: Settings) -> BaseSecurity | None:
+    options = settings.kafka_client_options()
+    protocol = settings.kafka_security_protocol
+    ssl_context = options.get("ssl_context")
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=ssl_context, use_ssl=True)
+    kind = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}[
+        settings.kafka_sasl_mechanism
+    ]
+    return kind(
+        username=options["sasl_plain_username"] or "",
+        password=options["sasl_plain_password"] or "",
+        ssl_context=ssl_context,
+        use_ssl=protocol == "SASL_SSL",
+    )
+
+
+def make_broker(settings: Settings, client_id: str, **extra: Any) -> KafkaBroker:
+    """A FastStream broker for one service; acks from the leader are enough because
+    delivery is at-least-once and every consumer deduplicates."""
+    return KafkaBroker(
+        bootstrap_of(settings),
+        client_id=client_id,
+        security=faststream_security(settings),
+        logger=logging.getLogger(f"agensbus.{client_id}.kafka"),
+        graceful_timeout=settings.graceful_timeout_s,
+        **extra,
+    )
+
+
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments shared by aiokafka producer, consumer and admin clients."""
+    return {"bootstrap_servers": bootstrap_of(settings), **settings.kafka_client_options()}

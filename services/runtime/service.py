@@ -1,0 +1,124 @@
+"""The shell every service runs in: Kafka broker, topics, HTTP endpoint, dead letters,
+logging and graceful shutdown. A service module supplies its subscribers and readiness."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
+
+from aiokafka.structs import ConsumerRecord
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from prometheus_client import CollectorRegistry, Counter, Info
+
+from services.runtime.codec import Rejected, dead_letter, encode
+from services.runtime.http import HttpEndpoint
+from services.runtime.kafka import make_broker
+from services.runtime.logs import configure_logging
+from services.runtime.settings import Settings
+from services.runtime.topics import ensure_topics
+
+Check = Callable[[], tuple[bool, str]]
+
+
+class Service:
+    """One agensbus process. Build it, register subscribers on ``broker``, then ``run()``."""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        self.log = logging.getLogger(f"agensbus.{name}")
+        self.registry = CollectorRegistry()
+        self.broker: KafkaBroker = make_broker(settings, client_id=f"agensbus-{name}")
+        self.dead_letters_total = Counter(
+            f"agensbus_{name}_dead_letters_total",
+            "Inputs sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        Info(
+            f"agensbus_{name}_build", "Version of the running agensbus.", registry=self.registry
+        ).info({"version": version("agensbus"), "service": name})
+        self._checks: dict[str, Check] = {}
+        self._started = False
+        self._startup: list[Callable[[], Awaitable[None]]] = []
+        self._shutdown: list[Callable[[], Awaitable[None]]] = []
+        self.http = HttpEndpoint(
+            self.registry, self._ready, host=settings.http_host, port=settings.http_port
+        )
+
+    def topic(self, name: str) -> str:
+        return self.settings.topic(name)
+
+    def add_check(self, name: str, check: Check) -> None:
+        """A readiness condition shown on /readyz; the service is ready when all hold."""
+        self._checks[name] = check
+
+    def on_startup(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Runs after topics exist and before subscribers start (e.g. restore state)."""
+        self._startup.append(hook)
+
+    def on_shutdown(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Runs after subscribers stopped, before the broker closes (e.g. final flush)."""
+        self._shutdown.append(hook)
+
+    def _ready(self) -> tuple[bool, dict[str, object]]:
+        results = {
+            "started": (self._started, "subscribers running" if self._started else "starting")
+        }
+        results.update({name: check() for name, check in self._checks.items()})
+        ready = all(ok for ok, _ in results.values())
+        return ready, {"checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in results.items()}}
+
+    async def dead_letter(self, record: ConsumerRecord, rejected: Rejected) -> None:
+        """Keep the original bytes with the reason; the consumer goes on."""
+        letter = dead_letter(
+            service=self.name,
+            tenant=self.settings.tenant,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            rejected=rejected,
+        )
+        await self.broker.publish(encode(letter), self.topic("dlq"), key=record.key)
+        self.dead_letters_total.labels(reason=rejected.error_type).inc()
+        self.log.warning(
+            "dead letter",
+            extra={"topic": record.topic, "offset": record.offset, "reason": rejected.reason},
+        )
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop fetching, let in-flight work finish
+        (bounded by graceful_timeout_s), flush and exit."""
+        configure_logging(self.name, self.settings.log_level)
+        created = await ensure_topics(self.settings)
+        if created:
+            self.log.info("created topics", extra={"topics": created})
+        await self.http.start()
+        self.log.info("serving", extra={"metrics": f"{self.http.url}/metrics"})
+
+        async def started() -> None:
+            self._started = True
+
+        async def stopping() -> None:
+            self._started = False
+            for hook in self._shutdown:
+                await hook()
+
+        app = FastStream(
+            self.broker,
+            logger=self.log,
+            on_startup=list(self._startup),
+            after_startup=[started],
+            on_shutdown=[stopping],
+        )
+        try:
+            await app.run(log_level=logging.getLevelName(self.settings.log_level.upper()))
+        finally:
+            await self.http.stop()
+
+
+def run_service(service: Service) -> None:
+    asyncio.run(service.run())
