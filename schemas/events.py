@@ -192,6 +192,28 @@ class TopicOffset(Record):
     offset: int = Field(ge=0, description="the next offset to read")
 
 
+class LearnerCheckpoint(Record):
+    """What the learner holds between snapshots besides the graph: joins still waiting for
+    their partner, and the ids it already backed up (to drop duplicates)."""
+
+    waiting_trajectories: list[TrajectoryCompleted] = Field(
+        default_factory=list,
+        max_length=100_000,
+        description="completed trajectories whose reward has not arrived yet",
+    )
+    waiting_rewards: list[RewardObserved] = Field(
+        default_factory=list,
+        max_length=100_000,
+        description="rewards whose trajectory has not arrived yet",
+    )
+    recent_ids: list[Identifier] = Field(
+        default_factory=list,
+        max_length=1_000_000,
+        description="trajectory ids backed up most recently, oldest first (dedupe window)",
+    )
+    expired: int = Field(default=0, ge=0, description="joins dropped after the reward TTL so far")
+
+
 class PolicySnapshot(Event):
     """A versioned policy and the input offsets it reflects (the learner's checkpoint)."""
 
@@ -202,6 +224,10 @@ class PolicySnapshot(Event):
     policy: PolicyDocument
     input_offsets: list[TopicOffset] = Field(default_factory=list, max_length=4_096)
     backed_up: int = Field(default=0, ge=0, description="trajectories backed up so far")
+    checkpoint: LearnerCheckpoint = Field(
+        default_factory=LearnerCheckpoint,
+        description="the learner's join and dedupe state as of input_offsets",
+    )
 
 
 class DeadLetter(Event):
@@ -240,6 +266,7 @@ __all__ = [
     "DecisionReason",
     "Event",
     "FailureKind",
+    "LearnerCheckpoint",
     "PolicySnapshot",
     "RewardObserved",
     "RewardSource",

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     selection_mode: Literal["paper", "fixed"] = Field(
         default="paper",
         description="Router selection: paper (learned, the paper's UCB rule) or fixed (the "
-        "fixed pipeline, never adapts). A policy snapshot's own selection config wins.",
+        "fixed pipeline, never adapts).",
     )
     allow_skip: bool = Field(default=True, description="Offer skip:X actions.")
     max_steps: int = Field(default=24, ge=1, le=1000, description="Step budget per trajectory.")

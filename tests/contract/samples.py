@@ -11,6 +11,7 @@ from schemas.events import (
     Decision,
     DecisionReason,
     FailureKind,
+    LearnerCheckpoint,
     PolicySnapshot,
     RewardObserved,
     RewardSource,
@@ -201,7 +202,7 @@ def _scores() -> list[ActionScore]:
 def build_samples() -> dict[str, BaseModel]:
     """A fresh instance of every contract, by name, every field explicitly set."""
     state = _state()
-    return {
+    samples: dict[str, BaseModel] = {
         "TaskSubmitted": TaskSubmitted(
             **ENVELOPE,
             schema_version=1,
@@ -329,6 +330,21 @@ def build_samples() -> dict[str, BaseModel]:
         ),
         "PolicyDocument": _policy(),
     }
+    waiting_trajectory = samples["TrajectoryCompleted"]
+    waiting_reward = samples["RewardObserved"]
+    assert isinstance(waiting_trajectory, TrajectoryCompleted)
+    assert isinstance(waiting_reward, RewardObserved)
+    samples["PolicySnapshot"] = samples["PolicySnapshot"].model_copy(
+        update={
+            "checkpoint": LearnerCheckpoint(
+                waiting_trajectories=[waiting_trajectory],
+                waiting_rewards=[waiting_reward.model_copy(update={"trajectory_id": "other-7"})],
+                recent_ids=["incident-0040", "incident-0041"],
+                expired=3,
+            )
+        }
+    )
+    return samples
 
 
 def sample_json(name: str) -> dict[str, Any]:
