@@ -41,6 +41,7 @@ class Service:
         ).info({"version": version("agensbus"), "service": name})
         self._checks: dict[str, Check] = {}
         self._started = False
+        self._app: FastStream | None = None
         self._startup: list[Callable[[], Awaitable[None]]] = []
         self._shutdown: list[Callable[[], Awaitable[None]]] = []
         self.http = HttpEndpoint(
