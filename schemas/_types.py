@@ -12,9 +12,14 @@ Name = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 ]
 
+#: A Kafka topic name (Kafka allows up to 249 of these characters).
+TopicName = Annotated[
+    str, StringConstraints(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._\-]+$")
+]
+
 #: Task, trajectory and event ids chosen by callers: printable, no whitespace.
 Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/\-]+$")
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/~\-]+$")
 ]
 
 #: ``<trajectory_id>:<step>`` (DESIGN.md §3.2); longer than an Identifier so that every
@@ -22,7 +27,7 @@ Identifier = Annotated[
 DecisionId = Annotated[
     str,
     StringConstraints(
-        min_length=3, max_length=128 + 5, pattern=r"^[A-Za-z0-9_.:@/\-]+:[0-9]{1,4}$"
+        min_length=3, max_length=128 + 5, pattern=r"^[A-Za-z0-9_.:@/~\-]+:[0-9]{1,4}$"
     ),
 ]
 

@@ -16,6 +16,7 @@ from schemas._types import (
     ShortText,
     SignatureText,
     Text,
+    TopicName,
     Unit,
 )
 from schemas.policy_file import PolicyDocument
@@ -187,7 +188,7 @@ class RewardObserved(Event):
 
 
 class TopicOffset(Record):
-    topic: Name
+    topic: TopicName
     partition: int = Field(ge=0)
     offset: int = Field(ge=0, description="the next offset to read")
 
@@ -237,7 +238,7 @@ class DeadLetter(Event):
     event_type: Literal["DeadLetter"] = "DeadLetter"
 
     service: Name
-    source_topic: Name
+    source_topic: TopicName
     partition: int | None = Field(default=None, ge=0)
     offset: int | None = Field(default=None, ge=0)
     key_b64: str | None = Field(default=None, max_length=4_096)

@@ -123,6 +123,7 @@ TYPE_NOTES: dict[str, str] = {
     "SignatureText": "the canonical text of a folded state (`services.policy.signature`)",
     "Text": "free text written by cells or supplied with a task",
     "ShortText": "short free text: constraints, rationales, reasons, metadata values",
+    "TopicName": "a Kafka topic name, prefix included (up to 249 characters)",
 }
 
 #: The meaning of every field that has no ``description`` in its model, as ``Model.field``

@@ -60,7 +60,7 @@ def dead_letter(
     return DeadLetter(
         tenant=tenant,
         service=service,
-        source_topic=topic[-64:],
+        source_topic=topic,
         partition=partition,
         offset=offset,
         key_b64=base64.b64encode(key).decode() if key is not None else None,

@@ -50,6 +50,8 @@ def make_broker(settings: Settings, client_id: str, **extra: Any) -> KafkaBroker
         client_id=client_id,
         security=faststream_security(settings),
         logger=logging.getLogger(f"agensbus.{client_id}.kafka"),
+        # "Received"/"Processed" per message is debugging detail, not an operator's log.
+        log_level=logging.DEBUG,
         graceful_timeout=settings.graceful_timeout_s,
         **extra,
     )

@@ -5,6 +5,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
+from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 from faststream import FastStream
@@ -27,12 +28,14 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 class Service:
     """One agensbus process. Build it, register subscribers on ``broker``, then ``run()``."""
 
-    def __init__(self, name: str, settings: Settings) -> None:
+    def __init__(self, name: str, settings: Settings, **broker_options: Any) -> None:
         self.name = name
         self.settings = settings
         self.log = logging.getLogger(f"agensbus.{name}")
         self.registry = CollectorRegistry()
-        self.broker: KafkaBroker = make_broker(settings, client_id=f"agensbus-{name}")
+        self.broker: KafkaBroker = make_broker(
+            settings, client_id=f"agensbus-{name}", **broker_options
+        )
         self.dead_letters_total = Counter(
             f"agensbus_{name}_dead_letters_total",
             "Inputs sent to the dead-letter topic, by reason.",
@@ -63,7 +66,8 @@ class Service:
         self._startup.append(hook)
 
     def on_shutdown(self, hook: Callable[[], Awaitable[None]]) -> None:
-        """Runs after subscribers stopped, before the broker closes (e.g. final flush)."""
+        """Runs on SIGTERM before the broker stops: subscribers and their consumers are still
+        alive, so a hook can pause fetching, drain in-flight work, commit and flush."""
         self._shutdown.append(hook)
 
     def _ready(self) -> tuple[bool, dict[str, object]]:

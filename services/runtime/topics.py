@@ -16,6 +16,9 @@ class TopicSpec:
     partitions: int | None = None  # None: the settings' topic_partitions
 
 
+#: The largest policy snapshot the policy topic takes (the learner compresses them).
+POLICY_MAX_BYTES = 64 * 1024 * 1024
+
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("tasks"),
     TopicSpec("decisions"),
@@ -25,7 +28,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     # Compacted: the newest snapshot per tenant key survives; every router replays it.
     TopicSpec(
         "policy",
-        {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"},
+        {
+            "cleanup.policy": "compact",
+            "min.cleanable.dirty.ratio": "0.1",
+            "segment.ms": "600000",
+            "max.message.bytes": str(POLICY_MAX_BYTES),
+        },
         partitions=1,
     ),
     TopicSpec("dlq", {"retention.ms": str(14 * 24 * 3600 * 1000)}),

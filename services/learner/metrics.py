@@ -1,0 +1,89 @@
+"""The learner's Prometheus metrics."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.learner.core import Applied, LearnerCore, Verdict
+
+# Paper-mode rewards lie in [-0.45 - 0.15*retries, 1]; the upper buckets resolve quality.
+REWARD_BUCKETS = (-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+SNAPSHOT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+KINDS = ("trajectory", "reward")
+
+
+class LearnerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"agensbus_learner_{name}", doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(f"agensbus_learner_{name}", doc, labels, registry=registry)
+
+        self.consumed = {
+            "trajectory": counter(
+                "trajectories_consumed_total", "Records read from the trajectories topic."
+            ),
+            "reward": counter("rewards_consumed_total", "Records read from the rewards topic."),
+        }
+        self.backups = counter("backups_total", "Trajectories backed up into the policy graph.")
+        self.duplicates = counter(
+            "duplicates_total",
+            "Trajectories or rewards ignored because they were already backed up or waiting.",
+            ("kind",),
+        )
+        self.foreign = counter(
+            "foreign_events_total", "Events of another served tenant, left to its learner."
+        )
+        self.expired = counter(
+            "joins_expired_total", "Trajectories or rewards dropped after waiting past the TTL."
+        )
+        self.reward = Histogram(
+            "agensbus_learner_reward",
+            "Hybrid reward of each backed-up trajectory.",
+            ("task_class", "regime"),
+            buckets=REWARD_BUCKETS,
+            registry=registry,
+        )
+        self.snapshots = counter("snapshots_published_total", "Policy snapshots delivered.")
+        self.snapshot_failures = counter(
+            "snapshot_failures_total", "Policy snapshots that could not be delivered."
+        )
+        self.snapshot_bytes = gauge("snapshot_bytes", "Size of the newest snapshot.")
+        self.snapshot_seconds = Histogram(
+            "agensbus_learner_snapshot_seconds",
+            "Time to build and deliver a snapshot.",
+            buckets=SNAPSHOT_BUCKETS,
+            registry=registry,
+        )
+        self.policy_version = gauge("policy_version", "Version of the newest snapshot.")
+        self.nodes = gauge("policy_nodes", "Signatures in the policy graph.")
+        self.edges = gauge("policy_edges", "Visited (signature, action) edges in the graph.")
+        self.waiting = gauge("waiting_joins", "Inputs waiting for their partner.", ("kind",))
+        self._expired_seen = 0
+
+    def applied(self, kind: str, applied: Applied) -> None:
+        if applied.verdict is Verdict.DUPLICATE:
+            self.duplicates.labels(kind=kind).inc()
+        elif applied.verdict is Verdict.FOREIGN:
+            self.foreign.inc()
+        elif applied.backup is not None:
+            self.backups.inc()
+            self.reward.labels(
+                task_class=applied.backup.task_class or "none",
+                regime=applied.backup.regime.value,
+            ).observe(applied.backup.reward)
+
+    def restored(self, core: LearnerCore, version: int) -> None:
+        """Start from a restored core: expiries before the restart were counted then."""
+        self._expired_seen = core.expired
+        self.policy_version.set(version)
+        self.state(core, graph=True)
+
+    def state(self, core: LearnerCore, *, graph: bool = False) -> None:
+        """Follow the core's counters and sizes; the graph's are costlier, so on request."""
+        self.expired.inc(core.expired - self._expired_seen)
+        self._expired_seen = core.expired
+        for kind, count in zip(KINDS, core.waiting, strict=True):
+            self.waiting.labels(kind=kind).set(count)
+        if graph:
+            self.nodes.set(core.graph.node_count)
+            self.edges.set(core.graph.edge_count)

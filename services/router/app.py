@@ -1,0 +1,276 @@
+"""The router service: tasks and outcomes in, decisions and completed trajectories out.
+
+Handlers stay thin: decode, call :class:`RouterCore`, publish. Publishes of a batch go out
+without waiting for each acknowledgement and are gathered at the end; the batch's offsets
+are committed only after all of them are confirmed (at-least-once, DESIGN.md §3.2). A second
+subscriber, with no consumer group, replays the compacted policy topic from the beginning on
+every replica and hot-swaps to newer snapshots.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.structs import RecordMetadata
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from schemas.events import (
+    Decision,
+    PolicySnapshot,
+    StepOutcome,
+    TaskSubmitted,
+)
+from schemas.records import Budget
+from services.router.core import (
+    Duplicate,
+    RouterCore,
+    RouterEvent,
+    SnapshotResult,
+    SnapshotVerdict,
+)
+from services.router.metrics import RouterMetrics
+from services.router.readiness import PolicyCatchUp
+from services.runtime.codec import Rejected, decode, encode
+from services.runtime.kafka import aiokafka_options
+from services.runtime.service import Service
+from services.runtime.settings import Settings
+from services.sim import load_scenario, policy_setup
+
+#: Records per batch: enough to amortise a commit, few enough to keep a batch in milliseconds.
+BATCH_MAX_RECORDS = 500
+#: How long an idle poll waits for records; it bounds the latency a quiet router adds.
+BATCH_TIMEOUT_MS = 50
+
+Records = Sequence["ConsumerRecord[bytes, bytes]"]
+E = TypeVar("E")
+R = TypeVar("R")
+
+
+def build(settings: Settings) -> Service:
+    service = Service("router", settings)
+    scenario = load_scenario(settings.scenario)
+    core = RouterCore(
+        policy_setup(scenario, settings.selection_mode, allow_skip=settings.allow_skip),
+        settings.tenant_list,
+        budget=Budget(max_steps=settings.max_steps, max_tokens=settings.max_tokens),
+        dedupe_window=settings.dedupe_window,
+    )
+    Router(service, core).register()
+    return service
+
+
+class Router:
+    def __init__(self, service: Service, core: RouterCore) -> None:
+        self.service = service
+        self.core = core
+        self.log = service.log
+        self.metrics = RouterMetrics(service.registry, core.tenants)
+        self.catch_up = PolicyCatchUp()
+        self.tasks_topic = service.topic(TaskSubmitted.TOPIC)
+        self.outcomes_topic = service.topic(StepOutcome.TOPIC)
+        self.policy_topic = service.topic(PolicySnapshot.TOPIC)
+
+    def register(self) -> None:
+        broker = self.service.broker
+
+        @broker.subscriber(
+            self.tasks_topic,
+            self.outcomes_topic,
+            group_id=self.service.settings.router_group,
+            auto_offset_reset="earliest",
+            # commit after a batch went through; on an error rewind and route it again
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            batch=True,
+            max_records=BATCH_MAX_RECORDS,
+            batch_timeout_ms=BATCH_TIMEOUT_MS,
+        )
+        async def route(msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            await self.route_batch(raw if isinstance(raw, tuple) else (raw,))
+
+        # No group: every replica reads every snapshot, so there is nothing to commit.
+        @broker.subscriber(
+            self.policy_topic, auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL
+        )
+        async def follow(msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            for record in raw if isinstance(raw, tuple) else (raw,):
+                self.follow_policy(record)
+
+        self.service.on_startup(self.measure_policy_topic)
+        self.service.add_check("policy", lambda: self.catch_up.check(self.core))
+
+    # --- tasks and outcomes --------------------------------------------------------------
+
+    async def route_batch(self, records: Records) -> None:
+        received = time.perf_counter()
+        sent: list[asyncio.Future[RecordMetadata]] = []
+        events: list[RouterEvent] = []
+        absorbed: list[tuple[str, int]] = []
+        started = 0
+        try:
+            for record in records:
+                if record.topic == self.tasks_topic:
+                    routed = await self._task(record)
+                    started += len({e.trajectory_id for e in routed})
+                else:
+                    routed = await self._outcome(record, absorbed)
+                if not routed:
+                    continue
+                sent += [await self._publish(event) for event in routed]
+                self.metrics.decision_latency.observe(time.perf_counter() - received)
+                events += routed
+            await asyncio.gather(*sent)
+        except BaseException:
+            # Nothing of this batch is committed and it will be routed again: its outcomes
+            # must then be absorbed, not dropped as duplicates of themselves.
+            for trajectory_id, step in absorbed:
+                self.core.forget(trajectory_id, step)
+            raise
+        self.metrics.started.inc(started)
+        self.metrics.count(events)
+        self._log_events(events)
+
+    async def _task(self, record: "ConsumerRecord[bytes, bytes]") -> list[RouterEvent]:
+        task = decode(record.value, TaskSubmitted)
+        routed = (
+            task if isinstance(task, Rejected) else self._guard(record, self.core.on_task, task)
+        )
+        if isinstance(routed, Rejected):
+            await self.service.dead_letter(record, routed)
+            return []
+        return routed
+
+    async def _outcome(
+        self, record: "ConsumerRecord[bytes, bytes]", absorbed: list[tuple[str, int]]
+    ) -> list[RouterEvent]:
+        outcome = decode(record.value, StepOutcome)
+        if isinstance(outcome, Rejected):
+            await self.service.dead_letter(record, outcome)
+            return []
+        routed = self._guard(record, self.core.on_outcome, outcome)
+        if isinstance(routed, Rejected):
+            await self.service.dead_letter(record, routed)
+            return []
+        if isinstance(routed, Duplicate):
+            self.metrics.duplicates.inc()
+            self.log.debug(
+                "duplicate outcome dropped",
+                extra={"trajectory_id": routed.trajectory_id, "step": routed.step},
+            )
+            return []
+        absorbed.append((outcome.trajectory_id, outcome.step))
+        return routed
+
+    def _guard(
+        self, record: "ConsumerRecord[bytes, bytes]", route: Callable[[E], R], event: E
+    ) -> R | Rejected:
+        """``route(event)``, or the reason it raised. The core is deterministic, so an input
+        it fails on would fail again on every retry: it is dead-lettered rather than left to
+        stall its partition (publish failures, worth retrying, happen outside this)."""
+        try:
+            return route(event)
+        except Exception as error:
+            self.log.exception(
+                "routing failed", extra={"topic": record.topic, "offset": record.offset}
+            )
+            return Rejected("internal_error", f"{type(error).__name__}: {error}")
+
+    async def _publish(self, event: RouterEvent) -> "asyncio.Future[RecordMetadata]":
+        return await self.service.broker.publish(
+            encode(event),
+            self.service.topic(event.TOPIC),
+            key=event.trajectory_id.encode(),
+            no_confirm=True,
+        )
+
+    def _log_events(self, events: list[RouterEvent]) -> None:
+        if not self.log.isEnabledFor(logging.DEBUG):
+            return
+        for event in events:
+            if isinstance(event, Decision):
+                self.log.debug(
+                    "decision",
+                    extra={
+                        "decision_id": event.decision_id,
+                        "action": event.action,
+                        "reason": event.reason.value,
+                        "propensity": event.propensity,
+                        "policy_version": event.policy_version,
+                        "exploration_c": event.exploration_c,
+                        "signature": event.signature,
+                        "scores": [s.model_dump() for s in event.scores],
+                    },
+                )
+            else:
+                self.log.debug(
+                    "trajectory completed",
+                    extra={
+                        "trajectory_id": event.trajectory_id,
+                        "termination": event.termination.value,
+                        "steps": event.steps,
+                        "tokens": event.tokens,
+                    },
+                )
+
+    # --- the policy ------------------------------------------------------------------------
+
+    async def measure_policy_topic(self) -> None:
+        """Note where the policy topic ends before following it: readiness waits for that."""
+        # Naming the topic makes start() wait for its metadata, which partitions_for_topic
+        # reads; without a group this consumer commits nothing and is gone in a moment.
+        consumer = AIOKafkaConsumer(self.policy_topic, **aiokafka_options(self.service.settings))
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(self.policy_topic, p)
+                for p in sorted(consumer.partitions_for_topic(self.policy_topic) or ())
+            ]
+            beginnings = await consumer.beginning_offsets(partitions)
+            ends = await consumer.end_offsets(partitions)
+        finally:
+            await consumer.stop()
+        self.catch_up.expect(
+            {tp.partition: offset for tp, offset in beginnings.items()},
+            {tp.partition: offset for tp, offset in ends.items()},
+        )
+        self.log.info(
+            "following the policy topic",
+            extra={"topic": self.policy_topic, "to_replay": self.catch_up.remaining()},
+        )
+
+    def follow_policy(self, record: "ConsumerRecord[bytes, bytes]") -> None:
+        # Every replica replays every snapshot at every start, so a bad one is logged and
+        # counted here rather than dead-lettered once per replica and restart.
+        self.catch_up.read(record.partition, record.offset)
+        snapshot = decode(record.value, PolicySnapshot)
+        if isinstance(snapshot, Rejected):
+            self._refused(snapshot.error_type, snapshot.reason, offset=record.offset)
+            return
+        result = self.core.on_snapshot(snapshot)
+        if result.adopted:
+            self.metrics.policy_version.labels(tenant=result.tenant).set(result.version)
+            self.log.info(
+                "policy adopted",
+                extra={"tenant": result.tenant, "version": result.version, "detail": result.detail},
+            )
+        elif result.verdict in (SnapshotVerdict.FOLD_MISMATCH, SnapshotVerdict.INVALID):
+            self._refused(result.verdict.value, result.detail, offset=record.offset, result=result)
+        else:
+            self.log.debug(
+                "policy snapshot ignored",
+                extra={"tenant": result.tenant, "version": result.version, "detail": result.detail},
+            )
+
+    def _refused(
+        self, reason: str, detail: str, *, offset: int, result: SnapshotResult | None = None
+    ) -> None:
+        self.metrics.policy_refused.labels(reason=reason).inc()
+        extra: dict[str, object] = {"offset": offset, "reason": reason, "detail": detail}
+        if result is not None:
+            extra |= {"tenant": result.tenant, "version": result.version}
+        self.log.error("policy snapshot refused", extra=extra)

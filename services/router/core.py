@@ -1,0 +1,336 @@
+"""The router's pure logic: a task or an outcome in, the events it causes out. No I/O.
+
+Between steps the router keeps nothing per trajectory: the state rides in the Decision and
+comes back in the StepOutcome (DESIGN.md §3.1), so any replica can advance any trajectory.
+What a RouterCore holds is the policy of each tenant it serves and a bounded memory of the
+(trajectory, step) outcomes it absorbed, so that a redelivered outcome cannot fork a
+trajectory (§3.2).
+"""
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+from schemas.events import (
+    ActionKind,
+    Decision,
+    PolicySnapshot,
+    StepOutcome,
+    TaskSubmitted,
+    Termination,
+    TrajectoryCompleted,
+)
+from schemas.records import ActionScore, Budget, StepStatus, TrajectoryState
+from services.policy import (
+    PolicyGraph,
+    PolicySetup,
+    Step,
+    StepResult,
+    absorb,
+    advance,
+    parse_action,
+    start_state,
+)
+from services.policy.selection import CandidateScore
+from services.runtime.codec import Rejected
+
+RouterEvent = Decision | TrajectoryCompleted
+
+
+def trajectory_ids(task_id: str, rollouts: int) -> list[str]:
+    """The task id itself for a single rollout, else ``<task_id>~<r>`` for each rollout."""
+    if rollouts == 1:
+        return [task_id]
+    return [f"{task_id}~{r}" for r in range(rollouts)]
+
+
+def decision_id(trajectory_id: str, step: int) -> str:
+    return f"{trajectory_id}:{step}"
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """An outcome for a (trajectory, step) already absorbed: dropped, nothing published."""
+
+    trajectory_id: str
+    step: int
+
+
+class SnapshotVerdict(StrEnum):
+    ADOPTED = "adopted"
+    STALE = "stale"
+    NOT_SERVED = "not_served"
+    FOLD_MISMATCH = "fold_mismatch"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotResult:
+    verdict: SnapshotVerdict
+    tenant: str
+    version: int
+    detail: str
+
+    @property
+    def adopted(self) -> bool:
+        return self.verdict is SnapshotVerdict.ADOPTED
+
+
+class RecentSteps:
+    """A bounded set of (trajectory_id, step) that forgets the oldest entry first."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._keys: OrderedDict[tuple[str, int], None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: tuple[str, int]) -> bool:
+        return key in self._keys
+
+    def add(self, key: tuple[str, int]) -> None:
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        if len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+
+    def discard(self, key: tuple[str, int]) -> None:
+        self._keys.pop(key, None)
+
+
+def action_score(candidate: CandidateScore) -> ActionScore:
+    """The wire form of a selector score: JSON has no infinity, so +inf travels as null."""
+    return ActionScore(
+        action=candidate.action,
+        score=_finite(candidate.score),
+        mean=candidate.mean,
+        bonus=_finite(candidate.bonus),
+        penalty=candidate.penalty,
+        visits=candidate.visits,
+        failures=candidate.failures,
+    )
+
+
+def _finite(value: float) -> float | None:
+    return None if value == math.inf else value
+
+
+def step_result(outcome: StepOutcome) -> StepResult:
+    return StepResult(
+        succeeded=outcome.status is StepStatus.SUCCEEDED,
+        delta=outcome.delta,
+        tokens=outcome.tokens_in + outcome.tokens_out,
+        retries=outcome.retries,
+        done=outcome.done,
+    )
+
+
+class RouterCore:
+    """The policy per served tenant and the outcome dedupe window; everything else travels
+    in the events."""
+
+    def __init__(
+        self,
+        setup: PolicySetup,
+        tenants: Sequence[str],
+        *,
+        budget: Budget | None = None,
+        dedupe_window: int = 200_000,
+    ) -> None:
+        if not tenants:
+            raise ValueError("a router must serve at least one tenant")
+        self.setup = setup
+        self.budget = budget or Budget()
+        self._graphs: dict[str, PolicyGraph] = {t: PolicyGraph() for t in tenants}
+        self._versions: dict[str, int | None] = dict.fromkeys(tenants)
+        self._absorbed = RecentSteps(dedupe_window)
+
+    @property
+    def tenants(self) -> tuple[str, ...]:
+        return tuple(self._graphs)
+
+    def adopted_version(self, tenant: str) -> int | None:
+        """The snapshot version in use for ``tenant``; None while cold (no snapshot yet)."""
+        return self._versions[tenant]
+
+    def policy_version(self, tenant: str) -> int:
+        """The version decisions carry: 0 for the empty policy of a cold start."""
+        return self._versions[tenant] or 0
+
+    # --- inputs --------------------------------------------------------------------------
+
+    def on_task(self, task: TaskSubmitted) -> list[RouterEvent] | Rejected:
+        """Start the task's trajectories and take each to its first invoke or its end."""
+        if task.tenant not in self._graphs:
+            return _unknown_tenant(task.tenant)
+        try:
+            states = [
+                start_state(
+                    task_id=task.task_id,
+                    trajectory_id=trajectory_id,
+                    goal=task.goal,
+                    features=task.features,
+                    setup=self.setup,
+                    task_class=task.task_class,
+                    constraints=task.constraints,
+                    budget=task.budget or self.budget,
+                    keys={"tenant": task.tenant},
+                )
+                for trajectory_id in trajectory_ids(task.task_id, task.rollouts)
+            ]
+        except ValidationError as error:
+            return Rejected("invalid_task", f"task {task.task_id}: {_first_error(error)}")
+        return [event for state in states for event in self._advance(state, task.tenant)]
+
+    def on_outcome(self, outcome: StepOutcome) -> list[RouterEvent] | Duplicate | Rejected:
+        """Absorb an executed step and advance its trajectory to the next invoke or its end."""
+        if outcome.tenant not in self._graphs:
+            return _unknown_tenant(outcome.tenant)
+        key = (outcome.trajectory_id, outcome.step)
+        if key in self._absorbed:
+            return Duplicate(outcome.trajectory_id, outcome.step)
+        rejected = self._check(outcome)
+        if rejected is not None:
+            return rejected
+        try:
+            state = absorb(outcome.state, step_result(outcome), self.setup)
+            events = self._advance(state, outcome.tenant)
+        except (KeyError, ValueError) as error:
+            # The state came off the wire; one that does not fit this router's pool (a plan
+            # naming a cell it does not know, say) is bad input, not a router failure.
+            return Rejected("invalid_state", f"trajectory {outcome.trajectory_id}: {error}")
+        self._absorbed.add(key)
+        return events
+
+    def forget(self, trajectory_id: str, step: int) -> None:
+        """Undo the dedupe entry of an outcome whose events could not be published, so that
+        its redelivery is absorbed again instead of dropped."""
+        self._absorbed.discard((trajectory_id, step))
+
+    def on_snapshot(self, snapshot: PolicySnapshot) -> SnapshotResult:
+        """Hot-swap to ``snapshot`` when it is a newer policy of a served tenant that folds
+        states the way this router does."""
+        tenant, version = snapshot.tenant, snapshot.version
+
+        def result(verdict: SnapshotVerdict, detail: str) -> SnapshotResult:
+            return SnapshotResult(verdict, tenant, version, detail)
+
+        if tenant not in self._graphs:
+            return result(SnapshotVerdict.NOT_SERVED, f"tenant {tenant!r} is not served here")
+        current = self._versions[tenant]
+        if current is not None and version <= current:
+            return result(SnapshotVerdict.STALE, f"version {version} is not newer than {current}")
+        if snapshot.policy.fold != self.setup.fold:
+            return result(
+                SnapshotVerdict.FOLD_MISMATCH,
+                f"the snapshot folds states with {snapshot.policy.fold.model_dump()}, this "
+                f"router with {self.setup.fold.model_dump()}: its signatures would not match",
+            )
+        try:
+            graph = PolicyGraph.from_document(snapshot.policy)
+        except ValueError as error:
+            return result(SnapshotVerdict.INVALID, str(error))
+        self._graphs[tenant] = graph
+        self._versions[tenant] = version
+        return result(
+            SnapshotVerdict.ADOPTED, f"{graph.node_count} nodes, {snapshot.backed_up} backed up"
+        )
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _check(self, outcome: StepOutcome) -> Rejected | None:
+        is_skip, cell = parse_action(outcome.action)
+        if is_skip or not self.setup.pool.knows(outcome.action) or cell != outcome.cell:
+            return Rejected(
+                "unknown_action",
+                f"action {outcome.action!r} of cell {outcome.cell!r} is not an invoke of "
+                "this router's pool",
+            )
+        state = outcome.state
+        if state.trajectory_id != outcome.trajectory_id:
+            return Rejected(
+                "unknown_trajectory",
+                f"outcome for {outcome.trajectory_id} carries the state of {state.trajectory_id}",
+            )
+        pending = state.pending
+        if pending is None:
+            return Rejected(
+                "unknown_step",
+                f"trajectory {outcome.trajectory_id} waits on no step, the outcome is for "
+                f"step {outcome.step} ({outcome.action})",
+            )
+        if (pending.step, pending.action) != (outcome.step, outcome.action):
+            return Rejected(
+                "unknown_step",
+                f"trajectory {outcome.trajectory_id} waits on step {pending.step} "
+                f"({pending.action}), the outcome is for step {outcome.step} ({outcome.action})",
+            )
+        return None
+
+    def _advance(self, state: TrajectoryState, tenant: str) -> list[RouterEvent]:
+        version = self.policy_version(tenant)
+        steps, ended = advance(state, self._graphs[tenant], self.setup)
+        events: list[RouterEvent] = [self._decision(s, tenant, version) for s in steps]
+        if ended is not None:
+            final = steps[-1].state if steps else state
+            events.append(_completed(final, ended, tenant, version))
+        return events
+
+    def _decision(self, step: Step, tenant: str, version: int) -> Decision:
+        state, selection, variant = step.state, step.selection, step.variant
+        return Decision(
+            tenant=tenant,
+            decision_id=decision_id(state.trajectory_id, step.step),
+            trajectory_id=state.trajectory_id,
+            task_id=state.task_id,
+            step=step.step,
+            action=step.action,
+            action_kind=ActionKind.SKIP if variant is None else ActionKind.INVOKE,
+            cell=step.cell,
+            protocol=None if variant is None else variant.protocol,
+            model=None if variant is None else variant.model,
+            reason=selection.reason,
+            signature=step.signature,
+            scores=[action_score(c) for c in selection.scores],
+            propensity=selection.propensity,
+            policy_version=version,
+            exploration_c=selection.exploration_c,
+            state=state,
+        )
+
+
+def _completed(
+    state: TrajectoryState, ended: Termination, tenant: str, version: int
+) -> TrajectoryCompleted:
+    handoff = state.handoff
+    return TrajectoryCompleted(
+        tenant=tenant,
+        trajectory_id=state.trajectory_id,
+        task_id=state.task_id,
+        task_class=state.task_class,
+        regime=state.regime,
+        termination=ended,
+        steps=state.step,
+        tokens=state.tokens_used,
+        retries=state.retries,
+        answer=handoff.merged_answer or handoff.draft_answer,
+        policy_version=version,
+        state=state,
+    )
+
+
+def _unknown_tenant(tenant: str) -> Rejected:
+    return Rejected("unknown_tenant", f"tenant {tenant!r} is not served by this router")
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    return f"{where}: {first['msg']}"

@@ -1,0 +1,177 @@
+"""The agent-worker service, in either role: ``worker`` executes invoke decisions, ``judge``
+scores completed trajectories. Handlers stay thin: parse, call pure code, publish."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from aiokafka import ConsumerRecord
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from schemas.events import ActionKind, Decision, TrajectoryCompleted
+from services.runtime.codec import Rejected, encode
+from services.runtime.service import Service
+from services.runtime.settings import Settings
+from services.sim import Scenario, SimulatedJudge, World, load_scenario
+from services.worker import invoke
+from services.worker import judge as judging
+from services.worker.backend import Backend, Unexecutable, make_backend
+from services.worker.commits import Committer, Rebalance
+from services.worker.executor import Executor
+from services.worker.metrics import JudgeMetrics, WorkerMetrics
+
+Role = Literal["worker", "judge"]
+
+
+def build(settings: Settings, role: Role = "worker") -> Service:
+    scenario = load_scenario(settings.scenario)
+    match role:
+        case "worker":
+            return _worker(settings, scenario, make_backend(settings, scenario))
+        case "judge":
+            return _judge(settings, scenario)
+
+
+def _record(msg: KafkaMessage) -> ConsumerRecord[bytes, bytes]:
+    record = msg.raw_message
+    if isinstance(record, tuple):
+        raise TypeError("a batch reached a per-record handler")
+    return record
+
+
+def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service:
+    service = Service("worker", settings)
+    metrics = WorkerMetrics(service.registry)
+    # The subscriber is created below; the consumer exists only once it has started.
+    committer = Committer(lambda: subscriber.consumer, service.log)
+    executor = Executor(committer, settings.worker_concurrency, metrics.in_flight, service.log)
+    subscriber = service.broker.subscriber(
+        service.topic("decisions"),
+        group_id=settings.worker_group,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+        listener=Rebalance(committer, assigned=executor.throttle),
+    )
+
+    async def execute(record: ConsumerRecord[bytes, bytes], decision: Decision) -> None:
+        variant = scenario.pool.variant(decision.action)
+        try:
+            execution = await backend.execute(decision.state, variant)
+        except Unexecutable as error:
+            await service.dead_letter(record, error.rejected)
+            return
+        outcome = invoke.outcome_of(decision, execution)
+        await service.broker.publish(
+            encode(outcome), service.topic("outcomes"), key=decision.trajectory_id.encode()
+        )
+        metrics.executed(decision, execution)
+
+    @subscriber
+    async def on_decision(msg: KafkaMessage) -> None:
+        record = _record(msg)
+        if not executor.accepting:
+            return
+        decision = invoke.accept(record.value, scenario.pool, settings.tenant_list)
+        if isinstance(decision, Rejected):
+            await committer.tracked(record, lambda: service.dead_letter(record, decision))
+        elif decision.action_kind is ActionKind.SKIP:
+            # Nothing to run; the record still has to count as done for the commit.
+            committer.started(record)
+            committer.finished(record)
+        else:
+            executor.submit(record, lambda: execute(record, decision))
+
+    async def start() -> None:
+        committer.start()
+
+    async def stop() -> None:
+        await executor.drain(settings.graceful_timeout_s)
+
+    service.on_startup(start)
+    service.on_shutdown(stop)
+    return service
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    record: ConsumerRecord[bytes, bytes]
+    trajectory: TrajectoryCompleted
+
+
+def _judge(settings: Settings, scenario: Scenario) -> Service:
+    service = Service("judge", settings)
+    metrics = JudgeMetrics(service.registry)
+    world = World(scenario, settings.seed)
+    judge = SimulatedJudge(scenario.judges, settings.seed)
+    window_s = settings.judge_window_ms / 1000
+    grouper: judging.Grouper[_Held] = judging.Grouper(settings.judge_group_size, window_s)
+    committer = Committer(lambda: subscriber.consumer, service.log)
+    subscriber = service.broker.subscriber(
+        service.topic("trajectories"),
+        group_id=settings.judge_group,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+        listener=Rebalance(committer),
+    )
+    stopping = asyncio.Event()
+    flushing: list[asyncio.Task[None]] = []
+
+    async def publish(groups: list[judging.Group[_Held]]) -> None:
+        for group in groups:
+            rewards = judging.score_group([h.trajectory for h in group.members], world, judge)
+            sent = [
+                await service.broker.publish(
+                    encode(reward),
+                    service.topic("rewards"),
+                    key=reward.trajectory_id.encode(),
+                    no_confirm=True,
+                )
+                for reward in rewards
+            ]
+            await asyncio.gather(*sent)
+            for held in group.items:
+                committer.finished(held.record)
+            metrics.scored(rewards)
+
+    @subscriber
+    async def on_trajectory(msg: KafkaMessage) -> None:
+        record = _record(msg)
+        if stopping.is_set():
+            return
+        trajectory = judging.accept(record.value, scenario, settings.tenant_list)
+        if isinstance(trajectory, Rejected):
+            await committer.tracked(record, lambda: service.dead_letter(record, trajectory))
+            return
+        committer.started(record)
+        key, member = judging.group_key(trajectory), trajectory.trajectory_id
+        await publish(grouper.add(key, member, _Held(record, trajectory), time.monotonic()))
+
+    async def flush() -> None:
+        # Groups that do not fill up are scored when their window ends.
+        tick = max(0.01, min(0.1, window_s / 4))
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                await publish(grouper.due(time.monotonic()))
+            except Exception:
+                service.log.exception("publishing rewards failed; their records stay uncommitted")
+
+    async def start() -> None:
+        committer.start()
+        flushing.append(asyncio.create_task(flush()))
+
+    async def stop() -> None:
+        stopping.set()
+        for task in flushing:
+            task.cancel()
+        await asyncio.gather(*flushing, return_exceptions=True)
+        try:
+            await publish(grouper.drain())
+        finally:
+            await committer.stop()
+
+    service.on_startup(start)
+    service.on_shutdown(stop)
+    return service

@@ -1,0 +1,55 @@
+"""How a cell variant is executed. The worker sees only :class:`Backend`; the simulated
+backend follows the scenario, and a real OpenAI-compatible backend plugs in beside it."""
+
+import asyncio
+from typing import Protocol
+
+from schemas.records import TrajectoryState
+from services.policy import Variant
+from services.runtime.codec import Rejected
+from services.runtime.settings import Settings
+from services.sim import Execution, Scenario, World
+
+
+class Unexecutable(Exception):
+    """The decision cannot run on this backend at all (not a failed call: a bad input).
+    The worker dead-letters it."""
+
+    def __init__(self, error_type: str, reason: str) -> None:
+        super().__init__(reason)
+        self.rejected = Rejected(error_type, reason)
+
+
+class Backend(Protocol):
+    async def execute(self, state: TrajectoryState, variant: Variant) -> Execution:
+        """Run the pending invoke of ``state`` with ``variant``; provider failures come back
+        as a failed Execution, unusable input raises :class:`Unexecutable`."""
+        ...
+
+
+class SimulatedBackend:
+    """The scenario's world. It sleeps the simulated latency times ``time_scale`` so that
+    tests and demos can make calls take real time; 0 returns at once."""
+
+    def __init__(self, world: World, time_scale: float = 0.0) -> None:
+        self.world = world
+        self.time_scale = time_scale
+
+    async def execute(self, state: TrajectoryState, variant: Variant) -> Execution:
+        if state.task_class not in self.world.scenario.classes:
+            raise Unexecutable(
+                "unknown_task_class",
+                f"scenario {self.world.scenario.name} has no task class {state.task_class!r}",
+            )
+        execution = self.world.execute(state, variant)
+        if self.time_scale > 0:
+            await asyncio.sleep(execution.latency_s * self.time_scale)
+        return execution
+
+
+def make_backend(settings: Settings, scenario: Scenario) -> Backend:
+    """The backend named by ``settings.worker_backend``."""
+    # A match, so that mypy reports a backend added to the settings but not built here.
+    match settings.worker_backend:
+        case "simulated":
+            return SimulatedBackend(World(scenario, settings.seed), settings.sim_time_scale)

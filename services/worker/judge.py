@@ -1,0 +1,129 @@
+"""The judge role's pure logic: which trajectories are scored side by side, and their
+rewards.
+
+Rollouts of one task (trajectory id differs from the task id, DESIGN.md's ``task~r``) are
+grouped together; a task run once joins peers of its task class. A group is scored when it
+holds ``size`` trajectories or ``window_s`` after its first one arrived, whichever is first.
+"""
+
+import hashlib
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from schemas.events import RewardObserved, TrajectoryCompleted
+from services.runtime.codec import Rejected, decode
+from services.sim import Scenario, SimulatedJudge, World
+from services.worker.ids import derived_id
+
+T = TypeVar("T")
+
+
+def accept(
+    raw: bytes | None, scenario: Scenario, tenants: Collection[str]
+) -> TrajectoryCompleted | Rejected:
+    """The completed trajectory in ``raw``, or why the judge cannot score it."""
+    trajectory = decode(raw, TrajectoryCompleted)
+    if isinstance(trajectory, Rejected):
+        return trajectory
+    if trajectory.tenant not in tenants:
+        return Rejected("unknown_tenant", f"tenant {trajectory.tenant!r} is not served here")
+    state = trajectory.state
+    if state.trajectory_id != trajectory.trajectory_id:
+        return Rejected(
+            "unknown_trajectory",
+            f"trajectory {trajectory.trajectory_id} carries the state of {state.trajectory_id}",
+        )
+    if state.task_class not in scenario.classes:
+        return Rejected(
+            "unknown_task_class",
+            f"scenario {scenario.name} has no task class {state.task_class!r}",
+        )
+    return trajectory
+
+
+def group_key(trajectory: TrajectoryCompleted) -> str:
+    """Rollouts of a task share a key; otherwise the task class does. Tenants never mix."""
+    if trajectory.trajectory_id != trajectory.task_id:
+        return f"{trajectory.tenant}/task/{trajectory.task_id}"
+    return f"{trajectory.tenant}/class/{trajectory.task_class or '-'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Group(Generic[T]):
+    key: str
+    members: tuple[T, ...]
+    """One item per trajectory, in arrival order."""
+    copies: tuple[T, ...] = ()
+    """Redelivered duplicates that arrived while the group was open; scored once, with the
+    group, and finished with it."""
+
+    @property
+    def items(self) -> tuple[T, ...]:
+        return self.members + self.copies
+
+
+@dataclass
+class _Open(Generic[T]):
+    opened: float
+    members: dict[str, T] = field(default_factory=dict)
+    copies: list[T] = field(default_factory=list)
+
+
+class Grouper(Generic[T]):
+    """Collects items under their group key until the group is full or its window ends."""
+
+    def __init__(self, size: int, window_s: float) -> None:
+        if size < 1:
+            raise ValueError("a group holds at least one trajectory")
+        self.size = size
+        self.window_s = window_s
+        self._open: dict[str, _Open[T]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(g.members) + len(g.copies) for g in self._open.values())
+
+    def add(self, key: str, member_id: str, item: T, now: float) -> list[Group[T]]:
+        """Add ``item`` (trajectory ``member_id``); returns the groups ready to score: its
+        own if now full, and any whose window has ended."""
+        group = self._open.setdefault(key, _Open(opened=now))
+        if member_id in group.members:
+            group.copies.append(item)
+        else:
+            group.members[member_id] = item
+        full = [self._close(key)] if len(group.members) >= self.size else []
+        return full + self.due(now)
+
+    def due(self, now: float) -> list[Group[T]]:
+        """The groups whose window has ended by ``now``."""
+        expired = [k for k, g in self._open.items() if now - g.opened >= self.window_s]
+        return [self._close(k) for k in expired]
+
+    def drain(self) -> list[Group[T]]:
+        """Every open group, full or not (on shutdown)."""
+        return [self._close(k) for k in list(self._open)]
+
+    def _close(self, key: str) -> Group[T]:
+        group = self._open.pop(key)
+        return Group(key, tuple(group.members.values()), tuple(group.copies))
+
+
+def group_id(trajectory_ids: Iterable[str]) -> str:
+    """Deterministic in the members, so a group re-formed after a redelivery keeps its id."""
+    digest = hashlib.blake2b(",".join(sorted(trajectory_ids)).encode(), digest_size=12)
+    return f"group-{digest.hexdigest()}"
+
+
+def score_group(
+    trajectories: Iterable[TrajectoryCompleted], world: World, judge: SimulatedJudge
+) -> list[RewardObserved]:
+    """One RewardObserved per trajectory, scored side by side, sharing the group's id."""
+    members = list(trajectories)
+    gid = group_id(t.trajectory_id for t in members)
+    judgements = judge.score_group((t.trajectory_id, world.true_quality(t.state)) for t in members)
+    return [
+        judgement.to_event(task_id=t.task_id, group_id=gid, tenant=t.tenant).model_copy(
+            update={"event_id": derived_id("reward", t.trajectory_id)}
+        )
+        for t, judgement in zip(members, judgements, strict=True)
+    ]

@@ -1,0 +1,65 @@
+"""Prometheus metrics of the worker and judge roles, on the service's registry."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from schemas.events import Decision, RewardObserved
+from services.sim import Execution
+
+#: LLM calls take from under a second to minutes.
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+DISAGREEMENT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0)
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.executions = Counter(
+            "agensbus_worker_cell_executions_total",
+            "Invoke decisions executed, by cell, model and final status.",
+            ["cell", "model", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "agensbus_worker_cell_latency_seconds",
+            "Time a cell took, retries included, by cell.",
+            ["cell"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "agensbus_worker_tokens_total",
+            "Tokens spent, by model and direction (in, out).",
+            ["model", "direction"],
+            registry=registry,
+        )
+        self.retries = Counter("agensbus_worker_retries_total", "Retried calls.", registry=registry)
+        self.in_flight = Gauge(
+            "agensbus_worker_in_flight", "Decisions executing right now.", registry=registry
+        )
+
+    def executed(self, decision: Decision, execution: Execution) -> None:
+        model = decision.model or "none"
+        self.executions.labels(decision.cell, model, execution.status.value).inc()
+        self.latency.labels(decision.cell).observe(execution.latency_s)
+        self.tokens.labels(model, "in").inc(execution.tokens_in)
+        self.tokens.labels(model, "out").inc(execution.tokens_out)
+        self.retries.inc(execution.result.retries)
+
+
+class JudgeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.groups = Counter(
+            "agensbus_judge_groups_scored_total",
+            "Groups of trajectories scored.",
+            registry=registry,
+        )
+        self.disagreement = Histogram(
+            "agensbus_judge_disagreement",
+            "Judges' disagreement per trajectory: 1 - confidence.",
+            buckets=DISAGREEMENT_BUCKETS,
+            registry=registry,
+        )
+
+    def scored(self, rewards: list[RewardObserved]) -> None:
+        self.groups.inc()
+        for reward in rewards:
+            self.disagreement.observe(1.0 - reward.confidence)

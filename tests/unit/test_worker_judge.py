@@ -1,0 +1,128 @@
+"""The judge role's pure logic: what it accepts, how trajectories are grouped (rollouts by
+task, single runs by class, never across tenants, at most ``size``, closed by a window),
+and that scores are the simulated judge's own."""
+
+import pytest
+
+from schemas.events import TrajectoryCompleted
+from services.policy.rubric import judge_confidence
+from services.runtime.codec import Rejected, encode
+from services.sim import Engine, SimulatedJudge, World, load_scenario, policy_setup
+from services.worker.judge import Grouper, accept, group_id, group_key, score_group
+
+SCENARIO = load_scenario("security-advisories")
+ENGINE = Engine(SCENARIO, policy_setup(SCENARIO, "paper"), seed=5)
+
+
+def completed(task_id: str, task_class: str, rollout: int | None = None) -> TrajectoryCompleted:
+    """A real finished trajectory; ``rollout`` makes it one of several runs of the task."""
+    trajectory_id = task_id if rollout is None else f"{task_id}~{rollout}"
+    record = ENGINE.trajectory(1, SCENARIO.classes[task_class], trajectory_id)
+    state = record.state.model_copy(update={"task_id": task_id})
+    return TrajectoryCompleted(
+        trajectory_id=trajectory_id,
+        task_id=task_id,
+        task_class=task_class,
+        regime=state.regime,
+        termination=record.termination,
+        steps=state.step,
+        tokens=state.tokens_used,
+        retries=state.retries,
+        answer=state.handoff.merged_answer or state.handoff.draft_answer,
+        policy_version=0,
+        state=state,
+    )
+
+
+def test_rollouts_group_by_task_single_runs_by_class_and_tenants_apart() -> None:
+    rollouts = [completed("t-1", "C1", r) for r in range(2)]
+    assert group_key(rollouts[0]) == group_key(rollouts[1])
+    # A rollout of another task of the same class is not a peer of these.
+    assert group_key(completed("t-2", "C1", 0)) != group_key(rollouts[0])
+    singles = [completed("t-3", "C1"), completed("t-4", "C1"), completed("t-5", "C2")]
+    assert group_key(singles[0]) == group_key(singles[1]) != group_key(singles[2])
+    assert group_key(singles[0]) != group_key(rollouts[0])
+    other_tenant = singles[1].model_copy(update={"tenant": "acme"})
+    assert group_key(other_tenant) != group_key(singles[1])
+
+
+def test_a_group_closes_when_full_and_the_rest_waits() -> None:
+    grouper: Grouper[str] = Grouper(size=3, window_s=10.0)
+    assert grouper.add("k", "a", "A", now=0.0) == []
+    assert grouper.add("other", "x", "X", now=0.0) == []
+    assert grouper.add("k", "b", "B", now=1.0) == []
+    (full,) = grouper.add("k", "c", "C", now=2.0)
+    assert (full.key, full.members) == ("k", ("A", "B", "C"))
+    # The next member of the key opens a new group.
+    assert grouper.add("k", "d", "D", now=3.0) == []
+    assert len(grouper) == 2
+
+
+def test_a_group_that_does_not_fill_closes_when_its_window_ends() -> None:
+    grouper: Grouper[str] = Grouper(size=4, window_s=0.5)
+    grouper.add("k", "a", "A", now=10.0)
+    grouper.add("j", "x", "X", now=10.3)
+    assert grouper.due(10.49) == []
+    (expired,) = grouper.due(10.5)
+    assert expired.members == ("A",)
+    # Adding elsewhere also returns what has expired meanwhile.
+    (late,) = grouper.add("k", "b", "B", now=10.9)
+    assert late.members == ("X",)
+    assert [g.members for g in grouper.drain()] == [("B",)]
+    assert len(grouper) == 0
+
+
+def test_a_redelivered_trajectory_is_scored_once_but_kept_with_its_group() -> None:
+    grouper: Grouper[str] = Grouper(size=2, window_s=10.0)
+    grouper.add("k", "a", "A@1", now=0.0)
+    grouper.add("k", "a", "A@7", now=0.1)
+    (group,) = grouper.add("k", "b", "B", now=0.2)
+    assert group.members == ("A@1", "B")
+    assert group.items == ("A@1", "B", "A@7")
+
+
+def test_a_window_of_zero_scores_each_trajectory_at_once() -> None:
+    grouper: Grouper[str] = Grouper(size=4, window_s=0.0)
+    (alone,) = grouper.add("k", "a", "A", now=0.0)
+    assert alone.members == ("A",)
+
+
+def test_group_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        Grouper(size=0, window_s=1.0)
+
+
+def test_scores_are_the_simulated_judges_and_share_the_group_id() -> None:
+    group = [completed("t-9", "C4", r) for r in range(3)]
+    rewards = score_group(group, World(SCENARIO, 5), SimulatedJudge(SCENARIO.judges, 5))
+    judge, world = SimulatedJudge(SCENARIO.judges, 5), World(SCENARIO, 5)
+    assert [r.trajectory_id for r in rewards] == [t.trajectory_id for t in group]
+    for trajectory, reward in zip(group, rewards, strict=True):
+        direct = judge.score(trajectory.trajectory_id, world.true_quality(trajectory.state))
+        assert reward.quality == direct.quality
+        assert reward.confidence == judge_confidence([j.overall for j in reward.judges])
+        assert reward.judges == list(direct.scores)
+        assert reward.task_id == "t-9"
+    assert {r.group_id for r in rewards} == {group_id(t.trajectory_id for t in group)}
+    # The id depends on the members, not on their order; event ids on the trajectory.
+    assert group_id(["b", "a"]) == group_id(["a", "b"]) != group_id(["a", "c"])
+    again = score_group(group[::-1], world, judge)
+    assert {r.event_id for r in again} == {r.event_id for r in rewards}
+    assert len({r.event_id for r in rewards}) == 3
+
+
+def test_what_the_judge_accepts() -> None:
+    good = completed("t-20", "C2")
+    assert accept(encode(good), SCENARIO, ("default",)) == good
+    foreign_class = good.model_copy(
+        update={"state": good.state.model_copy(update={"task_class": "C99"})}
+    )
+    cases = {
+        b"[]": "schema_invalid",
+        encode(good.model_copy(update={"tenant": "acme"})): "unknown_tenant",
+        encode(good.model_copy(update={"trajectory_id": "t-21"})): "unknown_trajectory",
+        encode(foreign_class): "unknown_task_class",
+    }
+    for raw, error_type in cases.items():
+        rejected = accept(raw, SCENARIO, ("default",))
+        assert isinstance(rejected, Rejected) and rejected.error_type == error_type
