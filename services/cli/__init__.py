@@ -4,9 +4,13 @@ import click
 
 from services.cli._errors import run_cli
 from services.cli.bench import bench
+from services.cli.demo import demo
 from services.cli.policy import policy
+from services.cli.serve import learner, router, worker
 from services.cli.simulate import simulate
 from services.cli.task import task
+from services.cli.topics import submit, tail
+from services.cli.up import up
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -16,7 +20,8 @@ def cli() -> None:
 
     Routers choose which cells (skill protocol x model) run or are skipped for each task,
     workers execute them, and the learner turns outcomes and rewards into policy snapshots.
-    The commands here inspect policies and run the offline simulator.
+    The commands here run the services (one each, or all with up), put tasks on the bus
+    and watch it (submit, tail), inspect policies, and run the simulator and benchmarks.
     """
 
 
@@ -24,6 +29,13 @@ cli.add_command(policy)
 cli.add_command(task)
 cli.add_command(simulate)
 cli.add_command(bench)
+cli.add_command(demo)
+cli.add_command(router)
+cli.add_command(worker)
+cli.add_command(learner)
+cli.add_command(up)
+cli.add_command(submit)
+cli.add_command(tail)
 
 
 def main() -> None:

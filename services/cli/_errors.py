@@ -23,7 +23,7 @@ def describe_validation(error: ValidationError, source: str) -> str:
 
 def run_cli(group: click.Group) -> None:
     try:
-        group.main(standalone_mode=True)
+        group.main(prog_name="agensbus", standalone_mode=True)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

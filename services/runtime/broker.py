@@ -136,7 +136,7 @@ def _new_cluster_id() -> str:
             return cluster_id
 
 
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+def tail_lines(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         with path.open("rb") as log:
             log.seek(0, os.SEEK_END)
@@ -417,5 +417,5 @@ class EmbeddedKafka:
 
     def _failure(self, reason: str) -> BrokerError:
         return BrokerError(
-            f"{reason}\n--- last lines of {self.log_path} ---\n{_tail(self.log_path)}"
+            f"{reason}\n--- last lines of {self.log_path} ---\n{tail_lines(self.log_path)}"
         )

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Self
 
 from services.runtime._ports import free_ports
-from services.runtime.broker import _tail
+from services.runtime.broker import tail_lines
 
 HOST = "127.0.0.1"
 #: How long a stopped service may take to exit after SIGTERM by default, before SIGKILL.
@@ -212,7 +212,7 @@ class ServiceProcess:
         return f"exit code {code}"
 
     def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
+        return tail_lines(self.log_path, lines)
 
     def failure(self, reason: str) -> ServiceFailed:
         return ServiceFailed(f"{reason}\n--- last lines of {self.log_path} ---\n{self.log_tail()}")
@@ -247,3 +247,13 @@ def stop_all(processes: Iterable[ServiceProcess], timeout_s: float = STOP_TIMEOU
 def first_exited(processes: Iterable[ServiceProcess]) -> ServiceProcess | None:
     """A started service that is no longer running, if any."""
     return next((p for p in processes if p.pid is not None and not p.running), None)
+
+
+def fleet(workers: int, env: Mapping[str, str]) -> list[ServiceSpec]:
+    """The services of a local deployment, in the order they are reported."""
+    return [
+        ServiceSpec("router", ("router",), env),
+        *(ServiceSpec(f"worker-{i}", ("worker",), env) for i in range(1, workers + 1)),
+        ServiceSpec("judge", ("worker", "--role", "judge"), env),
+        ServiceSpec("learner", ("learner",), env),
+    ]

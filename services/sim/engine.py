@@ -49,6 +49,21 @@ def policy_setup(
     )
 
 
+def epoch_order(scenario: Scenario, seed: int, epoch: int) -> list[tuple[TaskClass, int]]:
+    """Every class's ``count`` tasks as (class, index), in an order shuffled by (seed, epoch)."""
+    tasks = [(c, i) for c in scenario.classes.values() for i in range(c.count)]
+    stream(seed, "order", epoch).shuffle(tasks)
+    return tasks
+
+
+def epoch_tasks(scenario: Scenario, seed: int, epoch: int) -> list[tuple[str, TaskClass]]:
+    """The epoch's tasks as (task_id, class) in the order they run. ``agensbus demo`` submits
+    exactly these, so a replay through the services meets the same tasks as the engine."""
+    return [
+        (f"e{epoch:03d}-{c.name}-{index:04d}", c) for c, index in epoch_order(scenario, seed, epoch)
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class TrajectoryRecord:
     epoch: int
@@ -141,13 +156,11 @@ class Engine:
 
     def epoch(self, epoch: int) -> Iterator[TrajectoryRecord]:
         """Run one epoch's tasks, learning after each trajectory."""
-        for task_class, index in self.tasks(epoch):
-            yield self.trajectory(epoch, task_class, f"e{epoch:03d}-{task_class.name}-{index:04d}")
+        for task_id, task_class in epoch_tasks(self.scenario, self.seed, epoch):
+            yield self.trajectory(epoch, task_class, task_id)
 
     def tasks(self, epoch: int) -> list[tuple[TaskClass, int]]:
-        tasks = [(c, i) for c in self.scenario.classes.values() for i in range(c.count)]
-        stream(self.seed, "order", epoch).shuffle(tasks)
-        return tasks
+        return epoch_order(self.scenario, self.seed, epoch)
 
     def trajectory(self, epoch: int, task_class: TaskClass, task_id: str) -> TrajectoryRecord:
         state = start_state(

@@ -60,8 +60,10 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
         try:
             execution = await backend.execute(decision.state, variant)
         except Unexecutable as error:
+            # Keep the decision for operators, and still answer it: a failed step lets the
+            # trajectory end instead of waiting forever for an outcome that never comes.
             await service.dead_letter(record, error.rejected)
-            return
+            execution = error.as_failure()
         outcome = invoke.outcome_of(decision, execution)
         await service.broker.publish(
             encode(outcome), service.topic("outcomes"), key=decision.trajectory_id.encode()

@@ -4,8 +4,9 @@ backend follows the scenario, and a real OpenAI-compatible backend plugs in besi
 import asyncio
 from typing import Protocol
 
+from schemas.events import FailureKind
 from schemas.records import TrajectoryState
-from services.policy import Variant
+from services.policy import StepResult, Variant
 from services.runtime.codec import Rejected
 from services.runtime.settings import Settings
 from services.sim import Execution, Scenario, World
@@ -13,11 +14,15 @@ from services.sim import Execution, Scenario, World
 
 class Unexecutable(Exception):
     """The decision cannot run on this backend at all (not a failed call: a bad input).
-    The worker dead-letters it."""
+    The worker dead-letters it and answers with a failed step."""
 
     def __init__(self, error_type: str, reason: str) -> None:
         super().__init__(reason)
         self.rejected = Rejected(error_type, reason)
+
+    def as_failure(self) -> Execution:
+        """The step as the router should see it: failed upstream, nothing spent."""
+        return Execution(StepResult(succeeded=False), 0, 0, 0.0, 0, FailureKind.UPSTREAM)
 
 
 class Backend(Protocol):

@@ -1,0 +1,42 @@
+"""Settings for commands that talk to Kafka: flags, then ``AGENSBUS_*``, then defaults. A bad
+value or a missing bootstrap is a user error (exit 2), never a traceback."""
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from services.cli._errors import UserError
+from services.runtime.kafka import KafkaNotConfigured, bootstrap_of
+from services.runtime.settings import Settings, load_settings
+
+#: The settings a plain Kafka client needs (address, security, topic names).
+KAFKA_FIELDS = (
+    "kafka_bootstrap",
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_cafile",
+    "kafka_ssl_certfile",
+    "kafka_ssl_keyfile",
+    "topic_prefix",
+)
+
+
+def settings_from(flags: dict[str, Any]) -> Settings:
+    try:
+        return load_settings(flags)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            name = str(item["loc"][0]) if item["loc"] else "settings"
+            where = f"--{name.replace('_', '-')} / AGENSBUS_{name.upper()}"
+            problems.append(f"{where}: {item['msg']}")
+        raise UserError("; ".join(problems)) from None
+
+
+def require_bootstrap(settings: Settings) -> str:
+    try:
+        return bootstrap_of(settings)
+    except KafkaNotConfigured as error:
+        raise UserError(str(error)) from None

@@ -1,0 +1,170 @@
+"""A whole demo: a broker (embedded unless one is given), then per arm a fresh deployment on
+its own topic prefix, the scenario replayed through it, and the arm's numbers."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import SecretStr
+
+from services.demo.replay import Replay
+from services.demo.results import ArmResult, arm_result
+from services.demo.stack import Stack, StackConfig
+from services.policy import PAPER_REWARD
+from services.runtime.broker import KAFKA_VERSION, EmbeddedKafka
+from services.runtime.settings import Settings
+from services.sim.engine import PolicyName
+from services.sim.oracle import Oracle
+from services.sim.scenario import Scenario
+
+
+def new_run_id() -> str:
+    """A topic-safe id that sorts by start time: ``20260101t120000-1a2b3c``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dt%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """``scenario`` is what the services load (a shipped name or a file path). ``settings``
+    are the demo's own (flags, then ``AGENSBUS_*``): the cluster's address (None: start an
+    embedded broker) and security, which the services get too."""
+
+    scenario: str
+    out: Path
+    epochs: int = 8
+    arms: tuple[PolicyName, ...] = ("fixed", "paper")
+    seed: int = 0
+    concurrency: int = 8
+    settings: Settings = field(default_factory=Settings)
+    stall_s: float = 120.0
+    sim_time_scale: float = 0.0
+    run_id: str = field(default_factory=new_run_id)
+
+    def prefix(self, arm: str) -> str:
+        return f"agensbus.demo.{self.run_id}.{arm}."
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    config: DemoConfig
+    scenario: Scenario
+    oracle: Oracle
+    broker: str
+    arms: list[ArmResult]
+    wall_s: float
+
+
+class Progress(Protocol):
+    """What a run reports as it goes; the CLI draws it."""
+
+    def status(self, text: str) -> None:
+        """A phase begins (starting a broker, services...)."""
+
+    def arm(self, arm: str, total: int) -> None:
+        """An arm's replay begins; ``total`` tasks will finish."""
+
+    def advance(self, finished: int) -> None:
+        """``finished`` more tasks were completed, judged and backed up."""
+
+
+class Quiet:
+    """Reports nothing (tests, library use)."""
+
+    def status(self, text: str) -> None:
+        pass
+
+    def arm(self, arm: str, total: int) -> None:
+        pass
+
+    def advance(self, finished: int) -> None:
+        pass
+
+
+@contextmanager
+def kafka(bootstrap: str | None, progress: Progress) -> Iterator[tuple[str, str]]:
+    """(bootstrap, description) of the given cluster, or of an embedded one for the run."""
+    if bootstrap is not None:
+        yield bootstrap, bootstrap
+        return
+    progress.status("starting the embedded Kafka broker")
+    with EmbeddedKafka() as broker:
+        yield broker.bootstrap, f"embedded Apache Kafka {KAFKA_VERSION} ({broker.bootstrap})"
+
+
+def run_demo(
+    config: DemoConfig, scenario: Scenario, progress: Progress | None = None
+) -> DemoResult:
+    progress = progress or Quiet()
+    began = time.monotonic()
+    # The services read AGENSBUS_ALLOW_SKIP too; regret is against what they could do.
+    oracle = Oracle(scenario, PAPER_REWARD, allow_skip=config.settings.allow_skip)
+    arms = []
+    with kafka(config.settings.kafka_bootstrap, progress) as (bootstrap, described):
+        for arm in config.arms:
+            arms.append(run_arm(config, scenario, oracle, arm, bootstrap, progress))
+    return DemoResult(config, scenario, oracle, described, arms, time.monotonic() - began)
+
+
+def stack_config(config: DemoConfig, arm: PolicyName, bootstrap: str) -> StackConfig:
+    return StackConfig(
+        bootstrap=bootstrap,
+        prefix=config.prefix(arm),
+        scenario=config.scenario,
+        seed=config.seed,
+        selection_mode=arm,
+        sim_time_scale=config.sim_time_scale,
+        extra_env=kafka_env(config.settings),
+    )
+
+
+def run_arm(
+    config: DemoConfig,
+    scenario: Scenario,
+    oracle: Oracle,
+    arm: PolicyName,
+    bootstrap: str,
+    progress: Progress,
+) -> ArmResult:
+    """Start the arm's services, replay every epoch through them, stop them."""
+    deployment = stack_config(config, arm, bootstrap)
+    progress.status(f"{arm}: starting router, {deployment.workers} workers, judge, learner")
+    with Stack(deployment, config.out / "logs" / arm) as stack:
+        replay = Replay(
+            settings=config.settings.model_copy(
+                update={"kafka_bootstrap": bootstrap, "topic_prefix": deployment.prefix}
+            ),
+            scenario=scenario,
+            seed=config.seed,
+            concurrency=config.concurrency,
+            stall_s=config.stall_s,
+            sync_router=stack.sync_router,
+            check=stack.check,
+            on_finished=progress.advance,
+        )
+        progress.arm(arm, config.epochs * scenario.tasks_per_epoch)
+        began = time.monotonic()
+        runs, observed = asyncio.run(replay.run(range(1, config.epochs + 1)))
+        wall_s = time.monotonic() - began
+        progress.status(f"{arm}: stopping the services")
+    return arm_result(arm, scenario, config.seed, runs, observed, oracle, wall_s)
+
+
+def kafka_env(settings: Settings) -> dict[str, str]:
+    """The cluster's security (and replication) settings as ``AGENSBUS_*`` variables for the
+    services; the address is each deployment's own."""
+    env = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if not name.startswith("kafka_") or name == "kafka_bootstrap" or value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"AGENSBUS_{name.upper()}"] = str(value)
+    return env

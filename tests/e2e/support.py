@@ -1,0 +1,94 @@
+"""What the demo and fault tests share: a small scenario, a deployment (router, two workers,
+judge, learner as child processes) per test on its own topic prefix, a bounded replay."""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from services.demo.replay import Observed, Replay
+from services.demo.stack import Stack, StackConfig
+from services.sim.loader import load_scenario, shipped_scenarios
+from services.sim.scenario import Scenario
+from tests.e2e.conftest import Bus
+
+T = TypeVar("T")
+SHIPPED = Path(__file__).parents[2] / "services" / "sim" / "scenarios"
+#: Bounds every replay: a hung service fails its test instead of hanging the suite.
+RUN_TIMEOUT_S = 150.0
+
+
+def small_scenario(directory: Path, per_class: int = 2, name: str = "security-advisories") -> Path:
+    """The shipped scenario with ``per_class`` tasks of each class per epoch."""
+    assert name in shipped_scenarios()
+    spec = yaml.safe_load((SHIPPED / f"{name}.yaml").read_text())
+    for task_class in spec["classes"]:
+        task_class["count"] = per_class
+    path = directory / f"{name}-{per_class}-per-class.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run(coroutine: Coroutine[Any, Any, T], timeout_s: float = RUN_TIMEOUT_S) -> T:
+    return asyncio.run(asyncio.wait_for(coroutine, timeout_s))
+
+
+class Deployment:
+    """A started stack, its topics (``bus``) and the scenario it runs."""
+
+    def __init__(self, stack: Stack, bus: Bus, scenario: Scenario) -> None:
+        self.stack = stack
+        self.bus = bus
+        self.settings = bus.settings
+        self.scenario = scenario
+
+    def replay(self, concurrency: int, seed: int = 0) -> Replay:
+        return Replay(
+            settings=self.settings,
+            scenario=self.scenario,
+            seed=seed,
+            concurrency=concurrency,
+            stall_s=60.0,
+            sync_router=self.stack.sync_router,
+            check=self.stack.check,
+        )
+
+
+@contextmanager
+def deployment(
+    bootstrap: str, scenario: Path, log_dir: Path, mode: str = "paper", **options: Any
+) -> Iterator[Deployment]:
+    prefix = f"agensbus.e2e.{uuid.uuid4().hex[:10]}."
+    config = StackConfig(
+        bootstrap=bootstrap,
+        prefix=prefix,
+        scenario=str(scenario),
+        seed=0,
+        selection_mode=mode,
+        **options,
+    )
+    with Stack(config, log_dir) as stack:
+        yield Deployment(stack, Bus(bootstrap, prefix), load_scenario(scenario))
+
+
+async def replay_with(
+    replay: Replay, epochs: range, during: Callable[[Observed], Awaitable[None]]
+) -> Observed:
+    """Run the replay while ``during`` acts on the deployment; both must finish."""
+    running = asyncio.create_task(replay.run(epochs))
+    while replay.follower is None:
+        await asyncio.sleep(0.05)
+    await during(replay.follower.observed)
+    _, observed = await running
+    return observed
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)

@@ -1,0 +1,86 @@
+"""Integrating from any pipeline: a task written as plain JSON by kcat (librdkafka, no agensbus
+code) is routed, and its decisions are read back with kcat.
+
+The commands are the ones the README shows; .ci/run installs Debian's kcat.
+"""
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from schemas.events import Decision, TrajectoryCompleted
+from services.runtime.processes import ServiceProcess, ServiceSpec, start_all, stop_all
+from tests.e2e.conftest import Bus
+
+KCAT = shutil.which("kcat")
+READY_TIMEOUT_S = 90.0
+ROUTED_TIMEOUT_S = 60.0
+
+pytestmark = pytest.mark.skipif(
+    KCAT is None, reason="kcat is not installed here (.ci/run installs it: apt-get install kcat)"
+)
+
+
+def kcat(*args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(
+        [str(KCAT), *args], input=stdin, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def read_back(bus: Bus, name: str) -> list[tuple[str, str]]:
+    """(key, value) of every record on a topic: ``-e`` exits at the end of all partitions."""
+    topic = bus.topic(name)
+    out = kcat(
+        "-C", "-b", bus.bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", r"%k %s\n"
+    )
+    return [(key, value) for key, _, value in (line.partition(" ") for line in out.splitlines())]
+
+
+def test_a_task_published_by_kcat_is_routed_and_read_back_with_kcat(
+    bus: Bus, tmp_path: Path
+) -> None:
+    services = [
+        ServiceProcess(ServiceSpec(name, (name,), bus.env), tmp_path)
+        for name in ("router", "worker")
+    ]
+    try:
+        start_all(services)
+        for service in services:
+            service.wait_ready(READY_TIMEOUT_S)
+        task = {
+            "task_id": "kcat-1",
+            "goal": "Which releases fix the advisory?",
+            "task_class": "C1",
+            "features": {"evidence_availability": 0.85, "verification_need": 0.3},
+        }
+        tasks = bus.topic("tasks")
+        kcat("-P", "-b", bus.bootstrap, "-t", tasks, "-k", "kcat-1", stdin=json.dumps(task) + "\n")
+
+        deadline = time.monotonic() + ROUTED_TIMEOUT_S
+        while not (completed := [v for k, v in read_back(bus, "trajectories") if k == "kcat-1"]):
+            for service in services:
+                assert service.running, service.failure(f"{service.name} exited").args[0]
+            assert time.monotonic() < deadline, "kcat-1 did not complete in time"
+            time.sleep(0.5)
+        (trajectory,) = [TrajectoryCompleted.model_validate_json(v) for v in completed]
+        decisions = [Decision.model_validate_json(v) for _, v in read_back(bus, "decisions")]
+    finally:
+        stop_all(services)
+
+    assert trajectory.task_id == "kcat-1"
+    assert trajectory.task_class == "C1"
+    assert trajectory.steps > 0
+    # Every step of the trajectory was decided once, in order, keyed by its trajectory.
+    assert {d.trajectory_id for d in decisions} == {"kcat-1"}
+    assert sorted(d.step for d in decisions) == list(range(trajectory.steps))
+    assert [d.decision_id for d in sorted(decisions, key=lambda d: d.step)] == [
+        f"kcat-1:{step}" for step in range(trajectory.steps)
+    ]
+    # Both services stopped on SIGTERM with exit code 0.
+    assert [s.returncode for s in services] == [0, 0]

@@ -1,0 +1,258 @@
+"""``agensbus up`` as a user runs it: the broker and every service as OS processes, work
+submitted and watched through the CLI, and a clean stop that leaves nothing behind."""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from schemas.events import PolicySnapshot, RewardObserved, TrajectoryCompleted
+from services.runtime.broker import broker_from_env
+from services.runtime.processes import agensbus_command
+from tests.e2e.conftest import CLI_TIMEOUT_S
+
+READY_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 120.0
+#: Service name in `up`'s output → the name its metrics carry.
+SERVICES = {
+    "router": "router",
+    "worker-1": "worker",
+    "worker-2": "worker",
+    "judge": "judge",
+    "learner": "learner",
+}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without AGENSBUS_* settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENSBUS_")}
+    return env | extra
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it ended while we looked
+        # Field 4 is the parent; the command name (field 2) may hold spaces, so split after it.
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    except OSError:
+        return []
+
+
+class Up:
+    """``agensbus up`` in the background; its stdout is read line by line as it comes."""
+
+    def __init__(self, args: list[str], env: dict[str, str], stderr: Path) -> None:
+        self._stderr_path = stderr
+        with stderr.open("w") as err:
+            self.process = subprocess.Popen(
+                agensbus_command(["up", *args]),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        stdout = self.process.stdout
+        assert stdout is not None
+        threading.Thread(target=self._read, args=(stdout,), daemon=True).start()
+
+    def _read(self, stdout: IO[str]) -> None:
+        for line in stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    @property
+    def stderr(self) -> str:
+        return self._stderr_path.read_text()
+
+    def wait_for(self, start: str, timeout_s: float) -> None:
+        """Read output until a line starts with ``start``."""
+        while not any(line.startswith(start) for line in self.lines):
+            try:
+                line = self._queue.get(timeout=timeout_s)
+            except queue.Empty:
+                raise AssertionError(f"no {start!r} line in time:\n{self.output}") from None
+            if line is None:
+                raise AssertionError(f"up exited before {start!r}:\n{self.output}")
+            self.lines.append(line)
+
+    def value(self, label: str) -> str:
+        """What a ``LABEL  VALUE`` line (label padded to 16) says."""
+        (line,) = [line for line in self.lines if line[:16].rstrip() == label]
+        return line[16:].split()[0]
+
+    def finish(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        code = self.process.wait(timeout=timeout_s)
+        while (line := self._queue.get(timeout=5)) is not None:
+            self.lines.append(line)
+        return code
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines) + f"\n--- stderr ---\n{self.stderr}"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def cli(env: dict[str, str], *args: str) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run(
+        agensbus_command(args),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+
+
+def tail_one(env: dict[str, str], topic: str) -> str:
+    done = cli(env, "tail", topic, "--from-beginning", "--max", "1", "--timeout", "60", "--json")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_up_runs_the_loop_and_stops_cleanly(tmp_path: Path) -> None:
+    # Its own embedded broker, as a user gets it; an external cluster when the suite has one.
+    external = broker_from_env()
+    prefix = f"up-{uuid.uuid4().hex[:8]}."
+    args = ["--run-dir", str(tmp_path / "run"), "--topic-prefix", prefix]
+    if external is not None:
+        args += ["--kafka-bootstrap", external]
+    # Any AGENSBUS_* variable reaches every service: snapshots come sooner than by default.
+    up = Up(args, clean_env(AGENSBUS_SNAPSHOT_INTERVAL_S="0.5"), tmp_path / "up.err")
+    try:
+        up.wait_for("ready:", READY_TIMEOUT_S)
+        bootstrap = up.value("kafka")
+        assert up.value("run directory") == str(tmp_path / "run")
+        children = descendants(up.process.pid)
+
+        # Every service answers /metrics over HTTP and is ready.
+        for name, service in SERVICES.items():
+            url = up.value(name)
+            assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
+            status, metrics = get(url)
+            assert status == 200
+            assert f'agensbus_{service}_build_info{{service="{service}"' in metrics
+            status, body = get(url.removesuffix("metrics") + "readyz")
+            assert (status, json.loads(body)["ready"]) == (200, True), body
+
+        # A task submitted with the CLI goes round the whole loop.
+        env = clean_env(AGENSBUS_KAFKA_BOOTSTRAP=bootstrap, AGENSBUS_TOPIC_PREFIX=prefix)
+        tasks = tmp_path / "tasks.jsonl"
+        task = {"task_id": "up-1", "goal": "Extract the fixed release", "task_class": "C1"}
+        tasks.write_text(json.dumps(task) + "\n")
+        submitted = cli(env, "submit", str(tasks))
+        assert submitted.returncode == 0, submitted.stderr
+        completed = TrajectoryCompleted.model_validate_json(tail_one(env, "trajectories"))
+        assert (completed.task_id, completed.task_class) == ("up-1", "C1")
+        assert RewardObserved.model_validate_json(tail_one(env, "rewards")).task_id == "up-1"
+        snapshot = PolicySnapshot.model_validate_json(tail_one(env, "policy"))
+        assert snapshot.backed_up == 1
+    except BaseException:
+        up.kill()
+        raise
+
+    up.process.send_signal(signal.SIGTERM)
+    code = up.finish()
+
+    assert code == 0, up.output
+    assert up.lines[-1] == "stopped", up.output
+    for name in SERVICES:
+        assert f"{name:<16}exit code 0" in up.lines, up.output
+    # Nothing is left: not a service, not the broker.
+    assert len(children) >= len(SERVICES)
+    assert [pid for pid in children if alive(pid)] == []
+    logs = {path.name for path in (tmp_path / "run").iterdir()}
+    expected = {f"{name}.log" for name in SERVICES} | (set() if external else {"kafka.log"})
+    assert logs == expected
+
+
+def test_up_reports_a_service_that_dies_and_stops_the_rest(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    prefix = f"up-{uuid.uuid4().hex[:8]}."
+    group = prefix.rstrip(".")
+    env = clean_env(
+        **{
+            f"AGENSBUS_{role.upper()}_GROUP": f"{group}.{role}"
+            for role in ("router", "worker", "judge", "learner")
+        }
+    )
+    run_dir = tmp_path / "run"
+    args = ["--kafka-bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--workers", "1"]
+    up = Up([*args, "--run-dir", str(run_dir)], env, tmp_path / "up.err")
+    try:
+        up.wait_for("ready:", READY_TIMEOUT_S)
+        children = descendants(up.process.pid)
+        (worker,) = [pid for pid in children if command_line(pid)[-1:] == ["worker"]]
+    except BaseException:
+        up.kill()
+        raise
+
+    os.kill(worker, signal.SIGKILL)
+    code = up.finish()
+
+    assert code == 1, up.output
+    assert "worker-1 stopped (killed by SIGKILL)" in up.stderr
+    assert f"--- last lines of {run_dir / 'worker-1.log'} ---" in up.stderr
+    assert "Error: worker-1 stopped unexpectedly" in up.stderr
+    assert [pid for pid in children if alive(pid)] == []
+
+
+@pytest.mark.parametrize("command", [["router"], ["worker", "--role", "judge"], ["learner"]])
+def test_a_service_without_a_bootstrap_says_so_and_exits_2(command: list[str]) -> None:
+    done = cli(clean_env(), *command)
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("Error: no Kafka bootstrap: set AGENSBUS_KAFKA_BOOTSTRAP")
+    assert len(done.stderr.splitlines()) == 1
