@@ -131,7 +131,7 @@ class Router:
             for trajectory_id, step in absorbed:
                 self.core.forget(trajectory_id, step)
             raise
-        self.metrics.started.inc(started)
+        self.metrics.started_trajectories(started)
         self.metrics.count(events)
         self._log_events(events)
 
@@ -253,7 +253,7 @@ class Router:
             return
         result = self.core.on_snapshot(snapshot)
         if result.adopted:
-            self.metrics.policy_version.labels(tenant=result.tenant).set(result.version)
+            self.metrics.adopted(snapshot)
             self.log.info(
                 "policy adopted",
                 extra={"tenant": result.tenant, "version": result.version, "detail": result.detail},

@@ -1,14 +1,61 @@
-"""The router's Prometheus series, on the service's registry."""
+"""The router's Prometheus series, on the service's registry.
 
-from collections.abc import Sequence
+Rates are left to PromQL: the exploration rate is the share of decisions whose reason is
+``untried_action``, the skip rate the share whose action kind is ``skip``, both read off
+``agensbus_router_decisions_total``.
+"""
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.events import Decision
+from schemas.events import Decision, PolicySnapshot
 from services.router.core import RouterEvent
 
 # A decision is pure CPU work plus a hand-off to the producer: milliseconds, not minutes.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+#: The span ``agensbus_router_min_propensity`` looks back over, in slices of SLICE_S.
+PROPENSITY_WINDOW_S = 300.0
+SLICE_S = 10.0
+
+
+class WindowMin:
+    """The smallest value added during the last ``window_s`` (NaN when none was), kept as
+    one minimum per ``slice_s`` so memory stays constant at any decision rate. A value
+    leaves the window between ``window_s - slice_s`` and ``window_s`` after it came."""
+
+    def __init__(
+        self,
+        window_s: float = PROPENSITY_WINDOW_S,
+        slice_s: float = SLICE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._slices = max(1, math.ceil(window_s / slice_s))
+        self._slice_s = slice_s
+        self._clock = clock
+        self._minima: deque[tuple[int, float]] = deque()  # (slice index, minimum), oldest first
+
+    def add(self, value: float) -> None:
+        index = self._index()
+        if self._minima and self._minima[-1][0] == index:
+            self._minima[-1] = (index, min(self._minima[-1][1], value))
+        else:
+            self._minima.append((index, value))
+        self._expire(index)
+
+    def value(self) -> float:
+        self._expire(self._index())
+        return min((m for _, m in self._minima), default=math.nan)
+
+    def _index(self) -> int:
+        return math.floor(self._clock() / self._slice_s)
+
+    def _expire(self, index: int) -> None:
+        while self._minima and self._minima[0][0] <= index - self._slices:
+            self._minima.popleft()
 
 
 class RouterMetrics:
@@ -30,6 +77,13 @@ class RouterMetrics:
             ["termination"],
             registry=registry,
         )
+        self.in_flight = Gauge(
+            "agensbus_router_trajectories_in_flight",
+            "Trajectories this replica started minus those it completed. Approximate: any "
+            "replica may complete a trajectory, so only the sum over replicas is meaningful "
+            "(and it counts a trajectory started again after a replay twice).",
+            registry=registry,
+        )
         self.duplicates = Counter(
             "agensbus_router_duplicate_outcomes_total",
             "Outcomes dropped because their (trajectory, step) was already absorbed.",
@@ -38,6 +92,13 @@ class RouterMetrics:
         self.policy_version = Gauge(
             "agensbus_router_policy_version",
             "Version of the policy snapshot in use (0: cold, no snapshot yet).",
+            ["tenant"],
+            registry=registry,
+        )
+        self.policy_timestamp = Gauge(
+            "agensbus_router_policy_timestamp_seconds",
+            "When the policy snapshot in use was produced, as Unix time (0: cold). Its age "
+            "is time() minus this.",
             ["tenant"],
             registry=registry,
         )
@@ -53,8 +114,22 @@ class RouterMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.propensities = WindowMin()
+        self.min_propensity = Gauge(
+            "agensbus_router_min_propensity",
+            "Smallest propensity of the decisions of the last 5 minutes (NaN: none). Off-"
+            "policy estimates weigh a decision by 1/propensity, so small values make them "
+            "noisy.",
+            registry=registry,
+        )
+        self.min_propensity.set_function(self.propensities.value)
         for tenant in tenants:
             self.policy_version.labels(tenant=tenant).set(0)
+            self.policy_timestamp.labels(tenant=tenant).set(0)
+
+    def started_trajectories(self, count: int) -> None:
+        self.started.inc(count)
+        self.in_flight.inc(count)
 
     def count(self, events: Sequence[RouterEvent]) -> None:
         for event in events:
@@ -62,5 +137,12 @@ class RouterMetrics:
                 self.decisions.labels(
                     action_kind=event.action_kind.value, reason=event.reason.value
                 ).inc()
+                self.propensities.add(event.propensity)
             else:
                 self.completed.labels(termination=event.termination.value).inc()
+                self.in_flight.dec()
+
+    def adopted(self, snapshot: PolicySnapshot) -> None:
+        labels = {"tenant": snapshot.tenant}
+        self.policy_version.labels(**labels).set(snapshot.version)
+        self.policy_timestamp.labels(**labels).set(snapshot.produced_at.timestamp())

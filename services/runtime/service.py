@@ -16,8 +16,9 @@ from services.runtime.codec import Rejected, dead_letter, encode
 from services.runtime.http import HttpEndpoint
 from services.runtime.kafka import make_broker
 from services.runtime.logs import configure_logging
+from services.runtime.monitor import KafkaMonitor
 from services.runtime.settings import Settings
-from services.runtime.topics import ensure_topics
+from services.runtime.topics import TOPICS, ensure_topics
 
 Check = Callable[[], tuple[bool, str]]
 
@@ -46,6 +47,16 @@ class Service:
             f"agensbus_{name}_build", "Version of the running agensbus.", registry=self.registry
         ).info({"version": version("agensbus"), "service": name})
         self._checks: dict[str, Check] = {}
+        self.monitor = KafkaMonitor(
+            name,
+            self.registry,
+            self.broker,
+            [settings.topic(spec.name) for spec in TOPICS],
+            self._consumers,
+            self.log,
+        )
+        self.add_check("kafka", self.monitor.kafka_check)
+        self.add_check("topics", self.monitor.topics_check)
         self._started = False
         self._app: FastStream | None = None
         self._startup: list[Callable[[], Awaitable[None]]] = []
@@ -60,6 +71,11 @@ class Service:
     def add_check(self, name: str, check: Check) -> None:
         """A readiness condition shown on /readyz; the service is ready when all hold."""
         self._checks[name] = check
+
+    def _consumers(self) -> list[Any]:
+        """The aiokafka consumers of the subscribers running now."""
+        running = (getattr(s, "consumer", None) for s in self.broker.subscribers)
+        return [consumer for consumer in running if consumer is not None]
 
     def on_startup(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Runs after topics exist and before subscribers start (e.g. restore state)."""
@@ -101,30 +117,35 @@ class Service:
         """Serve until SIGTERM or SIGINT, then stop fetching, let in-flight work finish
         (bounded by graceful_timeout_s), flush and exit."""
         configure_logging(self.name, self.settings.log_level)
-        created = await ensure_topics(self.settings)
-        if created:
-            self.log.info("created topics", extra={"topics": created})
+        # Serving first: /healthz answers, and /readyz says what is missing, while Kafka
+        # is still being reached.
         await self.http.start()
         self.log.info("serving", extra={"metrics": f"{self.http.url}/metrics"})
 
         async def started() -> None:
+            self.monitor.start()
             self._started = True
 
         async def stopping() -> None:
             self._started = False
+            await self.monitor.stop()
             for hook in self._shutdown:
                 await hook()
 
-        self._app = FastStream(
-            self.broker,
-            logger=self.log,
-            on_startup=list(self._startup),
-            after_startup=[started],
-            on_shutdown=[stopping],
-        )
         try:
+            created = await ensure_topics(self.settings)
+            if created:
+                self.log.info("created topics", extra={"topics": created})
+            self._app = FastStream(
+                self.broker,
+                logger=self.log,
+                on_startup=list(self._startup),
+                after_startup=[started],
+                on_shutdown=[stopping],
+            )
             await self._app.run(log_level=logging.getLevelName(self.settings.log_level.upper()))
         finally:
+            await self.monitor.stop()
             await self.http.stop()
 
     def stop(self) -> None:

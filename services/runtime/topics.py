@@ -1,10 +1,11 @@
 """The topics of agensbus and how to create them (DESIGN.md §2)."""
 
-import contextlib
+import asyncio
+import time
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from services.runtime.settings import Settings
 
@@ -49,22 +50,34 @@ async def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[
         **settings.kafka_client_options(),
     )
     await admin.start()
+    deadline = time.monotonic() + timeout_s
     try:
-        existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(
-                settings.topic(spec.name),
-                num_partitions=spec.partitions or settings.topic_partitions,
-                replication_factor=settings.kafka_replication or 1,
-                topic_configs=spec.configs,
-            )
-            for spec in TOPICS
-            if settings.topic(spec.name) not in existing
-        ]
-        if wanted:
-            # another process may create them between list and create
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(wanted)
-        return [t.name for t in wanted]
+        while True:
+            try:
+                return await _create_missing(admin, settings)
+            except KafkaError as error:
+                # Another process may create a topic between our list and create; a broker
+                # that has just started may answer metadata with no brokers yet.
+                if time.monotonic() >= deadline:
+                    raise
+                if not isinstance(error, TopicAlreadyExistsError):
+                    await asyncio.sleep(0.5)
     finally:
         await admin.close()
+
+
+async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
+    existing = set(await admin.list_topics())
+    wanted = [
+        NewTopic(
+            settings.topic(spec.name),
+            num_partitions=spec.partitions or settings.topic_partitions,
+            replication_factor=settings.kafka_replication or 1,
+            topic_configs=spec.configs,
+        )
+        for spec in TOPICS
+        if settings.topic(spec.name) not in existing
+    ]
+    if wanted:
+        await admin.create_topics(wanted)
+    return [t.name for t in wanted]

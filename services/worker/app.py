@@ -68,7 +68,7 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
         await service.broker.publish(
             encode(outcome), service.topic("outcomes"), key=decision.trajectory_id.encode()
         )
-        metrics.executed(decision, execution)
+        metrics.executed(decision, outcome)
 
     @subscriber
     async def on_decision(msg: KafkaMessage) -> None:
@@ -93,7 +93,16 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
 
     service.on_startup(start)
     service.on_shutdown(stop)
+    service.add_check("backend", lambda: _backend_reachable(settings))
     return service
+
+
+def _backend_reachable(settings: Settings) -> tuple[bool, str]:
+    """Readiness of the backend. A match, so that mypy reports a backend added to the
+    settings without a check here (a remote one must probe its endpoint)."""
+    match settings.worker_backend:
+        case "simulated":
+            return True, "simulated backend: runs in this process, always reachable"
 
 
 @dataclass(frozen=True, slots=True)
