@@ -213,6 +213,22 @@ class SelectionConfig(Record):
     c_initial: float = Field(default=1.4, ge=0.0)
     c_half_life: float = Field(default=50.0, gt=0.0)
     failure_lambda: float = Field(default=0.5, ge=0.0)
+    untried_score: float | None = Field(
+        default=None,
+        description="score of an action never tried (no visits, no failures); null is the "
+        "paper's +infinity, a number is a finite optimistic prior so exploration can end",
+    )
+    temperature: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="0 picks the best score (the paper, propensity 1); above 0 samples from "
+        "a softmax over scores at this temperature and logs the exact probability",
+    )
+    candidates: Literal["any_legal", "next_in_plan"] = Field(
+        default="any_legal",
+        description="any_legal: every variant and skip of every legal cell (the paper); "
+        "next_in_plan: only the first legal cell of the plan, run on some variant or skipped",
+    )
 
 
 class RewardConfig(Record):
@@ -222,3 +238,21 @@ class RewardConfig(Record):
     cost_weight: float = 0.3
     token_cap: int = Field(default=8_000, gt=0)
     retry_penalty: float = 0.15
+    cost_shape: Literal["capped", "linear"] = Field(
+        default="capped",
+        description="capped: cost min(tokens/token_cap, 1) (the paper); linear: tokens/token_cap "
+        "without the cap, so spending beyond it still costs",
+    )
+    node_visit_once: bool = Field(
+        default=False,
+        description="count a signature's visit once per trajectory in backup, however many "
+        "decisions (a skip chain) the trajectory took there; false counts every decision",
+    )
+    recency_floor: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="discounting for a changing world: each update moves an edge's reward "
+        "and token means at least this share of the way to the new observation (as if older "
+        "ones were discounted by 1 - floor); 0 keeps the exact running mean of the paper",
+    )

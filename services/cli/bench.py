@@ -1,7 +1,9 @@
 """``agensbus bench``: measured speed, printed as numbers and ratios."""
 
 import json
-from typing import Any
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -12,8 +14,17 @@ from services.bench.policy import (
     REFERENCE_EDGE_UPDATES_PER_S,
     run_policy_bench,
 )
+from services.cli._errors import UserError
 from services.cli._settings import KAFKA_FIELDS, settings_from
+from services.policy import PAPER_REWARD, PolicyGraph
+from services.runtime.policy_files import PolicyFileError, load_graph
 from services.runtime.settings import settings_options
+from services.sim.loader import ScenarioError, load_scenario, shipped_scenarios
+from services.sim.oracle import Oracle
+from services.sim.scenario import Scenario
+
+if TYPE_CHECKING:
+    from services.bench.learning import LearningBench
 
 
 @click.group()
@@ -211,3 +222,225 @@ def bench_router(tasks: int, in_flight: int, timeout_s: float, as_json: bool, **
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
+
+
+@bench.command("learning")
+@click.option(
+    "--scenario",
+    "scenario_name",
+    default="security-advisories",
+    show_default=True,
+    metavar="NAME|FILE",
+    help="A shipped scenario or the path of a scenario YAML file.",
+)
+@click.option(
+    "--seeds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 1_000),
+    help="Seeds 0..K-1; every arm meets the same tasks per seed. Intervals need 2 or more.",
+)
+@click.option(
+    "--epochs",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Epochs per run; the plateau is the mean of the last three.",
+)
+@click.option(
+    "--arms",
+    default="fixed,noskip,paper,warm,agensbus",
+    show_default=True,
+    metavar="LIST",
+    help="Comma-separated arms: fixed, noskip, paper, warm, agensbus, agensbus-warm, or "
+    "ARM+SWITCH[+SWITCH...] for an arm with improvements turned on (docs/learning.md).",
+)
+@click.option(
+    "--warm-from",
+    default=None,
+    metavar="NAME|POLICY",
+    help="Where warm arms start from: a scenario (learned on for the same seeds and epochs "
+    "with the arm's rules) or an agensbus.policy/1 file. Default: the other shipped scenario.",
+)
+@click.option(
+    "--through-kafka",
+    is_flag=True,
+    help="Not implemented yet: the benchmark runs in process only (exits 2).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("bench-learning"),
+    show_default=True,
+    help="Directory for learning.json and the PNG plots.",
+)
+@click.option(
+    "--shift-at",
+    type=click.IntRange(2, 10_000),
+    default=None,
+    metavar="EPOCH",
+    help="Make the world non-stationary: from this epoch on the strong model's answers are "
+    "worse and the balanced model costs twice as much; reports how many trajectories each "
+    "arm needs to earn 90% of the new optimum's reward again. Default: no shift.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON on stdout instead of tables.")
+def bench_learning(
+    scenario_name: str,
+    seeds: int,
+    epochs: int,
+    arms: str,
+    warm_from: str | None,
+    through_kafka: bool,
+    out: Path,
+    shift_at: int | None,
+    as_json: bool,
+) -> None:
+    """Learning quality of policy arms against the oracle, over the same tasks and seeds.
+
+    Per arm and epoch: true quality, judge score, tokens per trajectory, skip share and
+    regret, with 95% intervals over seeds; a per-class plateau table (mean of the last three
+    epochs, as the paper's Table 3); a warm-start table (as its Table 4) comparing each warm
+    arm with the same rules started cold; PNG plots and a JSON file with every number.
+    """
+    from services.bench.learning import (
+        Shift,
+        run_learning_bench,
+        scenario_spec,
+        shifted,
+        write_plots,
+    )
+    from services.sim.engine import arm_named
+
+    if through_kafka:
+        raise UserError("--through-kafka is not implemented: bench learning runs in process only")
+    try:
+        chosen = [arm_named(name.strip()) for name in arms.split(",") if name.strip()]
+    except KeyError as error:
+        raise UserError(str(error.args[0])) from None
+    if not chosen:
+        raise UserError("--arms names no arm")
+    try:
+        scenario = load_scenario(scenario_name)
+    except ScenarioError as error:
+        raise UserError(str(error)) from None
+    source = _warm_source(scenario.name, warm_from) if any(a.warm_weight for a in chosen) else None
+    shift = None
+    if shift_at is not None:
+        if shift_at > epochs:
+            raise UserError(f"--shift-at {shift_at} is after the last epoch ({epochs})")
+        try:
+            after = shifted(scenario_spec(scenario_name))
+        except ValueError as error:  # the shift names variants a custom scenario may lack
+            raise UserError(f"cannot shift {scenario.name}: {error}") from None
+        shift = Shift(shift_at, after, Oracle(after, PAPER_REWARD))
+    err = Console(stderr=True)
+    with err.status("benchmarking") as status:
+        result = run_learning_bench(
+            scenario,
+            chosen,
+            seeds=seeds,
+            epochs=epochs,
+            source=source,
+            shift=shift,
+            progress=lambda stage: status.update(f"benchmarking: {stage}"),
+            clock=time.perf_counter,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    data = result.as_dict()
+    (out / "learning.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    plots = write_plots(result, out)
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    _print_learning(result)
+    click.echo(f"wrote {out / 'learning.json'}, {', '.join(str(p) for p in plots)}", err=True)
+    click.echo(f"ran in {result.seconds:.1f} s", err=True)
+
+
+def _warm_source(scenario: str, warm_from: str | None) -> Scenario | PolicyGraph:
+    if warm_from is None:
+        others = [name for name in shipped_scenarios() if name != scenario]
+        if not others:
+            raise UserError("warm arms need --warm-from: no other shipped scenario to learn on")
+        warm_from = others[0]
+    if warm_from.endswith(".json") and Path(warm_from).is_file():
+        try:
+            return load_graph(warm_from)[1]
+        except PolicyFileError as error:
+            raise UserError(str(error)) from None
+    try:
+        return load_scenario(warm_from)
+    except ScenarioError as error:
+        raise UserError(str(error)) from None
+
+
+def _print_learning(result: "LearningBench") -> None:
+    console = Console()
+    summary = Table(title=f"{result.scenario}: {len(result.seeds)} seeds x {result.epochs} epochs")
+    for header in (
+        "arm",
+        "cumulative regret",
+        "plateau true quality",
+        "plateau judge",
+        "tokens/traj (plateau)",
+        "tokens/traj (run)",
+    ):
+        summary.add_column(header, justify="left" if header == "arm" else "right")
+    for name, arm in result.arms.items():
+        summary.add_row(
+            name,
+            arm.cumulative_regret.text(1),
+            arm.plateau_quality.text(),
+            arm.plateau_judge.text(),
+            arm.tokens_per_trajectory.text(0),
+            arm.run_tokens_per_trajectory.text(0),
+        )
+    console.print(summary)
+    for name, arm in result.arms.items():
+        epochs = Table(title=f"{name} per epoch (mean ± 95% half-width)")
+        epochs.add_column("epoch", justify="right")
+        for metric in arm.per_epoch:
+            epochs.add_column(metric.replace("_", " "), justify="right")
+        for i in range(result.epochs):
+            digits = {"tokens_per_trajectory": 0}
+            epochs.add_row(
+                str(i + 1),
+                *(arm.per_epoch[m][i].text(digits.get(m, 3)) for m in arm.per_epoch),
+            )
+        console.print(epochs)
+    classes = Table(title="plateau true quality per class (* where coordination matters)")
+    classes.add_column("class")
+    for name in result.arms:
+        classes.add_column(name, justify="right")
+    for task_class in next(iter(result.arms.values())).per_class:
+        mark = " *" if task_class in result.coordination_classes else ""
+        classes.add_row(
+            task_class + mark,
+            *(arm.per_class[task_class].text() for arm in result.arms.values()),
+        )
+    console.print(classes)
+    if result.warm:
+        warm = Table(title=f"warm start from {result.warm_source}")
+        for header in ("warm arm", "cold twin", "tokens saved (run)", "plateau quality delta"):
+            warm.add_column(header, justify="left" if "arm" in header else "right")
+        for row in result.warm:
+            warm.add_row(row.warm, row.cold, row.savings.text(), row.plateau_delta.text())
+        console.print(warm)
+    if result.shift_epoch is not None:
+        recovery = Table(title=f"recovery after the shift at epoch {result.shift_epoch}")
+        for header in ("arm", "seeds recovered", "trajectories to recover (mean)", "per seed"):
+            recovery.add_column(header, justify="left" if header == "arm" else "right")
+        for name, arm in result.arms.items():
+            done = arm.recovered
+            recovery.add_row(
+                name,
+                f"{len(done)}/{len(arm.recovery)}",
+                f"{sum(done) / len(done):.0f}" if done else "-",
+                ", ".join("-" if r is None else str(r) for r in arm.recovery),
+            )
+        console.print(recovery)
+    targets = result.targets()
+    if targets:
+        click.echo(
+            "targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in targets.items())
+        )

@@ -242,7 +242,7 @@ class LearnerCore:
     def _join(self, trajectory: TrajectoryCompleted, reward: RewardObserved) -> Applied:
         state = trajectory.state
         value = hybrid_reward(reward.quality, state.tokens_used, state.retries, self.config.reward)
-        edges = backup(self.graph, [(state, value)])
+        edges = backup(self.graph, [(state, value)], self.config.reward)
         self._remember(trajectory.trajectory_id)
         self.backed_up += 1
         return Applied(

@@ -24,12 +24,17 @@ def legal_cells(state: TrajectoryState, pool: CellPool) -> list[str]:
 
 
 def candidate_actions(
-    state: TrajectoryState, pool: CellPool, *, allow_skip: bool = True
+    state: TrajectoryState, pool: CellPool, *, allow_skip: bool = True, next_only: bool = False
 ) -> list[str]:
     """Every variant of every legal cell in plan order, then ``skip:X`` for each legal cell
-    while at least two cells are legal (the last legal cell cannot be skipped)."""
+    while at least two cells are legal (the last legal cell cannot be skipped).
+
+    ``next_only`` offers the first legal cell alone (its variants, then its skip): every
+    cell is decided in plan order, so no evidence is gathered after the draft it should
+    have informed, and each node weighs a handful of actions instead of the whole plan."""
     cells = legal_cells(state, pool)
-    actions = [v.action for name in cells for v in pool.cells[name].variants]
+    offered = cells[:1] if next_only else cells
+    actions = [v.action for name in offered for v in pool.cells[name].variants]
     if allow_skip and len(cells) >= 2:
-        actions.extend(skip_action(name) for name in cells)
+        actions.extend(skip_action(name) for name in offered)
     return actions

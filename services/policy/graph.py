@@ -5,7 +5,7 @@ for each statistic. Selection reads a row; backup updates many cells at once wit
 vectorised Chan merge, so the same code serves one trajectory or a batch of thousands.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,13 +22,15 @@ I64 = npt.NDArray[np.int64]
 
 @dataclass(frozen=True, slots=True)
 class EdgeBatch:
-    """Edge observations to back up: parallel arrays, one entry per visited edge."""
+    """Edge observations to back up: parallel arrays, one entry per visited edge.
+    ``counts_visit`` marks the entries that count a visit of their node (all when None)."""
 
     rows: I64
     cols: I64
     rewards: F64
     tokens: F64
     failed: npt.NDArray[np.bool_]
+    counts_visit: npt.NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -157,6 +159,8 @@ class PolicyGraph:
         edges: Sequence[tuple[str, str, bool]],
         rewards: Sequence[float],
         tokens: Sequence[float],
+        *,
+        counts_visit: Sequence[bool] | None = None,
     ) -> EdgeBatch:
         """Resolve (signature, action, failed) triples into rows and columns."""
         known_rows, known_cols = self._node_rows.get, self._action_cols.get
@@ -177,14 +181,20 @@ class PolicyGraph:
             np.asarray(rewards, dtype=np.float64),
             np.asarray(tokens, dtype=np.float64),
             np.array([f for _, _, f in edges], dtype=np.bool_),
+            None if counts_visit is None else np.array(counts_visit, dtype=np.bool_),
         )
 
-    def backup(self, batch: EdgeBatch) -> None:
+    def backup(self, batch: EdgeBatch, *, recency_floor: float = 0.0) -> None:
         """Count every visit at its node; fold rewards and tokens of completed visits into
-        their edges; count failed visits as failures (they carry no reward)."""
+        their edges; count failed visits as failures (they carry no reward).
+
+        ``recency_floor`` > 0 moves each updated mean at least ``1 - (1-floor)^k`` of the
+        way to the mean of its ``k`` new observations, so old evidence fades; counts stay
+        exact (they drive exploration) and M2 stays Chan's (it is reported, not used)."""
         if len(batch) == 0:
             return
-        uniq_rows, row_counts = np.unique(batch.rows, return_counts=True)
+        visiting = batch.rows if batch.counts_visit is None else batch.rows[batch.counts_visit]
+        uniq_rows, row_counts = np.unique(visiting, return_counts=True)
         self.node_visits[uniq_rows] += row_counts
         width = self.visits.shape[1]
         flat = batch.rows * width + batch.cols
@@ -203,6 +213,7 @@ class PolicyGraph:
             counts,
             *_sample_moments(inverse, counts, rewards),
             *_sample_moments(inverse, counts, tokens),
+            recency_floor=recency_floor,
         )
 
     def _absorb(
@@ -214,6 +225,8 @@ class PolicyGraph:
         t_mean: F64,
         t_m2: F64,
         failures: I64 | None = None,
+        *,
+        recency_floor: float = 0.0,
     ) -> None:
         visits = self.visits.reshape(-1)
         n_a = visits[cells].astype(np.float64)
@@ -223,9 +236,13 @@ class PolicyGraph:
         ):
             mean_col = getattr(self, mean_name).reshape(-1)
             m2_col = getattr(self, m2_name).reshape(-1)
+            old_mean = mean_col[cells]
             _, mean_col[cells], m2_col[cells] = chan_merge(
-                n_a, mean_col[cells], m2_col[cells], counts, mean_b, m2_b
+                n_a, old_mean, m2_col[cells], counts, mean_b, m2_b
             )
+            if recency_floor > 0.0:
+                step = np.maximum(counts / (n_a + counts), 1.0 - (1.0 - recency_floor) ** counts)
+                mean_col[cells] = old_mean + step * (mean_b - old_mean)
         visits[cells] += counts.astype(np.int64)
         if failures is not None:
             self.failures.reshape(-1)[cells] += failures
@@ -260,6 +277,26 @@ class PolicyGraph:
                     np.array([other.token_m2[row_b, col_b] * ratio]),
                     np.array([round(f_b * weight)], dtype=np.int64),
                 )
+
+    def relabeled(self, rename: Callable[[str], str]) -> "PolicyGraph":
+        """A copy with every signature renamed; nodes that then coincide merge exactly."""
+        out = PolicyGraph(self._action_names, capacity=max(1, self.node_count))
+        width_b = len(self._action_names)
+        for signature, row_b in self._node_rows.items():
+            row = out.node_row(rename(signature))
+            out.node_visits[row] += self.node_visits[row_b]
+            seen = (self.visits[row_b, :width_b] + self.failures[row_b, :width_b]) > 0
+            cols = np.flatnonzero(seen)
+            out._absorb(
+                row * out.visits.shape[1] + cols,
+                self.visits[row_b, cols].astype(np.float64),
+                self.mean_reward[row_b, cols],
+                self.reward_m2[row_b, cols],
+                self.token_mean[row_b, cols],
+                self.token_m2[row_b, cols],
+                self.failures[row_b, cols],
+            )
+        return out
 
     # --- the policy file -----------------------------------------------------------------
 

@@ -2,24 +2,41 @@
 
 from collections.abc import Sequence
 
-from schemas.records import StepStatus, TrajectoryState
+from schemas.records import RewardConfig, StepStatus, TrajectoryState
 from services.policy.graph import PolicyGraph
+from services.policy.reward import PAPER_REWARD
 
 
-def backup(graph: PolicyGraph, trajectories: Sequence[tuple[TrajectoryState, float]]) -> int:
+def backup(
+    graph: PolicyGraph,
+    trajectories: Sequence[tuple[TrajectoryState, float]],
+    config: RewardConfig = PAPER_REWARD,
+) -> int:
     """Back each trajectory's reward up, in full, into every edge it visited (paper mode).
 
-    Failed invokes count as failures of their edge and carry no reward. Returns the number
-    of edge updates applied.
+    Failed invokes count as failures of their edge and carry no reward. With
+    ``config.node_visit_once`` a signature's visits grow by one per trajectory however many
+    decisions were taken there: skips change neither handoff nor beliefs, so a skip chain
+    revisits one signature and would otherwise inflate N (and shrink exploration) for
+    nothing. ``config.recency_floor`` discounts old rewards (``PolicyGraph.backup``).
+    Returns the number of edge updates applied.
     """
     failed = StepStatus.FAILED
     edges: list[tuple[str, str, bool]] = []
     rewards: list[float] = []
     tokens: list[int] = []
+    counts_visit: list[bool] = []
     for state, reward in trajectories:
         visited = state.visited
         edges += [(e.signature, e.action, e.status is failed) for e in visited]
         tokens += [e.tokens for e in visited]
         rewards += [reward] * len(visited)
-    graph.backup(graph.batch(edges, rewards, tokens))
+        seen: set[str] = set()
+        for e in visited:
+            counts_visit.append(e.signature not in seen)
+            seen.add(e.signature)
+    batch = graph.batch(
+        edges, rewards, tokens, counts_visit=counts_visit if config.node_visit_once else None
+    )
+    graph.backup(batch, recency_floor=config.recency_floor)
     return len(edges)

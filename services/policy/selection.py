@@ -1,14 +1,17 @@
-"""Paper-mode selection: the rule-based prior below the confidence threshold, else UCB.
+"""Selection: the rule-based prior below the confidence threshold, else UCB.
 
     score(a) = mean + c*sqrt(ln(N+1)/n) - lambda*f/(n+f),   c = max(c_min, c0*2^(-N/half_life))
 
-An action never tried scores +inf; one that has only failed scores
-``-lambda + c*sqrt(ln(N+1)/f)``. Ties go to candidate order (invokes in plan order, then
-skips). The paper's selection is deterministic, so the chosen action's propensity is 1.
+An action never tried scores +inf in paper mode (``untried_score`` None), else that finite
+optimistic value; one that has only failed scores ``-lambda + c*sqrt(ln(N+1)/f)``. At
+temperature 0 (the paper) the best score wins, ties go to candidate order (invokes in plan
+order, then skips) and the propensity is 1. Above 0 the action is drawn from a softmax over
+the scores with a uniform ``u`` the caller supplies, and the propensity is the exact
+probability of the drawn action.
 
 ``select`` serves one decision with Python floats (``ucb_score``); ``select_batch`` scores
 many decisions in one pass of numpy (``ucb_scores``) for replays, off-policy evaluation and
-benchmarks. A property test checks that the two agree on every input.
+benchmarks; it is greedy only. A property test checks that the two agree on every input.
 """
 
 import math
@@ -63,8 +66,10 @@ def ucb_scores(
     node_visits: npt.NDArray[np.float64],
     c: npt.NDArray[np.float64],
     failure_lambda: float,
+    untried: float = INF,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(score, bonus, penalty) elementwise; ``node_visits`` and ``c`` broadcast."""
+    """(score, bonus, penalty) elementwise; ``node_visits`` and ``c`` broadcast; an untried
+    action's bonus (and score) is ``untried``."""
     log_term = np.log(node_visits + 1.0)
     tried = visits > 0
     only_failed = ~tried & (failures > 0)
@@ -72,7 +77,7 @@ def ucb_scores(
         bonus = np.where(
             tried,
             c * np.sqrt(log_term / visits),
-            np.where(only_failed, c * np.sqrt(log_term / failures), np.inf),
+            np.where(only_failed, c * np.sqrt(log_term / failures), untried),
         )
         penalty = np.where(
             tried,
@@ -99,9 +104,7 @@ def score_candidates(
     """The UCB view of every candidate at ``signature``, whether or not the prior acts."""
     row = graph.find_row(signature)
     n_node = 0 if row is None else int(graph.node_visits[row])
-    return _score_row(
-        graph, row, candidates, n_node, exploration_constant(n_node, config), config.failure_lambda
-    )
+    return _score_row(graph, row, candidates, n_node, exploration_constant(n_node, config), config)
 
 
 def select(
@@ -109,8 +112,11 @@ def select(
     signature: str,
     candidates: Sequence[str],
     config: SelectionConfig = PAPER_SELECTION,
+    *,
+    u: float | None = None,
 ) -> Selection:
-    """Choose one of ``candidates`` (legal actions, in tie order) at node ``signature``."""
+    """Choose one of ``candidates`` (legal actions, in tie order) at node ``signature``;
+    ``u`` in [0, 1) drives the draw when ``config.temperature`` is above 0."""
     if not candidates:
         raise ValueError("no candidate actions to select from")
     row = graph.find_row(signature)
@@ -124,20 +130,57 @@ def select(
             else DecisionReason.RULE_BASED_PRIOR
         )
         return Selection(candidates[index], index, reason, 1.0, c, n_node, ())
-    scores = _score_row(graph, row, candidates, n_node, c, config.failure_lambda)
-    best = 0
-    best_score = scores[0].score
-    for i in range(1, len(scores)):
-        if scores[i].score > best_score:
-            best, best_score = i, scores[i].score
-    reason = (
-        DecisionReason.UNTRIED_ACTION if best_score == INF else DecisionReason.GRAPH_RECOMMENDATION
-    )
-    return Selection(candidates[best], best, reason, 1.0, c, n_node, scores)
+    scores = _score_row(graph, row, candidates, n_node, c, config)
+    values = [s.score for s in scores]
+    if config.temperature > 0.0:
+        if u is None:
+            raise ValueError("stochastic selection (temperature > 0) needs a uniform draw u")
+        probabilities = softmax(values, config.temperature)
+        chosen = draw_index(probabilities, u)
+        propensity = probabilities[chosen]
+    else:
+        chosen = values.index(max(values))  # the first maximum: ties go to candidate order
+        propensity = 1.0
+    picked = scores[chosen]
+    untried = picked.visits == 0 and picked.failures == 0
+    reason = DecisionReason.UNTRIED_ACTION if untried else DecisionReason.GRAPH_RECOMMENDATION
+    return Selection(candidates[chosen], chosen, reason, propensity, c, n_node, scores)
+
+
+def softmax(scores: Sequence[float], temperature: float) -> list[float]:
+    """Probabilities proportional to exp(score/temperature); when some scores are +inf, the
+    limit: uniform over those."""
+    top = max(scores)
+    if top == INF:
+        weights = [1.0 if s == INF else 0.0 for s in scores]
+    else:
+        weights = [math.exp((s - top) / temperature) for s in scores]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def draw_index(probabilities: Sequence[float], u: float) -> int:
+    """Inverse-CDF draw; never returns an index of probability 0."""
+    cumulative = 0.0
+    last = 0
+    for i, p in enumerate(probabilities):
+        if p <= 0.0:
+            continue
+        cumulative += p
+        last = i
+        if u < cumulative:
+            return i
+    return last  # u within rounding of 1
 
 
 def ucb_score(
-    mean: float, visits: int, failures: int, log_term: float, c: float, failure_lambda: float
+    mean: float,
+    visits: int,
+    failures: int,
+    log_term: float,
+    c: float,
+    failure_lambda: float,
+    untried: float = INF,
 ) -> tuple[float, float, float]:
     """(score, bonus, penalty) of one action; ``log_term`` is ln(N+1)."""
     if visits > 0:
@@ -147,7 +190,7 @@ def ucb_score(
     if failures > 0:
         bonus = c * math.sqrt(log_term / failures)
         return bonus - failure_lambda, bonus, failure_lambda
-    return INF, INF, 0.0
+    return untried, untried, 0.0
 
 
 def _score_row(
@@ -156,10 +199,11 @@ def _score_row(
     candidates: Sequence[str],
     n_node: int,
     c: float,
-    failure_lambda: float,
+    config: SelectionConfig,
 ) -> tuple[CandidateScore, ...]:
+    untried = INF if config.untried_score is None else config.untried_score
     if row is None:
-        return tuple(CandidateScore(a, INF, 0.0, INF, 0.0, 0, 0) for a in candidates)
+        return tuple(CandidateScore(a, untried, 0.0, untried, 0.0, 0, 0) for a in candidates)
     visits = graph.visits[row].tolist()
     failures = graph.failures[row].tolist()
     means = graph.mean_reward[row].tolist()
@@ -169,10 +213,10 @@ def _score_row(
     for action in candidates:
         col = find(action)
         if col is None:
-            scores.append(CandidateScore(action, INF, 0.0, INF, 0.0, 0, 0))
+            scores.append(CandidateScore(action, untried, 0.0, untried, 0.0, 0, 0))
             continue
         n, f, m = visits[col], failures[col], means[col]
-        score, bonus, penalty = ucb_score(m, n, f, log_term, c, failure_lambda)
+        score, bonus, penalty = ucb_score(m, n, f, log_term, c, config.failure_lambda, untried)
         scores.append(CandidateScore(action, score, m if n else 0.0, bonus, penalty, n, f))
     return tuple(scores)
 
@@ -199,8 +243,12 @@ def select_batch(
 
     ``rows[b]`` is the node of decision b (-1 for an unseen signature); ``cols[b, k]`` the
     column of its k-th candidate (-1 pads a shorter list, -2 marks an action the graph has
-    never seen); ``is_skip[b, k]`` whether that candidate is a skip.
+    never seen); ``is_skip[b, k]`` whether that candidate is a skip. Greedy only: a
+    stochastic config is refused rather than silently served its argmax.
     """
+    if config.temperature > 0.0:
+        raise ValueError("select_batch is greedy; stochastic selection goes through select")
+    untried = INF if config.untried_score is None else config.untried_score
     valid = cols != -1
     have_row = rows >= 0
     safe_rows = np.where(have_row, rows, 0)
@@ -213,12 +261,13 @@ def select_batch(
     failures = np.where(known, graph.failures[r, safe_cols], 0).astype(np.float64)
     mean = np.where(known, graph.mean_reward[r, safe_cols], 0.0)
     score, _, _ = ucb_scores(
-        mean, visits, failures, node_visits[:, None], c[:, None], config.failure_lambda
+        mean, visits, failures, node_visits[:, None], c[:, None], config.failure_lambda, untried
     )
     score = np.where(valid, score, -np.inf)
     best = np.argmax(score, axis=1)
     prior_choice = np.argmax(valid & ~is_skip, axis=1)
     use_prior = (node_visits < config.confidence_threshold) | (config.mode == "fixed")
     index = np.where(use_prior, prior_choice, best)
-    untried = ~use_prior & np.isposinf(score[np.arange(len(best)), best])
-    return BatchSelection(index.astype(np.int64), use_prior, untried, np.ones(len(index)), c)
+    never_tried = (visits == 0) & (failures == 0)
+    untried_choice = ~use_prior & never_tried[np.arange(len(best)), best]
+    return BatchSelection(index.astype(np.int64), use_prior, untried_choice, np.ones(len(index)), c)

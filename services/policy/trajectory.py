@@ -4,6 +4,7 @@ Nothing here keeps state between calls: everything needed travels in ``Trajector
 so any router replica (or the in-process engine) can advance any trajectory.
 """
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -32,12 +33,14 @@ from services.policy.signature import fold
 
 @dataclass(frozen=True)
 class PolicySetup:
-    """What a router needs besides the learned graph: cells, fold and selection rules."""
+    """What a router needs besides the learned graph: cells, fold and selection rules.
+    ``seed`` keys the draws of stochastic selection (unused at temperature 0)."""
 
     pool: CellPool = field(default_factory=paper_pool)
     fold: FoldSpec = field(default_factory=FoldSpec)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     allow_skip: bool = True
+    seed: int = 0
 
 
 def start_state(
@@ -110,18 +113,32 @@ def signature_of(state: TrajectoryState, setup: PolicySetup) -> str:
     return fold(setup.fold, state.regime, state.handoff, state.beliefs, state.fold_keys).text
 
 
+def decision_uniform(seed: int, trajectory_id: str, step: int) -> float:
+    """A uniform in [0, 1) fixed by (seed, trajectory, step): a redelivered decision, on any
+    router replica, draws the same action, so stochastic selection stays replayable."""
+    digest = hashlib.blake2b(f"{seed}|{trajectory_id}|{step}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
 def decide(state: TrajectoryState, graph: PolicyGraph, setup: PolicySetup) -> Step | Termination:
     """Choose the next action, or say why the trajectory is over."""
     if state.pending is not None:
         raise ValueError(
             f"trajectory {state.trajectory_id} still waits on step {state.pending.step}"
         )
-    candidates = candidate_actions(state, setup.pool, allow_skip=setup.allow_skip)
+    candidates = candidate_actions(
+        state,
+        setup.pool,
+        allow_skip=setup.allow_skip,
+        next_only=setup.selection.candidates == "next_in_plan",
+    )
     ended = termination(state, candidates)
     if ended is not None:
         return ended
     signature = signature_of(state, setup)
-    selection = select(graph, signature, candidates, setup.selection)
+    stochastic = setup.selection.temperature > 0.0
+    u = decision_uniform(setup.seed, state.trajectory_id, state.step) if stochastic else None
+    selection = select(graph, signature, candidates, setup.selection, u=u)
     is_skip, cell = parse_action(selection.action)
     if is_skip:
         edge = VisitedEdge(
