@@ -15,6 +15,13 @@ class EdgeRecord(Record):
     """Statistics of one (signature, action) edge; Welford sums so shards merge exactly."""
 
     visits: int = Field(ge=0, description="completed visits that were backed up with a reward")
+    weight: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="summed weight (judge confidence) of the rewards behind mean_reward and "
+        "reward_m2, their count in a weighted merge; absent: equal to visits (every reward "
+        "weighed 1, the paper)",
+    )
     mean_reward: float = 0.0
     reward_m2: float = Field(default=0.0, ge=0.0)
     token_mean: float = Field(default=0.0, ge=0.0)

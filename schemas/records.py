@@ -248,6 +248,12 @@ class RewardConfig(Record):
         description="count a signature's visit once per trajectory in backup, however many "
         "decisions (a skip chain) the trajectory took there; false counts every decision",
     )
+    confidence_weighted: bool = Field(
+        default=False,
+        description="weigh each reward by the judge's confidence in both an edge's count and "
+        "its sum (a weighted mean: unsure scores move it less); false weighs every reward 1, "
+        "as the paper",
+    )
     recency_floor: float = Field(
         default=0.0,
         ge=0.0,

@@ -16,6 +16,7 @@ from services.bench.policy import (
 )
 from services.cli._errors import UserError
 from services.cli._settings import KAFKA_FIELDS, settings_from
+from services.cli.demo import replay_progress
 from services.policy import PAPER_REWARD, PolicyGraph
 from services.runtime.policy_files import PolicyFileError, load_graph
 from services.runtime.settings import settings_options
@@ -24,7 +25,13 @@ from services.sim.oracle import Oracle
 from services.sim.scenario import Scenario
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from services.bench.learning import LearningBench
+    from services.sim.engine import Arm
+
+# A deployment per arm and seed gets a topic prefix of its own.
+_REPLAY_KAFKA_FIELDS = tuple(f for f in KAFKA_FIELDS if f != "topic_prefix")
 
 
 @click.group()
@@ -265,7 +272,16 @@ def _ms(value: float | None) -> str:
 @click.option(
     "--through-kafka",
     is_flag=True,
-    help="Not implemented yet: the benchmark runs in process only (exits 2).",
+    help="Run every arm and seed through the real services over Kafka (a fresh deployment "
+    "each, on an embedded broker unless --kafka-bootstrap names one), as agensbus demo does. "
+    "Slow; takes no warm arms and no --shift-at.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=1_024),
+    default=1,
+    show_default=True,
+    help="With --through-kafka: tasks in flight at once. 1 gives the in-process numbers.",
 )
 @click.option(
     "--out",
@@ -284,6 +300,7 @@ def _ms(value: float | None) -> str:
     "arm needs to earn 90% of the new optimum's reward again. Default: no shift.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON on stdout instead of tables.")
+@settings_options(_REPLAY_KAFKA_FIELDS)
 def bench_learning(
     scenario_name: str,
     seeds: int,
@@ -291,9 +308,11 @@ def bench_learning(
     arms: str,
     warm_from: str | None,
     through_kafka: bool,
+    concurrency: int,
     out: Path,
     shift_at: int | None,
     as_json: bool,
+    **flags: Any,
 ) -> None:
     """Learning quality of policy arms against the oracle, over the same tasks and seeds.
 
@@ -311,8 +330,6 @@ def bench_learning(
     )
     from services.sim.engine import arm_named
 
-    if through_kafka:
-        raise UserError("--through-kafka is not implemented: bench learning runs in process only")
     try:
         chosen = [arm_named(name.strip()) for name in arms.split(",") if name.strip()]
     except KeyError as error:
@@ -333,18 +350,25 @@ def bench_learning(
         except ValueError as error:  # the shift names variants a custom scenario may lack
             raise UserError(f"cannot shift {scenario.name}: {error}") from None
         shift = Shift(shift_at, after, Oracle(after, PAPER_REWARD))
-    err = Console(stderr=True)
-    with err.status("benchmarking") as status:
-        result = run_learning_bench(
-            scenario,
-            chosen,
-            seeds=seeds,
-            epochs=epochs,
-            source=source,
-            shift=shift,
-            progress=lambda stage: status.update(f"benchmarking: {stage}"),
-            clock=time.perf_counter,
+    if through_kafka:
+        if source is not None or shift is not None:
+            raise UserError("--through-kafka takes no warm arms and no --shift-at")
+        result = _through_kafka(
+            scenario_name, scenario, chosen, seeds, epochs, out, concurrency, flags
         )
+    else:
+        err = Console(stderr=True)
+        with err.status("benchmarking") as status:
+            result = run_learning_bench(
+                scenario,
+                chosen,
+                seeds=seeds,
+                epochs=epochs,
+                source=source,
+                shift=shift,
+                progress=lambda stage: status.update(f"benchmarking: {stage}"),
+                clock=time.perf_counter,
+            )
     out.mkdir(parents=True, exist_ok=True)
     data = result.as_dict()
     (out / "learning.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
@@ -355,6 +379,44 @@ def bench_learning(
     _print_learning(result)
     click.echo(f"wrote {out / 'learning.json'}, {', '.join(str(p) for p in plots)}", err=True)
     click.echo(f"ran in {result.seconds:.1f} s", err=True)
+
+
+def _through_kafka(
+    scenario_name: str,
+    scenario: Scenario,
+    arms: "Sequence[Arm]",
+    seeds: int,
+    epochs: int,
+    out: Path,
+    concurrency: int,
+    flags: dict[str, Any],
+) -> "LearningBench":
+    from services.bench.through_kafka import KafkaBench, run_through_kafka
+    from services.runtime.broker import BrokerError
+    from services.runtime.processes import ServiceFailed
+
+    source = Path(scenario_name)
+    config = KafkaBench(
+        # The services load it themselves; a file must be found from wherever they run.
+        scenario=str(source.resolve()) if source.is_file() else scenario_name,
+        out=out,
+        epochs=epochs,
+        concurrency=concurrency,
+        settings=settings_from(flags),
+    )
+    with replay_progress() as progress:
+        try:
+            return run_through_kafka(
+                config,
+                scenario,
+                arms,
+                seeds=seeds,
+                progress=progress,
+                stage=progress.status,
+                clock=time.perf_counter,
+            )
+        except (BrokerError, ServiceFailed) as error:
+            raise click.ClickException(str(error)) from None
 
 
 def _warm_source(scenario: str, warm_from: str | None) -> Scenario | PolicyGraph:

@@ -53,7 +53,7 @@ def parse_arms(text: str) -> tuple[PolicyName, ...]:
     "--arms",
     default="fixed,paper",
     show_default=True,
-    help="Comma-separated arms, each run on a fresh deployment with that --selection-mode: "
+    help="Comma-separated arms, each run on a fresh deployment with that --policy-arm: "
     "fixed (the plan's default variants) and/or paper (the learned policy).",
 )
 @click.option(
@@ -141,7 +141,7 @@ def demo(
         stall_s=stall_timeout,
         sim_time_scale=sim_time_scale,
     )
-    with _progress() as progress:
+    with replay_progress() as progress:
         try:
             result = run_demo(config, scenario, progress)
         except (BrokerError, ServiceFailed) as error:
@@ -189,7 +189,7 @@ class _Bars(_Lines):
 
 
 @contextmanager
-def _progress() -> Iterator[_Lines]:
+def replay_progress() -> Iterator[_Lines]:
     """Progress on stderr, so that stdout stays clean for --json."""
     console = Console(stderr=True)
     if not console.is_terminal:

@@ -77,8 +77,12 @@ def worker(role: Literal["worker", "judge"], **flags: Any) -> None:
 
     def build(settings: Settings) -> Service:
         from services.worker.app import build
+        from services.worker.openai.models import ModelConfigError
 
-        return build(settings, role=role)
+        try:
+            return build(settings, role=role)
+        except ModelConfigError as error:
+            raise UserError(str(error)) from None
 
     serve(flags, build)
 

@@ -32,7 +32,7 @@ from services.runtime.processes import (
 from services.runtime.settings import Settings, settings_options
 from services.runtime.topics import ensure_topics
 
-_SIM_FIELDS = ("scenario", "seed", "selection_mode")
+_SIM_FIELDS = ("scenario", "seed", "policy_arm")
 _WIDTH = 16
 _POLL_S = 0.5
 #: Beyond the services' own graceful timeout, how long their exit may take before SIGKILL.

@@ -86,6 +86,7 @@ def arm_result(
     observed: Observed,
     oracle: Oracle,
     wall_s: float,
+    reward: RewardConfig = PAPER_REWARD,
 ) -> ArmResult:
     """Join what the services published into per-epoch reports; records are taken in
     submission order, not arrival order, so the means add up in the engine's order and
@@ -94,7 +95,9 @@ def arm_result(
     reports, records = [], []
     for run in runs:
         epoch_records = [
-            trajectory_record(run.epoch, observed.completed[t], observed.rewards[t], world, oracle)
+            trajectory_record(
+                run.epoch, observed.completed[t], observed.rewards[t], world, oracle, reward
+            )
             for t in run.task_ids
         ]
         reports.append(EpochReport.of(run.epoch, epoch_records))

@@ -19,7 +19,7 @@ from services.demo.stack import Stack, StackConfig
 from services.policy import PAPER_REWARD
 from services.runtime.broker import KAFKA_VERSION, EmbeddedKafka
 from services.runtime.settings import Settings
-from services.sim.engine import PolicyName
+from services.sim.engine import PolicyName, deployed_arm
 from services.sim.oracle import Oracle
 from services.sim.scenario import Scenario
 
@@ -48,7 +48,8 @@ class DemoConfig:
     run_id: str = field(default_factory=new_run_id)
 
     def prefix(self, arm: str) -> str:
-        return f"agensbus.demo.{self.run_id}.{arm}."
+        # "+" joins an arm's switches but may not appear in a topic name.
+        return f"agensbus.demo.{self.run_id}.{arm.replace('+', '_')}."
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,8 @@ def run_demo(
 ) -> DemoResult:
     progress = progress or Quiet()
     began = time.monotonic()
-    # The services read AGENSBUS_ALLOW_SKIP too; regret is against what they could do.
-    oracle = Oracle(scenario, PAPER_REWARD, allow_skip=config.settings.allow_skip)
+    # One yardstick for every arm, as in ``agensbus bench learning``.
+    oracle = Oracle(scenario, PAPER_REWARD)
     arms = []
     with kafka(config.settings.kafka_bootstrap, progress) as (bootstrap, described):
         for arm in config.arms:
@@ -112,13 +113,13 @@ def run_demo(
     return DemoResult(config, scenario, oracle, described, arms, time.monotonic() - began)
 
 
-def stack_config(config: DemoConfig, arm: PolicyName, bootstrap: str) -> StackConfig:
+def stack_config(config: DemoConfig, arm: str, bootstrap: str) -> StackConfig:
     return StackConfig(
         bootstrap=bootstrap,
         prefix=config.prefix(arm),
         scenario=config.scenario,
         seed=config.seed,
-        selection_mode=arm,
+        policy_arm=arm,
         sim_time_scale=config.sim_time_scale,
         extra_env=kafka_env(config.settings),
     )
@@ -128,7 +129,7 @@ def run_arm(
     config: DemoConfig,
     scenario: Scenario,
     oracle: Oracle,
-    arm: PolicyName,
+    arm: str,
     bootstrap: str,
     progress: Progress,
 ) -> ArmResult:
@@ -153,7 +154,8 @@ def run_arm(
         runs, observed = asyncio.run(replay.run(range(1, config.epochs + 1)))
         wall_s = time.monotonic() - began
         progress.status(f"{arm}: stopping the services")
-    return arm_result(arm, scenario, config.seed, runs, observed, oracle, wall_s)
+    reward = deployed_arm(arm).reward
+    return arm_result(arm, scenario, config.seed, runs, observed, oracle, wall_s, reward)
 
 
 def kafka_env(settings: Settings) -> dict[str, str]:

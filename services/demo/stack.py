@@ -35,7 +35,7 @@ class StackConfig:
     prefix: str
     scenario: str
     seed: int
-    selection_mode: str
+    policy_arm: str
     workers: int = 2
     snapshot_every: int = 1
     snapshot_interval_s: float = 0.2
@@ -52,7 +52,7 @@ class StackConfig:
             "AGENSBUS_TOPIC_PREFIX": self.prefix,
             "AGENSBUS_SCENARIO": self.scenario,
             "AGENSBUS_SEED": str(self.seed),
-            "AGENSBUS_SELECTION_MODE": self.selection_mode,
+            "AGENSBUS_POLICY_ARM": self.policy_arm,
             "AGENSBUS_SNAPSHOT_EVERY": str(self.snapshot_every),
             "AGENSBUS_SNAPSHOT_INTERVAL_S": str(self.snapshot_interval_s),
             "AGENSBUS_JUDGE_WINDOW_MS": str(self.judge_window_ms),

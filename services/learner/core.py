@@ -28,7 +28,7 @@ from schemas.records import FoldSpec, Regime, RewardConfig
 from services.policy import PAPER_REWARD, PolicyGraph, PolicySetup, backup, hybrid_reward
 from services.runtime.codec import Rejected
 from services.runtime.settings import Settings
-from services.sim import Scenario, policy_setup
+from services.sim import Scenario, deployed_arm
 
 #: LearnerCheckpoint's bounds: a snapshot holding more would not validate.
 MAX_WAITING = 100_000
@@ -58,11 +58,14 @@ class LearnerConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, scenario: Scenario) -> "LearnerConfig":
-        """The router's fold and selection, so routers accept the snapshots as their own."""
+        """The router's fold and selection, so routers accept the snapshots as their own,
+        and the arm's reward."""
+        arm = deployed_arm(settings.policy_arm)
         return cls(
             tenant=settings.tenant,
             tenants=settings.tenant_list,
-            setup=policy_setup(scenario, settings.selection_mode, allow_skip=settings.allow_skip),
+            setup=arm.setup(scenario, settings.seed),
+            reward=arm.reward,
             dedupe_window=settings.dedupe_window,
             reward_ttl_s=settings.reward_ttl_s,
         )
@@ -242,7 +245,7 @@ class LearnerCore:
     def _join(self, trajectory: TrajectoryCompleted, reward: RewardObserved) -> Applied:
         state = trajectory.state
         value = hybrid_reward(reward.quality, state.tokens_used, state.retries, self.config.reward)
-        edges = backup(self.graph, [(state, value)], self.config.reward)
+        edges = backup(self.graph, [(state, value)], self.config.reward, [reward.confidence])
         self._remember(trajectory.trajectory_id)
         self.backed_up += 1
         return Applied(

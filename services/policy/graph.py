@@ -23,7 +23,8 @@ I64 = npt.NDArray[np.int64]
 @dataclass(frozen=True, slots=True)
 class EdgeBatch:
     """Edge observations to back up: parallel arrays, one entry per visited edge.
-    ``counts_visit`` marks the entries that count a visit of their node (all when None)."""
+    ``counts_visit`` marks the entries that count a visit of their node (all when None);
+    ``weights`` weigh each entry's reward (the judge's confidence; all 1 when None)."""
 
     rows: I64
     cols: I64
@@ -31,6 +32,7 @@ class EdgeBatch:
     tokens: F64
     failed: npt.NDArray[np.bool_]
     counts_visit: npt.NDArray[np.bool_] | None = None
+    weights: F64 | None = None
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -48,6 +50,9 @@ class PolicyGraph:
         self.node_visits: I64 = np.zeros(capacity, dtype=np.int64)
         self.visits: I64 = np.zeros((capacity, width), dtype=np.int64)
         self.failures: I64 = np.zeros((capacity, width), dtype=np.int64)
+        # The summed weight of an edge's rewards: its count for the reward mean and M2.
+        # Equal to ``visits`` while every reward weighs 1 (the paper).
+        self.weight: F64 = np.zeros((capacity, width))
         self.mean_reward: F64 = np.zeros((capacity, width))
         self.reward_m2: F64 = np.zeros((capacity, width))
         self.token_mean: F64 = np.zeros((capacity, width))
@@ -79,7 +84,15 @@ class PolicyGraph:
         return int(self.node_visits[: self.node_count].sum())
 
     def _columns(self) -> tuple[str, ...]:
-        return ("visits", "failures", "mean_reward", "reward_m2", "token_mean", "token_m2")
+        return (
+            "visits",
+            "failures",
+            "weight",
+            "mean_reward",
+            "reward_m2",
+            "token_mean",
+            "token_m2",
+        )
 
     def _grow(self, rows: int, cols: int) -> None:
         cap_rows, cap_cols = self.visits.shape
@@ -161,6 +174,7 @@ class PolicyGraph:
         tokens: Sequence[float],
         *,
         counts_visit: Sequence[bool] | None = None,
+        weights: Sequence[float] | None = None,
     ) -> EdgeBatch:
         """Resolve (signature, action, failed) triples into rows and columns."""
         known_rows, known_cols = self._node_rows.get, self._action_cols.get
@@ -182,6 +196,7 @@ class PolicyGraph:
             np.asarray(tokens, dtype=np.float64),
             np.array([f for _, _, f in edges], dtype=np.bool_),
             None if counts_visit is None else np.array(counts_visit, dtype=np.bool_),
+            None if weights is None else np.asarray(weights, dtype=np.float64),
         )
 
     def backup(self, batch: EdgeBatch, *, recency_floor: float = 0.0) -> None:
@@ -206,13 +221,16 @@ class PolicyGraph:
             return
         cells, inverse, counts_i = np.unique(flat[ok], return_inverse=True, return_counts=True)
         counts: F64 = counts_i.astype(np.float64)
-        rewards = batch.rewards[ok]
-        tokens = batch.tokens[ok]
+        weights = None if batch.weights is None else batch.weights[ok]
+        reward_weight: F64 = (
+            counts if weights is None else np.bincount(inverse, weights=weights).astype(np.float64)
+        )
         self._absorb(
             cells,
             counts,
-            *_sample_moments(inverse, counts, rewards),
-            *_sample_moments(inverse, counts, tokens),
+            reward_weight,
+            *_sample_moments(inverse, reward_weight, batch.rewards[ok], weights),
+            *_sample_moments(inverse, counts, batch.tokens[ok]),
             recency_floor=recency_floor,
         )
 
@@ -220,6 +238,7 @@ class PolicyGraph:
         self,
         cells: I64,
         counts: F64,
+        r_weight: F64,
         r_mean: F64,
         r_m2: F64,
         t_mean: F64,
@@ -229,20 +248,24 @@ class PolicyGraph:
         recency_floor: float = 0.0,
     ) -> None:
         visits = self.visits.reshape(-1)
-        n_a = visits[cells].astype(np.float64)
-        for mean_name, m2_name, mean_b, m2_b in (
-            ("mean_reward", "reward_m2", r_mean, r_m2),
-            ("token_mean", "token_m2", t_mean, t_m2),
+        weight = self.weight.reshape(-1)
+        # Rewards merge by weight (a weighted Chan merge), tokens, measured exactly, by count.
+        for mean_name, m2_name, n_a, n_b, mean_b, m2_b in (
+            ("mean_reward", "reward_m2", weight[cells], r_weight, r_mean, r_m2),
+            ("token_mean", "token_m2", visits[cells].astype(np.float64), counts, t_mean, t_m2),
         ):
             mean_col = getattr(self, mean_name).reshape(-1)
             m2_col = getattr(self, m2_name).reshape(-1)
             old_mean = mean_col[cells]
             _, mean_col[cells], m2_col[cells] = chan_merge(
-                n_a, old_mean, m2_col[cells], counts, mean_b, m2_b
+                n_a, old_mean, m2_col[cells], n_b, mean_b, m2_b
             )
             if recency_floor > 0.0:
-                step = np.maximum(counts / (n_a + counts), 1.0 - (1.0 - recency_floor) ** counts)
+                total = n_a + n_b
+                share = n_b / np.where(total > 0, total, 1.0)
+                step = np.maximum(share, 1.0 - (1.0 - recency_floor) ** counts)
                 mean_col[cells] = old_mean + step * (mean_b - old_mean)
+        weight[cells] += r_weight
         visits[cells] += counts.astype(np.int64)
         if failures is not None:
             self.failures.reshape(-1)[cells] += failures
@@ -261,6 +284,7 @@ class PolicyGraph:
             self.node_visits[row] += round(other.node_visits[row_b] * weight)
             for action, col_b in other._action_cols.items():
                 n_b = int(other.visits[row_b, col_b])
+                w_b = float(other.weight[row_b, col_b])
                 f_b = int(other.failures[row_b, col_b])
                 if n_b == 0 and f_b == 0:
                     continue
@@ -271,6 +295,8 @@ class PolicyGraph:
                 self._absorb(
                     cell,
                     np.array([float(scaled)]),
+                    # w_b / n_b is exactly 1 while every reward weighed 1
+                    np.array([scaled * (w_b / n_b) if n_b else 0.0]),
                     np.array([other.mean_reward[row_b, col_b]]),
                     np.array([other.reward_m2[row_b, col_b] * ratio]),
                     np.array([other.token_mean[row_b, col_b]]),
@@ -290,6 +316,7 @@ class PolicyGraph:
             out._absorb(
                 row * out.visits.shape[1] + cols,
                 self.visits[row_b, cols].astype(np.float64),
+                self.weight[row_b, cols],
                 self.mean_reward[row_b, cols],
                 self.reward_m2[row_b, cols],
                 self.token_mean[row_b, cols],
@@ -309,8 +336,10 @@ class PolicyGraph:
                 f = int(self.failures[row, col])
                 if n == 0 and f == 0:
                     continue
+                w = float(self.weight[row, col])
                 edges[action] = EdgeRecord(
                     visits=n,
+                    weight=None if w == n else w,
                     mean_reward=float(self.mean_reward[row, col]),
                     reward_m2=float(self.reward_m2[row, col]),
                     token_mean=float(self.token_mean[row, col]),
@@ -374,6 +403,7 @@ class PolicyGraph:
             for action, edge in node.edges.items():
                 col = graph.action_col(action)
                 graph.visits[row, col] = edge.visits
+                graph.weight[row, col] = edge.visits if edge.weight is None else edge.weight
                 graph.failures[row, col] = edge.failures
                 graph.mean_reward[row, col] = edge.mean_reward
                 graph.reward_m2[row, col] = edge.reward_m2
@@ -382,9 +412,14 @@ class PolicyGraph:
         return graph
 
 
-def _sample_moments(inverse: npt.NDArray[np.intp], counts: F64, values: F64) -> tuple[F64, F64]:
-    """Per-group mean and M2 of ``values`` grouped by ``inverse``."""
-    means: F64 = np.bincount(inverse, weights=values) / counts
+def _sample_moments(
+    inverse: npt.NDArray[np.intp], totals: F64, values: F64, weights: F64 | None = None
+) -> tuple[F64, F64]:
+    """Per-group mean and M2 of ``values`` grouped by ``inverse``, each value weighed by
+    ``weights`` (1 when None); ``totals`` are the groups' summed weights."""
+    weighted = values if weights is None else weights * values
+    means: F64 = np.bincount(inverse, weights=weighted) / np.where(totals > 0, totals, 1.0)
     deviations = values - means[inverse]
-    m2: F64 = np.bincount(inverse, weights=deviations * deviations).astype(np.float64)
+    squares = deviations * deviations if weights is None else weights * deviations * deviations
+    m2: F64 = np.bincount(inverse, weights=squares).astype(np.float64)
     return means, m2

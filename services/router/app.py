@@ -38,7 +38,7 @@ from services.runtime.codec import Rejected, decode, encode
 from services.runtime.kafka import aiokafka_options
 from services.runtime.service import Service
 from services.runtime.settings import Settings
-from services.sim import load_scenario, policy_setup
+from services.sim import deployed_arm, load_scenario
 
 #: Records per batch: enough to amortise a commit, few enough to keep a batch in milliseconds.
 BATCH_MAX_RECORDS = 500
@@ -54,7 +54,7 @@ def build(settings: Settings) -> Service:
     service = Service("router", settings)
     scenario = load_scenario(settings.scenario)
     core = RouterCore(
-        policy_setup(scenario, settings.selection_mode, allow_skip=settings.allow_skip),
+        deployed_arm(settings.policy_arm).setup(scenario, settings.seed),
         settings.tenant_list,
         budget=Budget(max_steps=settings.max_steps, max_tokens=settings.max_tokens),
         dedupe_window=settings.dedupe_window,

@@ -80,12 +80,12 @@ class Settings(BaseSettings):
         description="Comma-separated tenants this deployment serves; events naming another "
         "tenant go to the dead-letter topic.",
     )
-    selection_mode: Literal["paper", "fixed"] = Field(
+    policy_arm: str = Field(
         default="paper",
-        description="Router selection: paper (learned, the paper's UCB rule) or fixed (the "
-        "fixed pipeline, never adapts).",
+        description="The policy arm the router routes by and the learner learns as (its "
+        "selection, fold, skips and reward): fixed, noskip, paper, agensbus, agensbus-lean, "
+        "or ARM+SWITCH[+SWITCH...] as `agensbus bench learning --arms` takes them.",
     )
-    allow_skip: bool = Field(default=True, description="Offer skip:X actions.")
     max_steps: int = Field(default=24, ge=1, le=1000, description="Step budget per trajectory.")
     max_tokens: int = Field(default=60_000, ge=1, description="Token budget per trajectory.")
     dedupe_window: int = Field(
@@ -101,8 +101,10 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=16, ge=1, le=4096, description="Decisions a worker executes at once."
     )
-    worker_backend: Literal["simulated"] = Field(
-        default="simulated", description="How cells are executed (simulated: the scenario)."
+    worker_backend: Literal["simulated", "openai"] = Field(
+        default="simulated",
+        description="How cells are executed (simulated: the scenario; openai: an "
+        "OpenAI-compatible chat-completions endpoint, see docs/models.md).",
     )
     sim_time_scale: float = Field(
         default=0.0,
@@ -118,6 +120,33 @@ class Settings(BaseSettings):
         ge=0,
         le=600_000,
         description="How long the judge waits to fill a group before scoring what it has.",
+    )
+
+    # --- openai backend ----------------------------------------------------------------------
+    openai_base_url: str | None = Field(
+        default=None,
+        description="OpenAI backend: one chat-completions endpoint for every model not in "
+        "the model table (e.g. https://api.openai.com/v1).",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, description="OpenAI backend: API key of openai_base_url (never logged)."
+    )
+    openai_models_file: Path | None = Field(
+        default=None, description="OpenAI backend: the model table (YAML or JSON)."
+    )
+    openai_default_model: str | None = Field(
+        default=None,
+        description="OpenAI backend: model of the variants that name none (unset: the "
+        "table's default_model).",
+    )
+    openai_timeout_s: float = Field(
+        default=60.0, gt=0.0, le=3600.0, description="OpenAI backend: timeout of one request."
+    )
+    openai_max_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="OpenAI backend: retries of a request on 429, 5xx, timeouts, network errors.",
     )
 
     # --- learner ---------------------------------------------------------------------------
@@ -137,6 +166,18 @@ class Settings(BaseSettings):
     @property
     def tenant_list(self) -> tuple[str, ...]:
         return tuple(t.strip() for t in self.tenants.split(",") if t.strip())
+
+    @field_validator("policy_arm")
+    @classmethod
+    def _arm_is_deployable(cls, value: str) -> str:
+        # Imported here: the arm registry lives with the engine that defines the arms.
+        from services.sim.engine import deployed_arm
+
+        try:
+            deployed_arm(value)
+        except KeyError as error:
+            raise ValueError(error.args[0]) from None
+        return value
 
     @field_validator("topic_prefix")
     @classmethod

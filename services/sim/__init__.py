@@ -8,6 +8,7 @@ from services.sim.engine import (
     EpochReport,
     PolicyName,
     TrajectoryRecord,
+    deployed_arm,
     policy_setup,
 )
 from services.sim.judge import Judgement, SimulatedJudge
@@ -36,6 +37,7 @@ __all__ = [
     "World",
     "chosen_path",
     "counted_slots",
+    "deployed_arm",
     "judge_confidence",
     "load_scenario",
     "overall_score",

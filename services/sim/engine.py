@@ -92,6 +92,9 @@ SWITCHES: dict[str, Callable[[Arm], Arm]] = {
     # A cost term that keeps charging past 8k tokens, at the paper's slope or at half of it.
     "linear_cost": _reward(cost_shape="linear"),
     "linear_cost_16k": _reward(cost_shape="linear", token_cap=16_000),
+    # Judge confidence weighs a reward in an edge's count as well as its sum (the paper
+    # scales the reward instead, which shrinks means toward 0 rather than trusting less).
+    "confidence_weighted": _reward(confidence_weighted=True),
     # Discounting: recent rewards weigh at least 5% each, for worlds that change.
     "discount": _reward(recency_floor=0.05),
     # The task class in the signature: classes of one regime stop sharing nodes.
@@ -139,6 +142,19 @@ def arm_named(name: str) -> Arm:
             f"+switch for switches {', '.join(SWITCHES)}"
         )
     return ARMS[base].with_switches(name, switches)
+
+
+def deployed_arm(name: str) -> Arm:
+    """The arm a deployment runs (``settings.policy_arm``): the router takes its setup
+    (``Arm.setup`` with the deployment's seed), the learner its setup and reward, exactly as
+    the engine does. A warm arm's start is a learned graph, which a setting cannot carry:
+    import a policy file into a deployment of its cold rules instead."""
+    arm = arm_named(name)
+    if arm.warm_weight is not None:
+        raise ValueError(
+            f"arm {name!r} starts warm: deploy its cold rules and import the learned policy"
+        )
+    return arm
 
 
 def policy_setup(
@@ -296,7 +312,7 @@ class Engine:
         quality = self.world.true_quality(state)
         judgement = self.judge.score(state.trajectory_id, quality)
         reward = hybrid_reward(judgement.quality, state.tokens_used, state.retries, self.reward)
-        backup(self.graph, [(state, reward)], self.reward)
+        backup(self.graph, [(state, reward)], self.reward, [judgement.confidence])
         return TrajectoryRecord(
             epoch=epoch,
             task_class=task_class.name,

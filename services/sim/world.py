@@ -35,6 +35,8 @@ class Execution:
     latency_s: float
     attempts: int
     failure_kind: FailureKind | None
+    #: What the provider charges for the step; the simulator charges nothing.
+    cost_usd: float = 0.0
 
     @property
     def status(self) -> StepStatus:

@@ -87,22 +87,17 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
 
     async def start() -> None:
         committer.start()
+        await backend.start()
 
     async def stop() -> None:
         await executor.drain(settings.graceful_timeout_s)
+        await backend.stop()
 
     service.on_startup(start)
     service.on_shutdown(stop)
-    service.add_check("backend", lambda: _backend_reachable(settings))
+    # Every backend answers for itself: a remote one reports its last endpoint probe.
+    service.add_check("backend", backend.readiness)
     return service
-
-
-def _backend_reachable(settings: Settings) -> tuple[bool, str]:
-    """Readiness of the backend. A match, so that mypy reports a backend added to the
-    settings without a check here (a remote one must probe its endpoint)."""
-    match settings.worker_backend:
-        case "simulated":
-            return True, "simulated backend: runs in this process, always reachable"
 
 
 @dataclass(frozen=True, slots=True)

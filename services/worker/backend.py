@@ -31,6 +31,19 @@ class Backend(Protocol):
         as a failed Execution, unusable input raises :class:`Unexecutable`."""
         ...
 
+    async def start(self) -> None:
+        """Runs once the worker's loop runs, before decisions arrive."""
+        ...
+
+    async def stop(self) -> None:
+        """Runs after in-flight decisions have drained."""
+        ...
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the backend can execute now, and why (a readiness check: answers at
+        once, a remote backend reports its last probe)."""
+        ...
+
 
 class SimulatedBackend:
     """The scenario's world. It sleeps the simulated latency times ``time_scale`` so that
@@ -51,6 +64,15 @@ class SimulatedBackend:
             await asyncio.sleep(execution.latency_s * self.time_scale)
         return execution
 
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def readiness(self) -> tuple[bool, str]:
+        return True, "simulated backend: runs in this process, always reachable"
+
 
 def make_backend(settings: Settings, scenario: Scenario) -> Backend:
     """The backend named by ``settings.worker_backend``."""
@@ -58,3 +80,8 @@ def make_backend(settings: Settings, scenario: Scenario) -> Backend:
     match settings.worker_backend:
         case "simulated":
             return SimulatedBackend(World(scenario, settings.seed), settings.sim_time_scale)
+        case "openai":
+            # Imported here: the openai package builds on this module's Unexecutable.
+            from services.worker.openai import build_backend
+
+            return build_backend(settings, scenario.pool)

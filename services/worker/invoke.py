@@ -63,6 +63,7 @@ def outcome_of(decision: Decision, execution: Execution) -> StepOutcome:
         tokens_in=execution.tokens_in,
         tokens_out=execution.tokens_out,
         latency_s=execution.latency_s,
+        cost_usd=execution.cost_usd,
         retries=result.retries,
         delta=result.delta,
         done=result.done,

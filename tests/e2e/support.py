@@ -68,7 +68,7 @@ def deployment(
         prefix=prefix,
         scenario=str(scenario),
         seed=0,
-        selection_mode=mode,
+        policy_arm=mode,
         **options,
     )
     with Stack(config, log_dir) as stack:

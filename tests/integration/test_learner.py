@@ -196,7 +196,7 @@ def test_learns_from_trajectories_and_rewards_and_publishes_snapshots(
         assert snapshot.checkpoint.waiting_trajectories == []
         assert snapshot.checkpoint.waiting_rewards == []
         assert sorted(snapshot.checkpoint.recent_ids) == sorted(x.trajectory_id for x in t)
-        assert snapshot.policy.selection.mode == settings.selection_mode
+        assert snapshot.policy.selection.mode == "paper" == settings.policy_arm
         assert_learned_exactly(snapshot.policy, pairs)
 
         # The last snapshot (on shutdown, unless the one above had all) covers every input,

@@ -125,7 +125,8 @@ def test_command_writes_json_and_plots(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--through-kafka"], "not implemented"),
+        (["--through-kafka", "--arms", "paper,warm"], "takes no warm arms"),
+        (["--through-kafka", "--epochs", "2", "--shift-at", "2"], "no --shift-at"),
         (["--arms", "paper,bogus"], "unknown arm"),
         (["--scenario", "nowhere"], "unknown scenario"),
     ],

@@ -13,6 +13,7 @@ from services.policy import PolicyGraph, backup, hybrid_reward
 from services.runtime.codec import decode, encode
 from services.runtime.settings import Settings
 from services.sim import Engine, TrajectoryRecord, load_scenario, policy_setup
+from services.sim.engine import arm_named
 
 SCENARIO = load_scenario("security-advisories")
 SETUP = policy_setup(SCENARIO, "paper")
@@ -351,7 +352,7 @@ def test_restore_refuses_another_tenants_or_another_folds_snapshot() -> None:
 
 
 def test_config_follows_the_settings() -> None:
-    settings = Settings(tenant="acme", tenants="acme,beta", selection_mode="fixed")
+    settings = Settings(tenant="acme", tenants="acme,beta", policy_arm="fixed")
     made = LearnerConfig.from_settings(settings, SCENARIO)
     assert (made.tenant, made.tenants) == ("acme", ("acme", "beta"))
     assert made.setup.selection.mode == "fixed"
@@ -361,3 +362,17 @@ def test_config_follows_the_settings() -> None:
     )
     with pytest.raises(ValueError, match="not among the served tenants"):
         LearnerConfig.from_settings(Settings(tenant="acme", tenants="beta"), SCENARIO)
+
+
+def test_an_arm_means_what_the_engine_means_by_it() -> None:
+    settings = Settings(policy_arm="agensbus+linear_cost", seed=7)
+    made = LearnerConfig.from_settings(settings, SCENARIO)
+    arm = arm_named("agensbus+linear_cost")
+    assert made.setup == arm.setup(SCENARIO, 7)
+    assert made.reward == arm.reward
+    assert made.reward.cost_shape == "linear" and made.setup.selection.untried_score == 0.9
+    assert not LearnerConfig.from_settings(Settings(policy_arm="noskip"), SCENARIO).setup.allow_skip
+    with pytest.raises(ValueError, match="starts warm"):
+        LearnerConfig.from_settings(Settings(policy_arm="agensbus-warm"), SCENARIO)
+    with pytest.raises(KeyError, match="unknown arm"):
+        LearnerConfig.from_settings(Settings(policy_arm="clever"), SCENARIO)

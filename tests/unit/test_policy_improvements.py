@@ -36,7 +36,7 @@ def graph_with(stats: dict[str, tuple[int, float]], node_visits: int = 20) -> Po
     graph.node_visits[row] = node_visits
     for action, (visits, mean) in stats.items():
         col = graph.action_col(action)
-        graph.visits[row, col] = visits
+        graph.visits[row, col] = graph.weight[row, col] = visits
         graph.mean_reward[row, col] = mean
     return graph
 

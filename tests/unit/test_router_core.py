@@ -1,5 +1,7 @@
 """The router's pure core: tasks and outcomes in, decisions and completions out."""
 
+import math
+
 import pytest
 
 from schemas.events import (
@@ -23,6 +25,7 @@ from services.policy import (
     start_state,
 )
 from services.policy.cells import paper_cells
+from services.policy.selection import softmax
 from services.router.core import (
     Duplicate,
     RecentSteps,
@@ -34,6 +37,7 @@ from services.router.core import (
 from services.router.readiness import PolicyCatchUp
 from services.runtime.codec import Rejected
 from services.sim import World, load_scenario, policy_setup
+from services.sim.engine import arm_named
 
 SCENARIO = load_scenario("security-advisories")
 SETUP = policy_setup(SCENARIO, "paper")
@@ -474,3 +478,19 @@ def test_outcome_delta_and_tokens_reach_the_state() -> None:
     assert second.state.handoff.subproblem == "narrowed"
     assert (second.state.tokens_used, second.state.retries) == (120, 1)
     assert second.state.visited[0].status is StepStatus.SUCCEEDED
+
+
+def test_a_stochastic_arm_logs_the_exact_propensity_of_each_draw() -> None:
+    arm = arm_named("agensbus+softmax")
+    router = core(arm.setup(SCENARIO, 3))
+    graph = confident_graph({"planner": 0.4, "skip:planner": 0.41})
+    assert router.on_snapshot(snapshot(graph, 1)).adopted
+    log = decisions(run_to_end(router, task()))
+    drawn = [d for d in log if d.scores]
+    assert drawn, "the softmax arm must have drawn among scored candidates"
+    for decision in drawn:
+        scores = [math.inf if s.score is None else s.score for s in decision.scores]
+        chosen = [s.action for s in decision.scores].index(decision.action)
+        expected = softmax(scores, arm.selection.temperature)[chosen]
+        assert decision.propensity == expected
+    assert any(d.propensity < 1.0 for d in drawn)

@@ -1,0 +1,413 @@
+"""The chat-completions client against a scripted local server (loopback, random port):
+usage, retries with Retry-After and backoff, timeouts, the failure taxonomy, and an API
+key that never leaks. Also the pure helpers: backoff, Retry-After, classification, pacing.
+
+The scripted server lives here and the other openai tests import it.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from schemas.events import FailureKind
+from services.worker.openai.client import (
+    ChatClient,
+    ChatFailure,
+    Pacer,
+    RetryPolicy,
+    classify,
+    retry_after_s,
+)
+from services.worker.openai.models import ModelSpec
+
+KEY = "sk-test-0123456789abcdef-secret"
+
+_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests"}
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+def completion(content: str, tokens_in: int = 0, tokens_out: int = 0) -> Reply:
+    return Reply(
+        body={
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+            "usage": {
+                "prompt_tokens": tokens_in,
+                "completion_tokens": tokens_out,
+                "total_tokens": tokens_in + tokens_out,
+            },
+        }
+    )
+
+
+class ScriptedServer:
+    """A chat-completions endpoint that answers each path from a script: replies are used
+    in order and the last one repeats. Records every request."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, list[Reply]] = {"/v1/models": [Reply(body={"data": []})]}
+        self.requests: list[Request] = []
+        self._server: asyncio.Server | None = None
+
+    def answer(self, path: str, *replies: Reply) -> None:
+        self.script[path] = list(replies)
+
+    def chat(self, *replies: Reply) -> None:
+        self.answer("/v1/chat/completions", *replies)
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/v1"
+
+    def sent(self, path: str = "/v1/chat/completions") -> list[Request]:
+        return [r for r in self.requests if r.path == path]
+
+    async def __aenter__(self) -> "ScriptedServer":
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        with contextlib.suppress(Exception):
+            await self._server.wait_closed()
+
+    def _next(self, path: str) -> Reply:
+        replies = self.script.get(path)
+        if not replies:
+            return Reply(404, {"error": {"message": "no such path"}})
+        return replies.pop(0) if len(replies) > 1 else replies[0]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            method, path, _ = head[0].split(" ", 2)
+            headers = {
+                k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in head[1:] if h)
+            }
+            size = int(headers.get("content-length", "0"))
+            raw = await reader.readexactly(size) if size else b""
+            self.requests.append(Request(method, path, headers, json.loads(raw) if raw else None))
+            reply = self._next(path)
+            await asyncio.sleep(reply.delay_s)
+            body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+            lines = [f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Status')}"]
+            extra = {"Content-Type": "application/json", **reply.headers}
+            lines += [f"{k}: {v}" for k, v in extra.items()]
+            lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+            writer.write("\r\n".join(lines).encode() + body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def scripted() -> AsyncIterator[ScriptedServer]:
+    async with ScriptedServer() as server:
+        yield server
+
+
+class Sleeps:
+    """Records the waits the client asks for instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def spec_for(base_url: str, key: str | None = KEY, **values: Any) -> ModelSpec:
+    return ModelSpec(
+        name=values.pop("name", "balanced"),
+        model=values.pop("model", "provider-model-1"),
+        base_url=base_url,
+        api_key=SecretStr(key) if key else None,
+        key_source=values.pop("key_source", "env TEST_KEY"),
+        **values,
+    )
+
+
+def client_with(sleeps: Sleeps, max_retries: int = 3) -> ChatClient:
+    return ChatClient(RetryPolicy(max_retries=max_retries), sleep=sleeps, rng=random.Random(7))
+
+
+FORMAT = {"type": "json_object"}
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_a_completion_returns_its_content_and_usage() -> None:
+    async def run() -> None:
+        async with scripted() as server:
+            server.chat(completion('{"a": 1}', 120, 30))
+            sleeps = Sleeps()
+            client = client_with(sleeps)
+            spec = spec_for(server.base_url, max_output_tokens=256)
+            reply = await client.complete(spec, MESSAGES, FORMAT)
+            await client.close()
+        assert (reply.content, reply.tokens_in, reply.tokens_out, reply.attempts) == (
+            '{"a": 1}',
+            120,
+            30,
+            1,
+        )
+        [sent] = server.sent()
+        assert sent.method == "POST"
+        assert sent.headers["authorization"] == f"Bearer {KEY}"
+        assert sent.body == {
+            "model": "provider-model-1",
+            "messages": MESSAGES,
+            "response_format": FORMAT,
+            "max_tokens": 256,
+        }
+        assert sleeps.waits == []
+
+    asyncio.run(run())
+
+
+def test_429_waits_the_retry_after_then_succeeds() -> None:
+    async def run() -> None:
+        async with scripted() as server:
+            limited = Reply(429, {"error": {"type": "rate_limit"}}, {"Retry-After": "2"})
+            server.chat(limited, completion("ok", 5, 1))
+            sleeps = Sleeps()
+            client = client_with(sleeps)
+            reply = await client.complete(spec_for(server.base_url), MESSAGES, FORMAT)
+            await client.close()
+        assert sleeps.waits == [2.0]
+        assert (reply.content, reply.attempts, len(server.sent())) == ("ok", 2, 2)
+
+    asyncio.run(run())
+
+
+def test_500_backs_off_then_succeeds() -> None:
+    async def run() -> None:
+        async with scripted() as server:
+            server.chat(Reply(500, {"error": "boom"}), Reply(503, b"down"), completion("ok"))
+            sleeps = Sleeps()
+            client = client_with(sleeps)
+            reply = await client.complete(spec_for(server.base_url), MESSAGES, FORMAT)
+            await client.close()
+        assert reply.attempts == 3
+        first, second = sleeps.waits
+        policy = RetryPolicy()
+        assert policy.base_delay_s / 2 <= first <= policy.base_delay_s
+        assert policy.base_delay_s <= second <= 2 * policy.base_delay_s
+
+    asyncio.run(run())
+
+
+def test_a_slow_response_times_out_and_is_retried_then_fails_as_timeout() -> None:
+    async def run() -> None:
+        async with scripted() as server:
+            server.chat(Reply(delay_s=2.0, body={}), completion("late but fine"))
+            sleeps = Sleeps()
+            client = client_with(sleeps, max_retries=1)
+            spec = spec_for(server.base_url, timeout_s=0.2)
+            reply = await client.complete(spec, MESSAGES, FORMAT)
+            assert (reply.content, reply.attempts) == ("late but fine", 2)
+
+            server.chat(Reply(delay_s=2.0, body={}))
+            with pytest.raises(ChatFailure) as failed:
+                await client.complete(spec, MESSAGES, FORMAT)
+            await client.close()
+        assert (failed.value.kind, failed.value.attempts) == (FailureKind.TIMEOUT, 2)
+        assert len(sleeps.waits) == 2  # one backoff per call above
+
+    asyncio.run(run())
+
+
+def test_connection_refused_is_a_network_failure_after_retries() -> None:
+    async def run() -> None:
+        sleeps = Sleeps()
+        client = client_with(sleeps, max_retries=2)
+        spec = spec_for(f"http://127.0.0.1:{closed_port()}/v1")
+        with pytest.raises(ChatFailure) as failed:
+            await client.complete(spec, MESSAGES, FORMAT)
+        await client.close()
+        assert (failed.value.kind, failed.value.attempts, len(sleeps.waits)) == (
+            FailureKind.NETWORK,
+            3,
+            2,
+        )
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        (Reply(401, {"error": {"code": "invalid_api_key"}}), FailureKind.AUTH),
+        (Reply(403, {"error": {"message": "forbidden"}}), FailureKind.AUTH),
+        (Reply(402, {"error": {"message": "pay up"}}), FailureKind.QUOTA),
+        (Reply(429, {"error": {"code": "insufficient_quota"}}), FailureKind.QUOTA),
+        (Reply(400, {"error": {"message": "bad model"}}), FailureKind.UPSTREAM),
+        (Reply(200, b"not json at all"), FailureKind.UPSTREAM),
+    ],
+)
+def test_failures_that_cannot_pass_are_not_retried(reply: Reply, kind: FailureKind) -> None:
+    async def run() -> None:
+        async with scripted() as server:
+            server.chat(reply, completion("never reached"))
+            sleeps = Sleeps()
+            client = client_with(sleeps)
+            with pytest.raises(ChatFailure) as failed:
+                await client.complete(spec_for(server.base_url), MESSAGES, FORMAT)
+            await client.close()
+        assert (failed.value.kind, failed.value.attempts) == (kind, 1)
+        assert (len(server.sent()), sleeps.waits) == (1, [])
+
+    asyncio.run(run())
+
+
+def test_a_missing_key_fails_as_auth_without_a_request() -> None:
+    async def run() -> None:
+        async with scripted() as server:
+            client = client_with(Sleeps())
+            with pytest.raises(ChatFailure) as failed:
+                await client.complete(spec_for(server.base_url, key=None), MESSAGES, FORMAT)
+            await client.close()
+        assert failed.value.kind is FailureKind.AUTH
+        assert "TEST_KEY" in str(failed.value)
+        assert server.requests == []
+
+    asyncio.run(run())
+
+
+def test_a_too_long_retry_after_fails_at_once_as_rate_limited() -> None:
+    async def run() -> None:
+        async with scripted() as server:
+            server.chat(Reply(429, {}, {"Retry-After": "3600"}), completion("ok"))
+            sleeps = Sleeps()
+            client = client_with(sleeps)
+            with pytest.raises(ChatFailure) as failed:
+                await client.complete(spec_for(server.base_url), MESSAGES, FORMAT)
+            await client.close()
+        assert failed.value.kind is FailureKind.RATE_LIMITED
+        assert sleeps.waits == []
+
+    asyncio.run(run())
+
+
+def test_the_api_key_never_reaches_exceptions_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    echo = {"error": {"message": f"Incorrect API key provided: {KEY}"}}
+
+    async def run() -> list[ChatFailure]:
+        failures = []
+        async with scripted() as server:
+            client = client_with(Sleeps(), max_retries=1)
+            spec = spec_for(server.base_url)
+            for status in (401, 500, 400):
+                server.chat(Reply(status, echo))
+                with pytest.raises(ChatFailure) as failed:
+                    await client.complete(spec, MESSAGES, FORMAT)
+                failures.append(failed.value)
+            closed = spec_for(f"http://127.0.0.1:{closed_port()}/v1")
+            with pytest.raises(ChatFailure) as failed:
+                await client.complete(closed, MESSAGES, FORMAT)
+            failures.append(failed.value)
+            await client.close()
+        return failures
+
+    with caplog.at_level(logging.DEBUG):
+        failures = asyncio.run(run())
+    assert [f.kind for f in failures] == [
+        FailureKind.AUTH,
+        FailureKind.SERVER,
+        FailureKind.UPSTREAM,
+        FailureKind.NETWORK,
+    ]
+    assert "[redacted]" in str(failures[0])
+    assert "model call failed" in caplog.text  # the retries were logged...
+    for failure in failures:
+        assert KEY not in f"{failure} {failure!r} {failure.args}"
+    assert KEY not in caplog.text  # ...without the key
+    assert KEY not in repr(spec_for("http://x"))
+
+
+# --- pure helpers ------------------------------------------------------------------------
+
+
+def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
+    policy = RetryPolicy(base_delay_s=1.0, max_delay_s=8.0)
+    rng = random.Random(1)
+    for retry, ceiling in [(0, 1.0), (1, 2.0), (2, 4.0), (3, 8.0), (6, 8.0)]:
+        delays = {policy.backoff(retry, rng) for _ in range(50)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(delays) > 1  # jittered
+
+
+def test_retry_after_reads_seconds_milliseconds_and_dates() -> None:
+    assert retry_after_s({"Retry-After": "3"}) == 3.0
+    assert retry_after_s({"retry-after": "1.5"}) == 1.5
+    assert retry_after_s({"retry-after-ms": "250", "Retry-After": "9"}) == 0.25
+    now = 1_700_000_000.0
+    assert retry_after_s({"Retry-After": formatdate(now + 30, usegmt=True)}, now) == 30.0
+    assert retry_after_s({"Retry-After": formatdate(now - 30, usegmt=True)}, now) == 0.0
+    assert retry_after_s({"Retry-After": "soon"}) is None
+    assert retry_after_s({}) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (429, "{}", FailureKind.RATE_LIMITED),
+        (429, '{"error": {"type": "insufficient_quota"}}', FailureKind.QUOTA),
+        (429, "not json", FailureKind.RATE_LIMITED),
+        (401, "", FailureKind.AUTH),
+        (403, "", FailureKind.AUTH),
+        (402, "", FailureKind.QUOTA),
+        (408, "", FailureKind.TIMEOUT),
+        (500, "", FailureKind.SERVER),
+        (529, "", FailureKind.SERVER),
+        (404, "", FailureKind.UPSTREAM),
+        (422, "", FailureKind.UPSTREAM),
+    ],
+)
+def test_http_errors_are_classified(status: int, body: str, kind: FailureKind) -> None:
+    assert classify(status, body) is kind
+
+
+def test_the_pacer_spaces_requests_to_the_rate_limit() -> None:
+    pacer = Pacer(per_minute=120)  # one every 0.5 s
+    assert [pacer.reserve(10.0) for _ in range(3)] == [0.0, 0.5, 1.0]
+    assert pacer.reserve(20.0) == 0.0
