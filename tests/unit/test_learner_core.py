@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from functools import cache
 
 import pytest
+from pydantic import ValidationError
 
 from schemas.events import PolicySnapshot, RewardObserved, TrajectoryCompleted
 from schemas.records import FoldSpec, RewardConfig, StepStatus
@@ -372,7 +373,8 @@ def test_an_arm_means_what_the_engine_means_by_it() -> None:
     assert made.reward == arm.reward
     assert made.reward.cost_shape == "linear" and made.setup.selection.untried_score == 0.9
     assert not LearnerConfig.from_settings(Settings(policy_arm="noskip"), SCENARIO).setup.allow_skip
-    with pytest.raises(ValueError, match="starts warm"):
-        LearnerConfig.from_settings(Settings(policy_arm="agensbus-warm"), SCENARIO)
-    with pytest.raises(KeyError, match="unknown arm"):
-        LearnerConfig.from_settings(Settings(policy_arm="clever"), SCENARIO)
+    # An arm a deployment cannot run is refused with the settings, before any service.
+    with pytest.raises(ValidationError, match="starts warm"):
+        Settings(policy_arm="agensbus-warm")
+    with pytest.raises(ValidationError, match="unknown arm"):
+        Settings(policy_arm="clever")
