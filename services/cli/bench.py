@@ -15,6 +15,7 @@ from services.bench.policy import (
     run_policy_bench,
 )
 from services.cli._errors import UserError
+from services.cli._options import scenario_option
 from services.cli._settings import KAFKA_FIELDS, settings_from
 from services.cli.demo import replay_progress
 from services.policy import PAPER_REWARD, PolicyGraph
@@ -232,14 +233,7 @@ def _ms(value: float | None) -> str:
 
 
 @bench.command("learning")
-@click.option(
-    "--scenario",
-    "scenario_name",
-    default="security-advisories",
-    show_default=True,
-    metavar="NAME|FILE",
-    help="A shipped scenario or the path of a scenario YAML file.",
-)
+@scenario_option
 @click.option(
     "--seeds",
     default=5,

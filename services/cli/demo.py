@@ -12,10 +12,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 
 from services.cli._errors import UserError
+from services.cli._options import scenario_option
 from services.cli._settings import KAFKA_FIELDS, settings_from
 from services.runtime.settings import settings_options
 from services.sim.engine import POLICIES, PolicyName
-from services.sim.loader import ScenarioError, load_scenario, shipped_scenarios
+from services.sim.loader import ScenarioError, load_scenario
 
 # The demo gives every arm a topic prefix of its own.
 _KAFKA_FIELDS = tuple(f for f in KAFKA_FIELDS if f != "topic_prefix")
@@ -34,14 +35,7 @@ def parse_arms(text: str) -> tuple[PolicyName, ...]:
 
 
 @click.command("demo")
-@click.option(
-    "--scenario",
-    "scenario_name",
-    default="security-advisories",
-    show_default=True,
-    metavar="NAME|FILE",
-    help=f"A shipped scenario ({', '.join(shipped_scenarios())}) or a scenario YAML file.",
-)
+@scenario_option
 @click.option(
     "--epochs",
     type=click.IntRange(min=1, max=1_000),

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from services.cli._errors import UserError
+from services.cli._options import scenario_option
 from services.policy import PAPER_REWARD, PolicyGraph
 from services.runtime.policy_files import PolicyFileError, load_graph
 from services.runtime.policy_files import save_policy as write_policy
@@ -25,7 +26,7 @@ from services.sim.engine import (
     TrajectoryRecord,
     policy_setup,
 )
-from services.sim.loader import ScenarioError, load_scenario, shipped_scenarios
+from services.sim.loader import ScenarioError, load_scenario
 from services.sim.oracle import Oracle
 from services.sim.scenario import Scenario
 
@@ -33,15 +34,7 @@ OnTrajectory = Callable[[TrajectoryRecord], None]
 
 
 @click.command("simulate")
-@click.option(
-    "--scenario",
-    "scenario_name",
-    default="security-advisories",
-    show_default=True,
-    metavar="NAME|FILE",
-    help=f"A shipped scenario ({', '.join(shipped_scenarios())}) or the path of a scenario "
-    "YAML file (format: docs/scenarios.md).",
-)
+@scenario_option
 @click.option(
     "--epochs",
     type=click.IntRange(min=1, max=10_000),
