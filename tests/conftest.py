@@ -1,11 +1,14 @@
 """Fixtures shared by the suites that need a real Kafka broker (integration, e2e): the
-cluster named by AGENSBUS_KAFKA_BOOTSTRAP, or else one embedded broker for the session."""
+cluster named by AGENSBUS_KAFKA_BOOTSTRAP, or else one local broker for the session
+(Apache Kafka on the JVM; without one, the fallback broker, with a warning)."""
 
+import warnings
 from collections.abc import Iterator
 
 import pytest
 
-from services.runtime.broker import BrokerError, EmbeddedKafka, broker_from_env
+from services.runtime.broker import BrokerError, broker_from_env
+from services.runtime.local_broker import choose_local_broker
 
 
 @pytest.fixture(scope="session")
@@ -16,8 +19,8 @@ def kafka_bootstrap() -> Iterator[str]:
     if external is not None:
         yield external
         return
-    broker = EmbeddedKafka()
     try:
+        broker = choose_local_broker(warn=lambda text: warnings.warn(text, stacklevel=2))
         broker.start()
     except BrokerError as error:
         message = f"the embedded Kafka broker did not start: {error}"

@@ -129,6 +129,7 @@ async def _reader(
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
     await consumer.start()
     try:

@@ -71,11 +71,11 @@ def run_through_kafka(
 ) -> LearningBench:
     """``run_learning_bench`` with every run replayed through the services; ``stage`` names
     the (arm, seed) starting, ``progress`` follows its deployment and tasks."""
-    with kafka(config.settings.kafka_bootstrap, progress) as (bootstrap, _):
+    with kafka(config.settings, progress) as (settings, _):
 
         def runner(arm: Arm, seed: int, oracle: Oracle) -> Run:
             demo = config.demo(seed)
-            result = run_arm(demo, scenario, oracle, arm.name, bootstrap, progress)
+            result = run_arm(demo, settings, scenario, oracle, arm.name, progress)
             return as_run(result, seed)
 
         return run_learning_bench(

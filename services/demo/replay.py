@@ -81,7 +81,7 @@ class Follower:
             auto_offset_reset="earliest",
             # A policy snapshot holds the whole graph; let one always fit a fetch.
             max_partition_fetch_bytes=16 * 1024 * 1024,
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=min(100, settings.kafka_fetch_max_wait_ms),
         )
         self._task: asyncio.Task[None] | None = None
 

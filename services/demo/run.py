@@ -17,7 +17,7 @@ from services.demo.replay import Replay
 from services.demo.results import ArmResult, arm_result
 from services.demo.stack import Stack, StackConfig
 from services.policy import PAPER_REWARD
-from services.runtime.broker import KAFKA_VERSION, EmbeddedKafka
+from services.runtime.local_broker import choose_local_broker, describe, settings_for
 from services.runtime.settings import Settings
 from services.sim.engine import PolicyName, deployed_arm
 from services.sim.oracle import Oracle
@@ -89,14 +89,14 @@ class Quiet:
 
 
 @contextmanager
-def kafka(bootstrap: str | None, progress: Progress) -> Iterator[tuple[str, str]]:
-    """(bootstrap, description) of the given cluster, or of an embedded one for the run."""
-    if bootstrap is not None:
-        yield bootstrap, bootstrap
+def kafka(settings: Settings, progress: Progress) -> Iterator[tuple[Settings, str]]:
+    """(settings, description) of the given cluster, or of an embedded one for the run."""
+    if settings.kafka_bootstrap is not None:
+        yield settings, settings.kafka_bootstrap
         return
     progress.status("starting the embedded Kafka broker")
-    with EmbeddedKafka() as broker:
-        yield broker.bootstrap, f"embedded Apache Kafka {KAFKA_VERSION} ({broker.bootstrap})"
+    with choose_local_broker(warn=lambda text: progress.status(f"warning: {text}")) as broker:
+        yield settings_for(broker, settings), f"{describe(broker)} ({broker.bootstrap})"
 
 
 def run_demo(
@@ -107,40 +107,38 @@ def run_demo(
     # One yardstick for every arm, as in ``agensbus bench learning``.
     oracle = Oracle(scenario, PAPER_REWARD)
     arms = []
-    with kafka(config.settings.kafka_bootstrap, progress) as (bootstrap, described):
+    with kafka(config.settings, progress) as (settings, described):
         for arm in config.arms:
-            arms.append(run_arm(config, scenario, oracle, arm, bootstrap, progress))
+            arms.append(run_arm(config, settings, scenario, oracle, arm, progress))
     return DemoResult(config, scenario, oracle, described, arms, time.monotonic() - began)
 
 
-def stack_config(config: DemoConfig, arm: str, bootstrap: str) -> StackConfig:
+def stack_config(config: DemoConfig, settings: Settings, arm: str) -> StackConfig:
     return StackConfig(
-        bootstrap=bootstrap,
+        bootstrap=str(settings.kafka_bootstrap),
         prefix=config.prefix(arm),
         scenario=config.scenario,
         seed=config.seed,
         policy_arm=arm,
         sim_time_scale=config.sim_time_scale,
-        extra_env=kafka_env(config.settings),
+        extra_env=kafka_env(settings),
     )
 
 
 def run_arm(
     config: DemoConfig,
+    settings: Settings,
     scenario: Scenario,
     oracle: Oracle,
     arm: str,
-    bootstrap: str,
     progress: Progress,
 ) -> ArmResult:
     """Start the arm's services, replay every epoch through them, stop them."""
-    deployment = stack_config(config, arm, bootstrap)
+    deployment = stack_config(config, settings, arm)
     progress.status(f"{arm}: starting router, {deployment.workers} workers, judge, learner")
     with Stack(deployment, config.out / "logs" / arm) as stack:
         replay = Replay(
-            settings=config.settings.model_copy(
-                update={"kafka_bootstrap": bootstrap, "topic_prefix": deployment.prefix}
-            ),
+            settings=settings.model_copy(update={"topic_prefix": deployment.prefix}),
             scenario=scenario,
             seed=config.seed,
             concurrency=config.concurrency,

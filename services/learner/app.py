@@ -80,6 +80,7 @@ class Learner:
         self.subscriber = service.broker.subscriber(
             *self._kinds,
             group_id=settings.learner_group,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
             batch=True,

@@ -76,11 +76,13 @@ class Router:
 
     def register(self) -> None:
         broker = self.service.broker
+        fetch_max_wait_ms = self.service.settings.kafka_fetch_max_wait_ms
 
         @broker.subscriber(
             self.tasks_topic,
             self.outcomes_topic,
             group_id=self.service.settings.router_group,
+            fetch_max_wait_ms=fetch_max_wait_ms,
             auto_offset_reset="earliest",
             # commit after a batch went through; on an error rewind and route it again
             ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -94,7 +96,10 @@ class Router:
 
         # No group: every replica reads every snapshot, so there is nothing to commit.
         @broker.subscriber(
-            self.policy_topic, auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL
+            self.policy_topic,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
         )
         async def follow(msg: KafkaMessage) -> None:
             raw = msg.raw_message

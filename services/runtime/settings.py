@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for TLS.")
     kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate.")
     kafka_ssl_keyfile: Path | None = Field(default=None, description="Client private key.")
+    kafka_fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        le=60_000,
+        description="Longest a consumer's fetch waits for records (the fallback broker "
+        "answers only when it expires: agensbus up and demo use 20 ms on it).",
+    )
     topic_prefix: str = Field(default="agensbus.", description="Prefix of every topic name.")
     topic_partitions: int = Field(
         default=3, ge=1, le=1024, description="Partitions of the topics this project creates."

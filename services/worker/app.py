@@ -50,6 +50,7 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
     subscriber = service.broker.subscriber(
         service.topic("decisions"),
         group_id=settings.worker_group,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
         listener=Rebalance(committer, assigned=executor.throttle),
@@ -117,6 +118,7 @@ def _judge(settings: Settings, scenario: Scenario) -> Service:
     subscriber = service.broker.subscriber(
         service.topic("trajectories"),
         group_id=settings.judge_group,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
         listener=Rebalance(committer),
