@@ -13,6 +13,7 @@ import pytest
 from schemas.records import StepStatus
 from services.runtime.settings import Settings
 from services.worker.app import build
+from services.worker.openai.testing import completion, scripted
 from tests.integration.test_monitor import readyz
 from tests.integration.test_worker import (
     SCENARIO,
@@ -24,7 +25,7 @@ from tests.integration.test_worker import (
     serving,
     settings_for,
 )
-from tests.unit.test_openai_client import KEY, completion, scripted
+from tests.unit.test_openai_client import KEY
 from tests.unit.test_worker_invoke import first_decision
 
 

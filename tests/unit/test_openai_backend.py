@@ -23,14 +23,11 @@ from services.worker.openai.client import ChatClient, RetryPolicy
 from services.worker.openai.models import ModelSpec, ModelTable
 from services.worker.openai.outputs import output_schema
 from services.worker.openai.preflight import Preflight
+from services.worker.openai.testing import Reply, ScriptedServer, completion, scripted
 from tests.unit.test_openai_client import (
     KEY,
-    Reply,
-    ScriptedServer,
     Sleeps,
     closed_port,
-    completion,
-    scripted,
     spec_for,
 )
 from tests.unit.test_worker_invoke import first_decision

@@ -1,18 +1,12 @@
 """The chat-completions client against a scripted local server (loopback, random port):
 usage, retries with Retry-After and backoff, timeouts, the failure taxonomy, and an API
 key that never leaks. Also the pure helpers: backoff, Retry-After, classification, pacing.
-
-The scripted server lives here and the other openai tests import it.
 """
 
 import asyncio
-import contextlib
-import json
 import logging
 import random
 import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
@@ -29,114 +23,9 @@ from services.worker.openai.client import (
     retry_after_s,
 )
 from services.worker.openai.models import ModelSpec
+from services.worker.openai.testing import Reply, completion, scripted
 
 KEY = "sk-test-0123456789abcdef-secret"
-
-_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests"}
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int = 200
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
-def completion(content: str, tokens_in: int = 0, tokens_out: int = 0) -> Reply:
-    return Reply(
-        body={
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-            "usage": {
-                "prompt_tokens": tokens_in,
-                "completion_tokens": tokens_out,
-                "total_tokens": tokens_in + tokens_out,
-            },
-        }
-    )
-
-
-class ScriptedServer:
-    """A chat-completions endpoint that answers each path from a script: replies are used
-    in order and the last one repeats. Records every request."""
-
-    def __init__(self) -> None:
-        self.script: dict[str, list[Reply]] = {"/v1/models": [Reply(body={"data": []})]}
-        self.requests: list[Request] = []
-        self._server: asyncio.Server | None = None
-
-    def answer(self, path: str, *replies: Reply) -> None:
-        self.script[path] = list(replies)
-
-    def chat(self, *replies: Reply) -> None:
-        self.answer("/v1/chat/completions", *replies)
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/v1"
-
-    def sent(self, path: str = "/v1/chat/completions") -> list[Request]:
-        return [r for r in self.requests if r.path == path]
-
-    async def __aenter__(self) -> "ScriptedServer":
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        with contextlib.suppress(Exception):
-            await self._server.wait_closed()
-
-    def _next(self, path: str) -> Reply:
-        replies = self.script.get(path)
-        if not replies:
-            return Reply(404, {"error": {"message": "no such path"}})
-        return replies.pop(0) if len(replies) > 1 else replies[0]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-            method, path, _ = head[0].split(" ", 2)
-            headers = {
-                k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in head[1:] if h)
-            }
-            size = int(headers.get("content-length", "0"))
-            raw = await reader.readexactly(size) if size else b""
-            self.requests.append(Request(method, path, headers, json.loads(raw) if raw else None))
-            reply = self._next(path)
-            await asyncio.sleep(reply.delay_s)
-            body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
-            lines = [f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Status')}"]
-            extra = {"Content-Type": "application/json", **reply.headers}
-            lines += [f"{k}: {v}" for k, v in extra.items()]
-            lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
-            writer.write("\r\n".join(lines).encode() + body)
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-
-@contextlib.asynccontextmanager
-async def scripted() -> AsyncIterator[ScriptedServer]:
-    async with ScriptedServer() as server:
-        yield server
 
 
 class Sleeps:
