@@ -97,6 +97,11 @@ class Decision(Event):
     protocol: Name | None = None
     model: Name | None = None
     reason: DecisionReason
+    reason_detail: ShortText | None = Field(
+        default=None,
+        description="what governance changed about the choice, e.g. models withheld by an "
+        "open circuit breaker ('breaker open: strong until 2026-01-01T12:00:30Z')",
+    )
     signature: SignatureText
     scores: list[ActionScore] = Field(default_factory=list, max_length=256)
     propensity: float = Field(gt=0.0, le=1.0)
@@ -159,6 +164,11 @@ class TrajectoryCompleted(Event):
     task_class: Name | None = None
     regime: Regime
     termination: Termination
+    halt_reason: Name | None = Field(
+        default=None,
+        description="with termination governance_halt: the failure kind that stopped it "
+        "(auth, quota) or repeated_failures",
+    )
     steps: int = Field(ge=0)
     tokens: int = Field(ge=0)
     retries: int = Field(ge=0)

@@ -143,6 +143,11 @@ class TrajectoryState(Record):
     failures: int = Field(default=0, ge=0)
     done: bool = False
     halted: bool = False
+    halt_reason: Name | None = Field(
+        default=None,
+        description="why governance halted the trajectory: the failure kind that stops it "
+        "at once (auth, quota) or repeated_failures",
+    )
     budget: Budget = Field(default_factory=Budget)
     fold_keys: dict[Name, Name] = Field(default_factory=dict, max_length=8)
 

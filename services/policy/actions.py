@@ -24,17 +24,30 @@ def legal_cells(state: TrajectoryState, pool: CellPool) -> list[str]:
 
 
 def candidate_actions(
-    state: TrajectoryState, pool: CellPool, *, allow_skip: bool = True, next_only: bool = False
+    state: TrajectoryState,
+    pool: CellPool,
+    *,
+    allow_skip: bool = True,
+    next_only: bool = False,
+    blocked_models: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Every variant of every legal cell in plan order, then ``skip:X`` for each legal cell
     while at least two cells are legal (the last legal cell cannot be skipped).
 
     ``next_only`` offers the first legal cell alone (its variants, then its skip): every
     cell is decided in plan order, so no evidence is gathered after the draft it should
-    have informed, and each node weighs a handful of actions instead of the whole plan."""
-    cells = legal_cells(state, pool)
+    have informed, and each node weighs a handful of actions instead of the whole plan.
+
+    Variants bound to a model in ``blocked_models`` (an open circuit breaker) are not
+    offered; a cell left with none is not legal for now, neither run nor skipped, and
+    becomes legal again when its model is offered again."""
+    variants = {
+        name: [v.action for v in pool.cells[name].variants if v.model not in blocked_models]
+        for name in legal_cells(state, pool)
+    }
+    cells = [name for name, actions in variants.items() if actions]
     offered = cells[:1] if next_only else cells
-    actions = [v.action for name in offered for v in pool.cells[name].variants]
+    actions = [action for name in offered for action in variants[name]]
     if allow_skip and len(cells) >= 2:
         actions.extend(skip_action(name) for name in offered)
     return actions

@@ -120,8 +120,14 @@ def decision_uniform(seed: int, trajectory_id: str, step: int) -> float:
     return int.from_bytes(digest, "big") / 2.0**64
 
 
-def decide(state: TrajectoryState, graph: PolicyGraph, setup: PolicySetup) -> Step | Termination:
-    """Choose the next action, or say why the trajectory is over."""
+def decide(
+    state: TrajectoryState,
+    graph: PolicyGraph,
+    setup: PolicySetup,
+    blocked_models: frozenset[str] = frozenset(),
+) -> Step | Termination:
+    """Choose the next action, or say why the trajectory is over; variants bound to
+    ``blocked_models`` are not offered (see ``candidate_actions``)."""
     if state.pending is not None:
         raise ValueError(
             f"trajectory {state.trajectory_id} still waits on step {state.pending.step}"
@@ -131,6 +137,7 @@ def decide(state: TrajectoryState, graph: PolicyGraph, setup: PolicySetup) -> St
         setup.pool,
         allow_skip=setup.allow_skip,
         next_only=setup.selection.candidates == "next_in_plan",
+        blocked_models=blocked_models,
     )
     ended = termination(state, candidates)
     if ended is not None:
@@ -168,7 +175,10 @@ def decide(state: TrajectoryState, graph: PolicyGraph, setup: PolicySetup) -> St
 
 
 def advance(
-    state: TrajectoryState, graph: PolicyGraph, setup: PolicySetup
+    state: TrajectoryState,
+    graph: PolicyGraph,
+    setup: PolicySetup,
+    blocked_models: frozenset[str] = frozenset(),
 ) -> tuple[list[Step], Termination | None]:
     """Decide until an invoke is pending or the trajectory ends; skips apply in place.
 
@@ -177,7 +187,7 @@ def advance(
     """
     steps: list[Step] = []
     while True:
-        outcome = decide(state, graph, setup)
+        outcome = decide(state, graph, setup, blocked_models)
         if isinstance(outcome, Termination):
             return steps, outcome
         steps.append(outcome)
@@ -195,7 +205,8 @@ class StepResult:
     tokens: int = 0
     retries: int = 0
     done: bool = False
-    halt: bool = False
+    #: Why governance halts the trajectory after this step (services.policy.governance).
+    halt: str | None = None
 
 
 def absorb(state: TrajectoryState, result: StepResult, setup: PolicySetup) -> TrajectoryState:
@@ -222,7 +233,8 @@ def absorb(state: TrajectoryState, result: StepResult, setup: PolicySetup) -> Tr
         "retries": state.retries + result.retries,
         "failures": state.failures + (0 if result.succeeded else 1),
         "done": state.done or (result.succeeded and result.done),
-        "halted": state.halted or result.halt,
+        "halted": state.halted or result.halt is not None,
+        "halt_reason": state.halt_reason or result.halt,
     }
     if result.succeeded:
         update["handoff"] = apply_delta(state.handoff, result.delta)

@@ -25,6 +25,9 @@ from schemas.events import (
     TaskSubmitted,
 )
 from schemas.records import Budget
+from services.policy import CellPool
+from services.policy.governance import GovernanceConfig, parse_failure_kinds
+from services.router.breaker import BreakerConfig, Breakers, BreakerState, Transition
 from services.router.core import (
     Duplicate,
     RouterCore,
@@ -53,14 +56,40 @@ R = TypeVar("R")
 def build(settings: Settings) -> Service:
     service = Service("router", settings)
     scenario = load_scenario(settings.scenario)
+    setup = deployed_arm(settings.policy_arm).setup(scenario, settings.seed)
     core = RouterCore(
-        deployed_arm(settings.policy_arm).setup(scenario, settings.seed),
+        setup,
         settings.tenant_list,
         budget=Budget(max_steps=settings.max_steps, max_tokens=settings.max_tokens),
         dedupe_window=settings.dedupe_window,
+        governance=governance_config(settings),
+        breakers=Breakers(models_of(setup.pool), breaker_config(settings), clock=time.time),
     )
     Router(service, core).register()
     return service
+
+
+def governance_config(settings: Settings) -> GovernanceConfig:
+    return GovernanceConfig(
+        halt_on=parse_failure_kinds(settings.governance_halt_on),
+        max_failures=settings.governance_max_failures,
+    )
+
+
+def breaker_config(settings: Settings) -> BreakerConfig:
+    return BreakerConfig(
+        enabled=settings.breaker_enabled,
+        window=settings.breaker_window,
+        window_s=settings.breaker_window_s,
+        failure_rate=settings.breaker_failure_rate,
+        min_calls=settings.breaker_min_calls,
+        cooldown_s=settings.breaker_cooldown_s,
+    )
+
+
+def models_of(pool: CellPool) -> set[str]:
+    """The models the pool's variants name (the ones a breaker can guard)."""
+    return {v.model for cell in pool.cells.values() for v in cell.variants if v.model}
 
 
 class Router:
@@ -69,6 +98,8 @@ class Router:
         self.core = core
         self.log = service.log
         self.metrics = RouterMetrics(service.registry, core.tenants)
+        if core.breakers is not None:
+            self.metrics.watch(core.breakers)
         self.catch_up = PolicyCatchUp()
         self.tasks_topic = service.topic(TaskSubmitted.TOPIC)
         self.outcomes_topic = service.topic(StepOutcome.TOPIC)
@@ -139,6 +170,8 @@ class Router:
         self.metrics.started_trajectories(started)
         self.metrics.count(events)
         self._log_events(events)
+        if self.core.breakers is not None:
+            self._breakers_moved(self.core.breakers.drain())
 
     async def _task(self, record: "ConsumerRecord[bytes, bytes]") -> list[RouterEvent]:
         task = decode(record.value, TaskSubmitted)
@@ -193,6 +226,16 @@ class Router:
             no_confirm=True,
         )
 
+    def _breakers_moved(self, transitions: list[Transition]) -> None:
+        self.metrics.moved(transitions)
+        for moved in transitions:
+            opened = moved.target is BreakerState.OPEN
+            self.log.log(
+                logging.WARNING if opened else logging.INFO,
+                "circuit breaker moved",
+                extra={"model": moved.model, "from": moved.source.label, "to": moved.target.label},
+            )
+
     def _log_events(self, events: list[RouterEvent]) -> None:
         if not self.log.isEnabledFor(logging.DEBUG):
             return
@@ -217,6 +260,7 @@ class Router:
                     extra={
                         "trajectory_id": event.trajectory_id,
                         "termination": event.termination.value,
+                        "halt_reason": event.halt_reason,
                         "steps": event.steps,
                         "tokens": event.tokens,
                     },

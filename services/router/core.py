@@ -35,7 +35,9 @@ from services.policy import (
     parse_action,
     start_state,
 )
+from services.policy.governance import GovernanceConfig, halt_reason
 from services.policy.selection import CandidateScore
+from services.router.breaker import Breakers
 from services.runtime.codec import Rejected
 
 RouterEvent = Decision | TrajectoryCompleted
@@ -122,19 +124,29 @@ def _finite(value: float) -> float | None:
     return None if value == math.inf else value
 
 
-def step_result(outcome: StepOutcome) -> StepResult:
+def step_result(outcome: StepOutcome, governance: GovernanceConfig | None = None) -> StepResult:
+    """The outcome as the policy absorbs it; ``governance`` decides whether a failure halts
+    the trajectory (None: never)."""
+    succeeded = outcome.status is StepStatus.SUCCEEDED
+    halt = None
+    if not succeeded and governance is not None:
+        halt = halt_reason(outcome.state.failures + 1, outcome.failure_kind, governance)
     return StepResult(
-        succeeded=outcome.status is StepStatus.SUCCEEDED,
+        succeeded=succeeded,
         delta=outcome.delta,
         tokens=outcome.tokens_in + outcome.tokens_out,
         retries=outcome.retries,
         done=outcome.done,
+        halt=halt,
     )
 
 
 class RouterCore:
-    """The policy per served tenant and the outcome dedupe window; everything else travels
-    in the events."""
+    """The policy per served tenant, the outcome dedupe window and, when given, the
+    circuit breakers of the models; everything else travels in the events.
+
+    ``governance`` halts trajectories on fatal or repeated failures (None: never);
+    ``breakers`` withholds the variants of failing models (None: every model is offered)."""
 
     def __init__(
         self,
@@ -143,11 +155,15 @@ class RouterCore:
         *,
         budget: Budget | None = None,
         dedupe_window: int = 200_000,
+        governance: GovernanceConfig | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         if not tenants:
             raise ValueError("a router must serve at least one tenant")
         self.setup = setup
         self.budget = budget or Budget()
+        self.governance = governance
+        self.breakers = breakers
         self._graphs: dict[str, PolicyGraph] = {t: PolicyGraph() for t in tenants}
         self._versions: dict[str, int | None] = dict.fromkeys(tenants)
         self._absorbed = RecentSteps(dedupe_window)
@@ -200,7 +216,10 @@ class RouterCore:
         if rejected is not None:
             return rejected
         try:
-            state = absorb(outcome.state, step_result(outcome), self.setup)
+            state = absorb(outcome.state, step_result(outcome, self.governance), self.setup)
+            if self.breakers is not None:
+                model = self.setup.pool.variant(outcome.action).model
+                self.breakers.record(model, outcome.status is StepStatus.FAILED)
             events = self._advance(state, outcome.tenant)
         except (KeyError, ValueError) as error:
             # The state came off the wire; one that does not fit this router's pool (a plan
@@ -276,14 +295,26 @@ class RouterCore:
 
     def _advance(self, state: TrajectoryState, tenant: str) -> list[RouterEvent]:
         version = self.policy_version(tenant)
-        steps, ended = advance(state, self._graphs[tenant], self.setup)
-        events: list[RouterEvent] = [self._decision(s, tenant, version) for s in steps]
+        breakers = self.breakers
+        if breakers is None:
+            steps, ended = advance(state, self._graphs[tenant], self.setup)
+            notes: list[str | None] = [None] * len(steps)
+        else:
+            steps, ended = advance(state, self._graphs[tenant], self.setup, breakers.blocked())
+            notes = []
+            for step in steps:
+                model = None if step.variant is None else step.variant.model
+                breakers.dispatched(model)
+                notes.append(breakers.note(model))
+        events: list[RouterEvent] = [
+            self._decision(s, tenant, version, note) for s, note in zip(steps, notes, strict=True)
+        ]
         if ended is not None:
             final = steps[-1].state if steps else state
             events.append(_completed(final, ended, tenant, version))
         return events
 
-    def _decision(self, step: Step, tenant: str, version: int) -> Decision:
+    def _decision(self, step: Step, tenant: str, version: int, note: str | None) -> Decision:
         state, selection, variant = step.state, step.selection, step.variant
         return Decision(
             tenant=tenant,
@@ -297,6 +328,7 @@ class RouterCore:
             protocol=None if variant is None else variant.protocol,
             model=None if variant is None else variant.model,
             reason=selection.reason,
+            reason_detail=note,
             signature=step.signature,
             scores=[action_score(c) for c in selection.scores],
             propensity=selection.propensity,
@@ -317,6 +349,7 @@ def _completed(
         task_class=state.task_class,
         regime=state.regime,
         termination=ended,
+        halt_reason=state.halt_reason if ended is Termination.GOVERNANCE_HALT else None,
         steps=state.step,
         tokens=state.tokens_used,
         retries=state.retries,

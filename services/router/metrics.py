@@ -9,10 +9,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas.events import Decision, PolicySnapshot
+from services.router.breaker import Breakers, Transition
 from services.router.core import RouterEvent
 
 # A decision is pure CPU work plus a hand-off to the producer: milliseconds, not minutes.
@@ -123,6 +125,26 @@ class RouterMetrics:
             registry=registry,
         )
         self.min_propensity.set_function(self.propensities.value)
+        self.breaker_state = Gauge(
+            "agensbus_router_breaker_state",
+            "Circuit breaker of each model on this replica: 0 closed (offered), 1 half-open "
+            "(offered for one probe at a time), 2 open (withheld).",
+            ["model"],
+            registry=registry,
+        )
+        self.breaker_transitions = Counter(
+            "agensbus_router_breaker_transitions_total",
+            "Circuit breaker transitions, by model and the state entered.",
+            ["model", "state"],
+            registry=registry,
+        )
+        self.governance_halts = Counter(
+            "agensbus_router_governance_halts_total",
+            "Trajectories halted by governance, by reason (a failure kind such as auth or "
+            "quota, or repeated_failures).",
+            ["reason"],
+            registry=registry,
+        )
         for tenant in tenants:
             self.policy_version.labels(tenant=tenant).set(0)
             self.policy_timestamp.labels(tenant=tenant).set(0)
@@ -141,6 +163,17 @@ class RouterMetrics:
             else:
                 self.completed.labels(termination=event.termination.value).inc()
                 self.in_flight.dec()
+                if event.halt_reason is not None:
+                    self.governance_halts.labels(reason=event.halt_reason).inc()
+
+    def watch(self, breakers: Breakers) -> None:
+        """Read each model's breaker state at scrape time (a cool-down ends without an event)."""
+        for model in breakers.models:
+            self.breaker_state.labels(model=model).set_function(partial(breakers.state, model))
+
+    def moved(self, transitions: Sequence[Transition]) -> None:
+        for moved in transitions:
+            self.breaker_transitions.labels(model=moved.model, state=moved.target.label).inc()
 
     def adopted(self, snapshot: PolicySnapshot) -> None:
         labels = {"tenant": snapshot.tenant}

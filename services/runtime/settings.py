@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import click
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -102,6 +102,52 @@ class Settings(BaseSettings):
         "remembers to drop duplicates.",
     )
 
+    # --- governance (router) ---------------------------------------------------------------
+    governance_halt_on: str = Field(
+        default="auth,quota",
+        description="Comma-separated failure kinds that halt a trajectory at once (empty: "
+        "none); see docs/operations.md, Governance.",
+    )
+    governance_max_failures: int = Field(
+        default=3,
+        ge=0,
+        le=1000,
+        description="Failed steps a trajectory may have; the next one halts it.",
+    )
+    breaker_enabled: bool = Field(
+        default=True, description="Circuit breaker per model: withhold models that keep failing."
+    )
+    breaker_window: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="Breaker: how many recent invokes of a model it judges.",
+    )
+    breaker_window_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        le=86_400.0,
+        description="Breaker: invokes older than this leave the window.",
+    )
+    breaker_failure_rate: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="Breaker: the share of failed invokes in the window that opens it.",
+    )
+    breaker_min_calls: int = Field(
+        default=5,
+        ge=1,
+        le=10_000,
+        description="Breaker: invokes the window must hold before it may open.",
+    )
+    breaker_cooldown_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=86_400.0,
+        description="Breaker: how long an open breaker withholds its model before a probe.",
+    )
+
     # --- worker and judge ------------------------------------------------------------------
     worker_group: str = Field(default="agensbus-worker", description="Consumer group of workers.")
     judge_group: str = Field(default="agensbus-judge", description="Consumer group of judges.")
@@ -185,6 +231,23 @@ class Settings(BaseSettings):
         except KeyError as error:
             raise ValueError(error.args[0]) from None
         return value
+
+    @field_validator("governance_halt_on")
+    @classmethod
+    def _failure_kinds(cls, value: str) -> str:
+        from services.policy.governance import parse_failure_kinds
+
+        parse_failure_kinds(value)
+        return value
+
+    @model_validator(mode="after")
+    def _breaker_can_open(self) -> "Settings":
+        if self.breaker_min_calls > self.breaker_window:
+            raise ValueError(
+                f"breaker_min_calls ({self.breaker_min_calls}) exceeds breaker_window "
+                f"({self.breaker_window}): the breaker could never open"
+            )
+        return self
 
     @field_validator("topic_prefix")
     @classmethod

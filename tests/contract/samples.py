@@ -132,6 +132,7 @@ def _state() -> TrajectoryState:
         failures=1,
         done=False,
         halted=False,
+        halt_reason=None,
         budget=BUDGET,
         fold_keys={"task_class": "replication"},
     )
@@ -230,6 +231,7 @@ def build_samples() -> dict[str, BaseModel]:
             protocol="default",
             model="claude-haiku",
             reason=DecisionReason.GRAPH_RECOMMENDATION,
+            reason_detail="breaker open: claude-opus until 2026-05-27T09:14:30Z",
             signature=SIGNATURE,
             scores=_scores(),
             propensity=0.8,
@@ -273,6 +275,7 @@ def build_samples() -> dict[str, BaseModel]:
             task_class="replication",
             regime=Regime.EVIDENCE_HEAVY,
             termination=Termination.EVALUATOR_DONE,
+            halt_reason=None,
             steps=5,
             tokens=4_100,
             retries=2,

@@ -174,7 +174,8 @@ def test_budgets_end_trajectories(budget: Budget, expected: Termination) -> None
 def test_governance_halt_ends_the_trajectory() -> None:
     s = _state()
     steps, _ = advance(s, PolicyGraph(), SETUP)
-    halted = absorb(steps[-1].state, StepResult(succeeded=False, halt=True), SETUP)
+    halted = absorb(steps[-1].state, StepResult(succeeded=False, halt="auth"), SETUP)
+    assert (halted.halted, halted.halt_reason) == (True, "auth")
     assert decide(halted, PolicyGraph(), SETUP) is Termination.GOVERNANCE_HALT
 
 
