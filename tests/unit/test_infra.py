@@ -43,6 +43,9 @@ EXPECTED_METRICS: dict[str, str] = {
     "agensbus_router_policy_refused_total": "counter",
     "agensbus_router_decision_latency_seconds": "histogram",
     "agensbus_router_min_propensity": "gauge",
+    "agensbus_router_breaker_state": "gauge",
+    "agensbus_router_breaker_transitions_total": "counter",
+    "agensbus_router_governance_halts_total": "counter",
     # worker and judge roles
     "agensbus_worker_cell_executions_total": "counter",
     "agensbus_worker_cell_latency_seconds": "histogram",
@@ -407,6 +410,21 @@ RULE_CASES: dict[str, tuple[str, list[dict[str, str]], str, list[dict[str, str]]
         ],
         "30m",
         [{"severity": "warning", "model": "bad"}],
+    ),
+    "a model stays withheld": (
+        "AgensbusModelWithheld",
+        [
+            series("agensbus_router_breaker_state", "0x5 2 2 1 2x10 1 2x20", model="bad", **ROUTER),
+            series("agensbus_router_breaker_state", "0x40", model="good", **ROUTER),
+        ],
+        "30m",
+        [{"severity": "warning", "model": "bad"}],
+    ),
+    "a model withheld for one cool-down": (
+        "AgensbusModelWithheld",
+        [series("agensbus_router_breaker_state", "0x5 2 1 0x40", model="bad", **ROUTER)],
+        "30m",
+        [],
     ),
     "learner dead-letters steadily": (
         "AgensbusDeadLetters",
