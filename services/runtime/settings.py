@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import click
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -240,14 +240,15 @@ class Settings(BaseSettings):
         parse_failure_kinds(value)
         return value
 
-    @model_validator(mode="after")
-    def _breaker_can_open(self) -> "Settings":
-        if self.breaker_min_calls > self.breaker_window:
+    @field_validator("breaker_min_calls")
+    @classmethod
+    def _breaker_can_open(cls, value: int, info: ValidationInfo) -> int:
+        window = info.data.get("breaker_window")
+        if window is not None and value > window:
             raise ValueError(
-                f"breaker_min_calls ({self.breaker_min_calls}) exceeds breaker_window "
-                f"({self.breaker_window}): the breaker could never open"
+                f"{value} exceeds breaker_window ({window}): the breaker could never open"
             )
-        return self
+        return value
 
     @field_validator("topic_prefix")
     @classmethod

@@ -1,6 +1,9 @@
 """Governance in the router's core: halts with their reason, and the breakers' effect on
 decisions (which models are offered, what the decisions say)."""
 
+import pytest
+from click.testing import CliRunner
+
 from schemas.events import (
     Decision,
     FailureKind,
@@ -10,10 +13,13 @@ from schemas.events import (
     TrajectoryCompleted,
 )
 from schemas.records import HandoffDelta, Role, StepStatus, TaskFeatures
+from services.cli.serve import router
 from services.policy import Cell, PolicySetup, Variant, make_pool
 from services.policy.governance import GovernanceConfig
+from services.router.app import breaker_config, governance_config, models_of
 from services.router.breaker import BreakerConfig, Breakers
 from services.router.core import RouterCore, RouterEvent
+from services.runtime.settings import Settings
 from tests.unit.test_router_breaker import Clock
 from tests.unit.test_router_core import SETUP, task
 
@@ -163,3 +169,39 @@ def test_every_model_withheld_ends_the_trajectory_for_want_of_actions() -> None:
         None,
         0,
     )
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def test_settings_make_the_configs_and_the_defaults_are_the_documented_ones() -> None:
+    assert governance_config(Settings()) == GovernanceConfig()
+    assert breaker_config(Settings()) == BreakerConfig()
+    settings = Settings(
+        governance_halt_on="quota",
+        governance_max_failures=1,
+        breaker_enabled="false",  # type: ignore[arg-type]  # as a flag or the environment give it
+        breaker_window=8,
+        breaker_window_s=30,
+        breaker_failure_rate=0.25,
+        breaker_min_calls=8,
+        breaker_cooldown_s=2,
+    )
+    assert governance_config(settings) == GovernanceConfig(frozenset({FailureKind.QUOTA}), 1)
+    assert breaker_config(settings) == BreakerConfig(False, 8, 30.0, 0.25, 8, 2.0)
+    assert models_of(POOL) == {"x", "y"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--governance-halt-on", "auth,oops"], "unknown failure kinds ['oops']"),
+        (["--breaker-min-calls", "30"], "30 exceeds breaker_window (20): the breaker could never"),
+        (["--breaker-failure-rate", "0"], "--breaker-failure-rate"),
+    ],
+)
+def test_unusable_governance_settings_are_usage_errors(flags: list[str], message: str) -> None:
+    result = CliRunner().invoke(router, flags)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
