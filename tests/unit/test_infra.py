@@ -110,6 +110,7 @@ DASHBOARD_PANELS = {
     "Dead letters/s by service and reason",
     "Cell latency p50 / p99 by cell",
     "Cell failure rate by model",
+    "Circuit breaker state by model",
 }
 
 
