@@ -178,9 +178,11 @@ def summarize(event: Event) -> str:
             f"rollouts={event.rollouts} goal={_quote(event.goal)}"
         )
     if isinstance(event, Decision):
+        detail = f" detail={_quote(event.reason_detail, 160)}" if event.reason_detail else ""
         return (
             f"decision   {event.decision_id} {event.action_kind.value} {event.action} "
             f"reason={event.reason.value} p={event.propensity:.3f} policy=v{event.policy_version}"
+            f"{detail}"
         )
     if isinstance(event, StepOutcome):
         failure = f" ({event.failure_kind.value})" if event.failure_kind else ""
@@ -190,8 +192,9 @@ def summarize(event: Event) -> str:
             f"retries={event.retries}{' done' if event.done else ''}"
         )
     if isinstance(event, TrajectoryCompleted):
+        halt = f" ({event.halt_reason})" if event.halt_reason else ""
         return (
-            f"completed  {event.trajectory_id} {event.termination.value} steps={event.steps} "
+            f"completed  {event.trajectory_id} {event.termination.value}{halt} steps={event.steps} "
             f"tokens={event.tokens} retries={event.retries} regime={event.regime.value} "
             f"class={event.task_class or '-'} policy=v{event.policy_version}"
         )

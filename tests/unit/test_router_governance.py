@@ -14,6 +14,7 @@ from schemas.events import (
 )
 from schemas.records import HandoffDelta, Role, StepStatus, TaskFeatures
 from services.cli.serve import router
+from services.cli.topics import summarize
 from services.policy import Cell, PolicySetup, Variant, make_pool
 from services.policy.governance import GovernanceConfig
 from services.router.app import breaker_config, governance_config, models_of
@@ -80,6 +81,7 @@ def test_an_auth_failure_halts_with_its_reason() -> None:
     done = completed_of(core.on_outcome(outcome(first, FailureKind.AUTH)))
     assert (done.termination, done.halt_reason) == (Termination.GOVERNANCE_HALT, "auth")
     assert (done.state.halted, done.state.failures, done.steps) == (True, 1, 1)
+    assert summarize(done).startswith("completed  t1 governance_halt (auth) steps=1 ")
 
 
 def test_the_fourth_failed_step_halts_as_repeated_failures() -> None:
@@ -127,6 +129,8 @@ def test_the_router_routes_around_a_failing_model_and_probes_it_after_the_cool_d
     withheld = first("c")
     assert withheld.action == "solver@y"
     assert withheld.reason_detail == "breaker open: x until 2026-05-28T20:26:50Z"
+    assert summarize(withheld).endswith(' detail="breaker open: x until 2026-05-28T20:26:50Z"')
+    assert "detail=" not in summarize(decision)
     assert [t.target.label for t in breakers.drain()] == ["open"]
 
     clock.now += BREAKER.cooldown_s
