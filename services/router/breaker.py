@@ -8,8 +8,9 @@ one probe invoke at a time; the probe's success *closes* the breaker (with an em
 its failure opens it for another cool-down. A probe whose outcome never comes back (its
 worker died, another replica absorbed it) frees its slot after a cool-down.
 
-An outcome that arrives while the breaker is open was dispatched before it opened and says
-nothing new, so it is ignored. Each router replica judges from the outcomes it absorbs, so
+While the breaker is open or half-open, every outcome but the probe's was dispatched before
+it opened and says nothing new, so it is ignored. Invokes are told apart by a key, the
+decision's (trajectory, step). Each router replica judges from the outcomes it absorbs, so
 replicas open their breakers independently, each on its own evidence.
 
 Only variants that name a model are guarded: the router cannot tell which model serves a
@@ -20,7 +21,7 @@ The domain is pure: time comes from an injected clock, in seconds since the epoc
 """
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -78,7 +79,8 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._calls: deque[tuple[float, bool]] = deque()  # (when, failed), oldest first
         self._open_until = 0.0
-        self._probe_until: float | None = None  # a probe is out until then
+        self._probe: Hashable | None = None  # the invoke probing the model, if any
+        self._probe_until: float | None = None  # ...and when its slot frees if it is lost
 
     def state(self, now: float) -> BreakerState:
         """The state at ``now``, without changing anything (for metrics)."""
@@ -93,7 +95,6 @@ class CircuitBreaker:
     def refresh(self, now: float) -> list[Transition]:
         """Move an open breaker whose cool-down is over to half-open."""
         if self._state is BreakerState.OPEN and now >= self._open_until:
-            self._probe_until = None
             return [self._move(BreakerState.HALF_OPEN, now)]
         return []
 
@@ -105,17 +106,20 @@ class CircuitBreaker:
             return False
         return self._probe_until is None or now >= self._probe_until
 
-    def dispatched(self, now: float) -> None:
+    def dispatched(self, invoke: Hashable, now: float) -> None:
         """A decision invoked the model: while half-open, that is the probe."""
         if self._state is BreakerState.HALF_OPEN:
+            self._probe = invoke
             self._probe_until = now + self.config.cooldown_s
 
-    def record(self, failed: bool, now: float) -> list[Transition]:
-        """An outcome of an invoke of the model came back."""
+    def record(self, invoke: Hashable, failed: bool, now: float) -> list[Transition]:
+        """The outcome of an invoke of the model came back."""
         moves = self.refresh(now)
         if self._state is BreakerState.OPEN:
             return moves
         if self._state is BreakerState.HALF_OPEN:
+            if invoke != self._probe:
+                return moves
             if failed:
                 return [*moves, self._open(now)]
             self._calls.clear()
@@ -142,7 +146,7 @@ class CircuitBreaker:
     def _open(self, now: float) -> Transition:
         self._open_until = now + self.config.cooldown_s
         self._calls.clear()
-        self._probe_until = None
+        self._probe = self._probe_until = None
         return self._move(BreakerState.OPEN, now)
 
     def _move(self, target: BreakerState, now: float) -> Transition:
@@ -177,15 +181,15 @@ class Breakers:
             self._transitions += breaker.refresh(now)
         return frozenset(m for m, b in self._breakers.items() if not b.offered(now))
 
-    def dispatched(self, model: str | None) -> None:
+    def dispatched(self, model: str | None, invoke: Hashable) -> None:
         breaker = self._guarded(model)
         if breaker is not None:
-            breaker.dispatched(self._clock())
+            breaker.dispatched(invoke, self._clock())
 
-    def record(self, model: str | None, failed: bool) -> None:
+    def record(self, model: str | None, invoke: Hashable, failed: bool) -> None:
         breaker = self._guarded(model)
         if breaker is not None:
-            self._transitions += breaker.record(failed, self._clock())
+            self._transitions += breaker.record(invoke, failed, self._clock())
 
     def note(self, model: str | None) -> str | None:
         """What the breakers changed about a decision that invoked ``model`` (None: a skip

@@ -219,7 +219,7 @@ class RouterCore:
             state = absorb(outcome.state, step_result(outcome, self.governance), self.setup)
             if self.breakers is not None:
                 model = self.setup.pool.variant(outcome.action).model
-                self.breakers.record(model, outcome.status is StepStatus.FAILED)
+                self.breakers.record(model, key, outcome.status is StepStatus.FAILED)
             events = self._advance(state, outcome.tenant)
         except (KeyError, ValueError) as error:
             # The state came off the wire; one that does not fit this router's pool (a plan
@@ -304,7 +304,7 @@ class RouterCore:
             notes = []
             for step in steps:
                 model = None if step.variant is None else step.variant.model
-                breakers.dispatched(model)
+                breakers.dispatched(model, (step.state.trajectory_id, step.step))
                 notes.append(breakers.note(model))
         events: list[RouterEvent] = [
             self._decision(s, tenant, version, note) for s, note in zip(steps, notes, strict=True)

@@ -13,6 +13,8 @@ from services.router.breaker import (
 CONFIG = BreakerConfig(window=4, window_s=60.0, failure_rate=0.5, min_calls=2, cooldown_s=10.0)
 CLOSED, HALF_OPEN, OPEN = BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN
 T0 = 1_780_000_000.0  # an instant of 2026, in seconds since the epoch
+#: Invokes are told apart by a key (the router uses the decision's trajectory and step).
+CALL, PROBE = ("t", 0), ("probe", 0)
 
 
 class Clock:
@@ -30,23 +32,23 @@ def board(config: BreakerConfig = CONFIG) -> tuple[Breakers, Clock]:
 
 def opened(breaker: CircuitBreaker, now: float = T0) -> CircuitBreaker:
     for _ in range(CONFIG.min_calls):
-        breaker.record(True, now)
+        breaker.record(CALL, True, now)
     assert breaker.state(now) is OPEN
     return breaker
 
 
 def test_closed_below_the_minimum_of_calls_even_when_all_failed() -> None:
     breaker = CircuitBreaker("strong", CONFIG)
-    assert breaker.record(True, T0) == []
+    assert breaker.record(CALL, True, T0) == []
     assert breaker.state(T0) is CLOSED and breaker.offered(T0)
 
 
 def test_opens_when_the_failure_share_reaches_the_threshold() -> None:
     breaker = CircuitBreaker("strong", CONFIG)
-    assert breaker.record(False, T0) == []
-    assert breaker.record(False, T0 + 1) == []
-    assert breaker.record(True, T0 + 2) == []  # 1 of 3 failed
-    moves = breaker.record(True, T0 + 3)  # 2 of 4: the threshold
+    assert breaker.record(CALL, False, T0) == []
+    assert breaker.record(CALL, False, T0 + 1) == []
+    assert breaker.record(CALL, True, T0 + 2) == []  # 1 of 3 failed
+    moves = breaker.record(CALL, True, T0 + 3)  # 2 of 4: the threshold
     assert moves == [Transition("strong", CLOSED, OPEN, T0 + 3)]
     assert breaker.state(T0 + 3) is OPEN and not breaker.offered(T0 + 3)
     assert breaker.open_until == T0 + 3 + CONFIG.cooldown_s
@@ -55,25 +57,25 @@ def test_opens_when_the_failure_share_reaches_the_threshold() -> None:
 def test_the_window_keeps_only_the_latest_calls() -> None:
     breaker = CircuitBreaker("strong", CONFIG)
     for second in range(4):
-        assert breaker.record(False, T0 + second) == []
-    assert breaker.record(True, T0 + 4) == []  # 1 of the last 4
+        assert breaker.record(CALL, False, T0 + second) == []
+    assert breaker.record(CALL, True, T0 + 4) == []  # 1 of the last 4
     # 2 of the last 4 failed (of all six calls only a third): the old successes left.
-    assert breaker.record(True, T0 + 5)[0].target is OPEN
+    assert breaker.record(CALL, True, T0 + 5)[0].target is OPEN
 
 
 def test_calls_older_than_the_window_span_are_forgotten() -> None:
     breaker = CircuitBreaker("strong", CONFIG)
-    breaker.record(True, T0)
+    breaker.record(CALL, True, T0)
     later = T0 + CONFIG.window_s + 1
-    assert breaker.record(True, later) == []  # the first failure is too old to count
+    assert breaker.record(CALL, True, later) == []  # the first failure is too old to count
     assert breaker.state(later) is CLOSED
-    assert breaker.record(True, later + 1)[0].target is OPEN
+    assert breaker.record(CALL, True, later + 1)[0].target is OPEN
 
 
 def test_outcomes_while_open_are_ignored() -> None:
     breaker = opened(CircuitBreaker("strong", CONFIG))
-    assert breaker.record(False, T0 + 1) == []
-    assert breaker.record(True, T0 + 2) == []
+    assert breaker.record(CALL, False, T0 + 1) == []
+    assert breaker.record(CALL, True, T0 + 2) == []
     assert breaker.state(T0 + 2) is OPEN and breaker.open_until == T0 + CONFIG.cooldown_s
 
 
@@ -85,7 +87,7 @@ def test_half_open_after_the_cool_down_lets_one_probe_through() -> None:
     assert breaker.refresh(after) == [Transition("strong", OPEN, HALF_OPEN, after)]
     assert breaker.refresh(after) == []
     assert breaker.offered(after)
-    breaker.dispatched(after)
+    breaker.dispatched(PROBE, after)
     assert not breaker.offered(after + 1)  # the probe is out: nobody else gets the model
 
 
@@ -93,42 +95,59 @@ def test_a_successful_probe_closes_with_an_empty_window() -> None:
     breaker = opened(CircuitBreaker("strong", CONFIG))
     after = T0 + CONFIG.cooldown_s
     breaker.refresh(after)
-    breaker.dispatched(after)
-    assert breaker.record(False, after + 1) == [Transition("strong", HALF_OPEN, CLOSED, after + 1)]
+    breaker.dispatched(PROBE, after)
+    assert breaker.record(PROBE, False, after + 1) == [
+        Transition("strong", HALF_OPEN, CLOSED, after + 1)
+    ]
     assert breaker.offered(after + 1)
     # The failures that opened it are gone: one new failure is below the minimum of calls.
-    assert breaker.record(True, after + 2) == []
+    assert breaker.record(CALL, True, after + 2) == []
     assert breaker.state(after + 2) is CLOSED
 
 
 def test_a_failed_probe_reopens_for_another_cool_down() -> None:
     breaker = opened(CircuitBreaker("strong", CONFIG))
     after = T0 + CONFIG.cooldown_s
-    breaker.dispatched(after)  # the first outcome after the cool-down moves it on its own
-    moves = breaker.record(True, after + 1)
-    assert moves == [
-        Transition("strong", OPEN, HALF_OPEN, after + 1),
-        Transition("strong", HALF_OPEN, OPEN, after + 1),
+    breaker.refresh(after)
+    breaker.dispatched(PROBE, after)
+    assert breaker.record(PROBE, True, after + 1) == [
+        Transition("strong", HALF_OPEN, OPEN, after + 1)
     ]
     assert breaker.open_until == after + 1 + CONFIG.cooldown_s
     assert not breaker.offered(after + 2)
+
+
+def test_only_the_probe_decides_a_half_open_breaker() -> None:
+    breaker = opened(CircuitBreaker("strong", CONFIG))
+    after = T0 + CONFIG.cooldown_s
+    # The first outcome after the cool-down moves it on its own; this one was dispatched
+    # before the breaker opened, so it decides nothing, failed or not.
+    assert breaker.record(CALL, True, after) == [Transition("strong", OPEN, HALF_OPEN, after)]
+    breaker.dispatched(PROBE, after)
+    assert breaker.record(CALL, False, after + 1) == []
+    assert breaker.state(after + 1) is HALF_OPEN and not breaker.offered(after + 1)
+    assert breaker.record(PROBE, False, after + 2)[0].target is CLOSED
 
 
 def test_a_lost_probe_frees_its_slot_after_a_cool_down() -> None:
     breaker = opened(CircuitBreaker("strong", CONFIG))
     after = T0 + CONFIG.cooldown_s
     breaker.refresh(after)
-    breaker.dispatched(after)
+    breaker.dispatched(PROBE, after)
     assert not breaker.offered(after + CONFIG.cooldown_s - 1)
-    assert breaker.offered(after + CONFIG.cooldown_s)
-    assert breaker.state(after + CONFIG.cooldown_s) is HALF_OPEN
+    later = after + CONFIG.cooldown_s
+    assert breaker.offered(later)
+    assert breaker.state(later) is HALF_OPEN
+    breaker.dispatched(("second probe", 0), later)
+    assert breaker.record(PROBE, False, later + 1) == []  # the lost one, late: not the probe
+    assert breaker.record(("second probe", 0), False, later + 2)[0].target is CLOSED
 
 
 def test_the_board_blocks_open_models_and_names_them_in_notes() -> None:
     breakers, clock = board()
-    breakers.record("strong", True)
-    breakers.record("strong", True)
-    breakers.record("fast", False)
+    breakers.record("strong", CALL, True)
+    breakers.record("strong", CALL, True)
+    breakers.record("fast", CALL, False)
     assert breakers.blocked() == {"strong"}
     assert breakers.note("fast") == "breaker open: strong until 2026-05-28T20:26:50Z"
     assert breakers.note(None) == breakers.note("fast")
@@ -137,11 +156,11 @@ def test_the_board_blocks_open_models_and_names_them_in_notes() -> None:
 
     clock.now += CONFIG.cooldown_s
     assert breakers.blocked() == frozenset()  # half-open: offered for a probe
-    breakers.dispatched("strong")
+    breakers.dispatched("strong", PROBE)
     assert breakers.note("strong") == "breaker half-open: probe of strong"
     assert breakers.blocked() == {"strong"}  # one probe at a time
     assert breakers.note("fast") == "breaker half-open: strong probe in flight"
-    breakers.record("strong", False)
+    breakers.record("strong", PROBE, False)
     assert breakers.blocked() == frozenset() and breakers.note("fast") is None
     assert [(t.model, t.target) for t in breakers.drain()] == [
         ("strong", HALF_OPEN),
@@ -152,8 +171,8 @@ def test_the_board_blocks_open_models_and_names_them_in_notes() -> None:
 def test_the_board_ignores_variants_without_a_model_and_unknown_models() -> None:
     breakers, _ = board()
     for _ in range(5):
-        breakers.record(None, True)
-        breakers.record("elsewhere", True)
+        breakers.record(None, CALL, True)
+        breakers.record("elsewhere", CALL, True)
     assert breakers.blocked() == frozenset()
     assert breakers.models == ("fast", "strong")
 
@@ -161,7 +180,7 @@ def test_the_board_ignores_variants_without_a_model_and_unknown_models() -> None
 def test_a_disabled_board_never_blocks() -> None:
     breakers, _ = board(BreakerConfig(enabled=False, window=4, min_calls=2))
     for _ in range(4):
-        breakers.record("strong", True)
+        breakers.record("strong", CALL, True)
     assert breakers.blocked() == frozenset()
     assert breakers.state("strong") is CLOSED and breakers.note("fast") is None
 

@@ -165,8 +165,8 @@ def test_a_failed_probe_withholds_the_model_for_another_cool_down() -> None:
 def test_every_model_withheld_ends_the_trajectory_for_want_of_actions() -> None:
     breakers = Breakers({"x", "y"}, BREAKER, Clock())
     core = RouterCore(PolicySetup(pool=POOL), ("default",), breakers=breakers)
-    for model in ("x", "y", "x", "y"):
-        breakers.record(model, True)
+    for n, model in enumerate(("x", "y", "x", "y")):
+        breakers.record(model, (f"earlier-{n}", 0), True)
     done = completed_of(core.on_task(submitted("t")))
     assert (done.termination, done.halt_reason, done.steps) == (
         Termination.NO_LEGAL_ACTION,
@@ -184,7 +184,7 @@ def test_settings_make_the_configs_and_the_defaults_are_the_documented_ones() ->
     settings = Settings(
         governance_halt_on="quota",
         governance_max_failures=1,
-        breaker_enabled="false",  # type: ignore[arg-type]  # as a flag or the environment give it
+        breaker_enabled="false",  # as a flag or the environment give it
         breaker_window=8,
         breaker_window_s=30,
         breaker_failure_rate=0.25,
