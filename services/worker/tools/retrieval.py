@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import bm25s
+import Stemmer
 from bm25s.tokenization import Tokenizer
 
 from schemas.records import Handoff
@@ -28,7 +29,9 @@ class PassageIndex:
         self.passages = tuple(passages)
         self.documents = documents
         self.where = where
-        self._tokenizer = Tokenizer(splitter=_TOKEN, stopwords="en")
+        # Stemmed, so that "mitigate" finds "mitigation" and "affected" finds "affects".
+        stemmer = Stemmer.Stemmer("english")
+        self._tokenizer = Tokenizer(splitter=_TOKEN, stopwords="en", stemmer=stemmer)
         tokens = self._tokenizer.tokenize([p.indexed for p in self.passages], show_progress=False)
         self._bm25 = bm25s.BM25()
         self._bm25.index(tokens, show_progress=False)
