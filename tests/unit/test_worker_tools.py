@@ -121,6 +121,7 @@ def test_bm25_returns_the_passages_that_answer_the_query(tmp_path: Path) -> None
 def test_a_query_sharing_no_word_with_the_documents_finds_nothing(tmp_path: Path) -> None:
     index = index_of(corpus(tmp_path))
     assert index.search("kubernetes ingress", 4) == []
+    assert index.search("the of and is", 4) == index.search("", 4) == []
     assert len(index.search("mitigation upgrade session heap", 50)) <= len(index.passages)
 
 
