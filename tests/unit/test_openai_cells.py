@@ -6,6 +6,7 @@ turns bad cards or tool settings into a one-line usage error."""
 import asyncio
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,8 @@ def test_every_cell_kind_runs_with_its_card() -> None:
                     assert execution.tokens_in == 300, variant.action
                     system = system_of(request)
                     assert skills.card(cell.role).body in system, variant.action
+                    wanted = request.body["response_format"]["json_schema"]["name"]
+                    assert wanted == skills.card(cell.role).output
                     if variant.protocol:
                         assert skills.card(cell.role, variant.protocol).body in system
                     others = [p for p in PROTOCOLS if p != variant.protocol]
@@ -320,6 +323,11 @@ def test_the_worker_builds_its_cards_and_tools_from_settings(tmp_path: Path) -> 
     _, detail = built.readiness()
     assert f"memory retrieves from {built.tools.index.describe()}" in detail
     assert f"from 3 documents in {docs}" in detail
+    # The index was built at start: the steps do not read the directory again.
+    shutil.rmtree(docs)
+    memory = SCENARIO.pool.cells["memory"].default
+    execution = asyncio.run(built.execute(with_goal("ZEN-7 mitigation"), memory))
+    assert execution.result.delta.evidence[0].startswith("[vendors/zen/ZEN-7.md]")
 
 
 @pytest.mark.parametrize(
