@@ -30,8 +30,9 @@ class Skills:
             if other is not card:
                 raise SkillError(
                     card.source,
-                    f"card {card.name!r} instructs {_what(card)}, as card {other.name!r} "
-                    f"({other.source}) does; give it the name {other.name!r} to replace it",
+                    f"card {card.name!r} instructs {_describe(*card.key)}, as card "
+                    f"{other.name!r} ({other.source}) does; give it the name {other.name!r} "
+                    "to replace it",
                 )
         for role in Role:
             if (role, None) not in by_key:
@@ -63,12 +64,13 @@ class Skills:
 
     def check(self, pool: CellPool) -> None:
         """Every protocol the pool's variants name has a card; raises :class:`SkillError`."""
+        covered = {c.key for c in self.cards}
         missing = sorted(
             {
                 _describe(cell.role, v.protocol)
                 for cell in pool.cells.values()
                 for v in cell.variants
-                if v.protocol and (cell.role, v.protocol) not in {c.key for c in self.cards}
+                if v.protocol and (cell.role, v.protocol) not in covered
             }
         )
         if missing:
@@ -86,10 +88,6 @@ def _unique(cards: Iterable[SkillCard]) -> dict[str, SkillCard]:
         if other is not card:
             raise SkillError(card.source, f"duplicate name {card.name!r}, also in {other.source}")
     return by_name
-
-
-def _what(card: SkillCard) -> str:
-    return _describe(card.role, card.protocol)
 
 
 def _describe(role: Role, protocol: str | None) -> str:

@@ -163,6 +163,13 @@ def test_a_user_card_replaces_the_shipped_one_in_the_prompt(tmp_path: Path) -> N
     assert load_skills().card(Role.CRITIC).body not in system
 
 
+def test_a_backend_refuses_a_pool_protocol_without_a_card() -> None:
+    solver = Cell("solver", Role.SOLVER, (Variant("solver", "socratic"),))
+    table = ModelTable({"balanced": spec_for("http://127.0.0.1:9/v1")}, "balanced")
+    with pytest.raises(SkillError, match="no card for protocol socratic of role solver"):
+        OpenAIBackend(make_pool([solver], ["solver"]), table, ChatClient(RetryPolicy()))
+
+
 # --- memory --------------------------------------------------------------------------------
 
 

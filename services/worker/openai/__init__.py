@@ -20,7 +20,6 @@ def build_backend(settings: Settings, pool: CellPool) -> OpenAIBackend:
     names = [v.model for cell in pool.cells.values() for v in cell.variants]
     table = load_models(settings, names)
     skills = load_skills(settings.skills_dir)
-    skills.check(pool)
     tools = build_tools(settings)
     log = logging.getLogger("agensbus.worker.openai")
     # httpx logs every request at INFO; the worker's own metrics and logs already tell.

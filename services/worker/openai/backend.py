@@ -46,6 +46,8 @@ class OpenAIBackend:
         self.table = table
         self.client = client
         self.skills = skills or load_skills()
+        # Every protocol the pool runs needs its card before the first decision arrives.
+        self.skills.check(pool)
         self.tools = tools or Tools()
         self.preflight = Preflight(table, client, log)
         self._log = log or logging.getLogger("agensbus.worker.openai")
