@@ -8,6 +8,7 @@ from services.cli.demo import demo
 from services.cli.policy import policy
 from services.cli.serve import learner, router, worker
 from services.cli.simulate import simulate
+from services.cli.skills import skills
 from services.cli.task import task
 from services.cli.topics import submit, tail
 from services.cli.up import up
@@ -36,6 +37,7 @@ cli.add_command(learner)
 cli.add_command(up)
 cli.add_command(submit)
 cli.add_command(tail)
+cli.add_command(skills)
 
 
 def main() -> None:

@@ -77,11 +77,11 @@ def worker(role: Literal["worker", "judge"], **flags: Any) -> None:
 
     def build(settings: Settings) -> Service:
         from services.worker.app import build
-        from services.worker.openai.models import ModelConfigError
+        from services.worker.openai import CONFIG_ERRORS
 
         try:
             return build(settings, role=role)
-        except ModelConfigError as error:
+        except CONFIG_ERRORS as error:
             raise UserError(str(error)) from None
 
     serve(flags, build)

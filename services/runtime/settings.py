@@ -202,6 +202,31 @@ class Settings(BaseSettings):
         description="OpenAI backend: retries of a request on 429, 5xx, timeouts, network errors.",
     )
 
+    # --- skill cards and tools --------------------------------------------------------------
+    skills_dir: Path | None = Field(
+        default=None,
+        description="Directory of extra SKILL.md cards; a card named like a shipped one "
+        "replaces it (see agensbus skills list).",
+    )
+    documents_dir: Path | None = Field(
+        default=None,
+        description="OpenAI backend: documents (*.md, *.txt, recursively) the memory cell "
+        "retrieves from with BM25 (unset: the model recalls).",
+    )
+    memory_top_k: int = Field(
+        default=4, ge=1, le=16, description="Passages the memory cell retrieves per step."
+    )
+    web_search_provider: Literal["none", "searxng"] = Field(
+        default="none",
+        description="Search provider of web_search cells (none: their steps fail).",
+    )
+    web_search_url: str | None = Field(
+        default=None, description="Root URL of the search provider (searxng: the instance)."
+    )
+    web_search_top_k: int = Field(
+        default=5, ge=1, le=16, description="Search results a web_search step reads."
+    )
+
     # --- learner ---------------------------------------------------------------------------
     learner_group: str = Field(default="agensbus-learner", description="Consumer group.")
     snapshot_every: int = Field(

@@ -216,7 +216,9 @@ def test_the_worker_builds_the_openai_backend_from_settings(tmp_path: Path) -> N
     # Every model the pool names, and the default for the variants naming none.
     assert set(backend.table.models) == {"balanced", "fast", "strong", "small"}
     assert backend.client.retry.max_retries == 5
-    assert backend.readiness() == (False, "endpoints not probed yet")
+    ready, detail = backend.readiness()
+    assert not ready and detail.startswith("endpoints not probed yet")
+    assert "memory recalled by the model" in detail and "no web search provider" in detail
 
 
 async def _probed(*specs: ModelSpec) -> tuple[bool, str]:

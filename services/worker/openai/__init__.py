@@ -5,21 +5,30 @@ import logging
 
 from services.policy import CellPool
 from services.runtime.settings import Settings
+from services.skills import SkillError, load_skills
 from services.worker.openai.backend import OpenAIBackend
 from services.worker.openai.client import ChatClient, RetryPolicy
 from services.worker.openai.models import ModelConfigError, load_models
+from services.worker.tools import ToolConfigError, build_tools
 
 
 def build_backend(settings: Settings, pool: CellPool) -> OpenAIBackend:
-    """The backend for ``settings``, serving every model the pool's variants name;
-    raises :class:`ModelConfigError` when the configuration cannot serve them."""
+    """The backend for ``settings``, serving every model the pool's variants name, with its
+    skill cards and tools (the document index is built here, once); raises
+    :class:`ModelConfigError`, :class:`SkillError` or :class:`ToolConfigError` when the
+    configuration cannot serve the pool."""
     names = [v.model for cell in pool.cells.values() for v in cell.variants]
     table = load_models(settings, names)
+    skills = load_skills(settings.skills_dir)
+    tools = build_tools(settings)
     log = logging.getLogger("agensbus.worker.openai")
     # httpx logs every request at INFO; the worker's own metrics and logs already tell.
     logging.getLogger("httpx").setLevel(max(logging.getLogger().level, logging.WARNING))
     client = ChatClient(RetryPolicy(max_retries=settings.openai_max_retries), log=log)
-    return OpenAIBackend(pool, table, client, log)
+    return OpenAIBackend(pool, table, client, log, skills=skills, tools=tools)
 
 
-__all__ = ["ModelConfigError", "OpenAIBackend", "build_backend"]
+#: What stops a worker of this backend from starting: a user's configuration mistake.
+CONFIG_ERRORS = (ModelConfigError, SkillError, ToolConfigError)
+
+__all__ = ["CONFIG_ERRORS", "ModelConfigError", "OpenAIBackend", "build_backend"]

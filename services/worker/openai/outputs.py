@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas._types import ShortText, Text
 from schemas.records import HandoffDelta, Role, Verdict, Verification
+from services.skills import output_of
 
 MAX_EVIDENCE = 16
 
@@ -114,7 +115,7 @@ def response_format(role: Role, mode: str) -> dict[str, Any]:
     structured outputs, else plain JSON mode (the schema then goes into the prompt)."""
     if mode == "json_object":
         return {"type": "json_object"}
-    schema = {"name": f"{role.value}_output", "strict": True, "schema": output_schema(role)}
+    schema = {"name": output_of(role), "strict": True, "schema": output_schema(role)}
     return {"type": "json_schema", "json_schema": schema}
 
 

@@ -93,7 +93,8 @@ class ScriptedServer:
                 await self._server.wait_closed()
 
     def _next(self, request: Request) -> Reply:
-        replies = self.script.get(request.path)
+        # A script for a bare path also answers it with any query string (GET /search?q=).
+        replies = self.script.get(request.path) or self.script.get(request.path.split("?")[0])
         if not replies:
             return Reply(404, {"error": {"message": "no such path"}})
         answer = replies.pop(0) if len(replies) > 1 else replies[0]
