@@ -7,13 +7,13 @@ holds ``size`` trajectories or ``window_s`` after its first one arrived, whichev
 """
 
 import hashlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from schemas.events import RewardObserved, TrajectoryCompleted
 from services.runtime.codec import Rejected, decode
-from services.sim import Scenario, SimulatedJudge, World
+from services.sim import Judgement, Scenario, SimulatedJudge, World
 from services.worker.ids import derived_id
 
 T = TypeVar("T")
@@ -119,11 +119,21 @@ def score_group(
 ) -> list[RewardObserved]:
     """One RewardObserved per trajectory, scored side by side, sharing the group's id."""
     members = list(trajectories)
-    gid = group_id(t.trajectory_id for t in members)
     judgements = judge.score_group((t.trajectory_id, world.true_quality(t.state)) for t in members)
+    return rewards(members, judgements)
+
+
+def rewards(
+    members: Sequence[TrajectoryCompleted], judgements: Iterable[Judgement]
+) -> list[RewardObserved]:
+    """The rewards of a group's judgements, in group order, sharing the group's id (of all
+    its members: an unscored one still belongs to the group, it just gets no reward)."""
+    gid = group_id(t.trajectory_id for t in members)
+    by_id = {j.trajectory_id: j for j in judgements}
     return [
-        judgement.to_event(task_id=t.task_id, group_id=gid, tenant=t.tenant).model_copy(
-            update={"event_id": derived_id("reward", t.trajectory_id)}
-        )
-        for t, judgement in zip(members, judgements, strict=True)
+        by_id[t.trajectory_id]
+        .to_event(task_id=t.task_id, group_id=gid, tenant=t.tenant)
+        .model_copy(update={"event_id": derived_id("reward", t.trajectory_id)})
+        for t in members
+        if t.trajectory_id in by_id
     ]
