@@ -128,6 +128,13 @@ class Settings(BaseSettings):
         le=600_000,
         description="How long the judge waits to fill a group before scoring what it has.",
     )
+    judge_rollout_window_ms: int = Field(
+        default=120_000,
+        ge=0,
+        le=3_600_000,
+        description="How long the judge waits for every rollout of a task (submitted with "
+        "rollouts > 1) before scoring those that arrived.",
+    )
     judge_models: str = Field(
         default="",
         description="OpenAI backend: comma-separated models (of the model table or the "

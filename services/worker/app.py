@@ -113,6 +113,7 @@ def _judge(settings: Settings, scenario: Scenario) -> Service:
     metrics = JudgeMetrics(service.registry)
     scorer = make_scorer(settings, scenario, metrics, service.log)
     window_s = settings.judge_window_ms / 1000
+    rollout_window_s = settings.judge_rollout_window_ms / 1000
     grouper: judging.Grouper[_Held] = judging.Grouper(settings.judge_group_size, window_s)
     committer = Committer(lambda: subscriber.consumer, service.log)
     subscriber = service.broker.subscriber(
@@ -173,7 +174,11 @@ def _judge(settings: Settings, scenario: Scenario) -> Service:
             return
         committer.started(record)
         key, member = judging.group_key(trajectory), trajectory.trajectory_id
-        dispatch(grouper.add(key, member, _Held(record, trajectory), time.monotonic()))
+        size, wait_s = judging.shape(
+            trajectory, settings.judge_group_size, window_s, rollout_window_s
+        )
+        held = _Held(record, trajectory)
+        dispatch(grouper.add(key, member, held, time.monotonic(), size, wait_s))
 
     async def flush() -> None:
         # Groups that do not fill up are scored when their window ends.

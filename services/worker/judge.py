@@ -2,8 +2,10 @@
 rewards.
 
 Rollouts of one task (trajectory id differs from the task id, DESIGN.md's ``task~r``) are
-grouped together; a task run once joins peers of its task class. A group is scored when it
-holds ``size`` trajectories or ``window_s`` after its first one arrived, whichever is first.
+grouped together, all N of them (the state says how many the task runs); a task run once
+joins peers of its task class, at most ``size`` at a time. A group is scored when it is
+full or when its window, from its first arrival, ends, whichever is first: rollouts get a
+window of their own, as they run in parallel but may end far apart.
 """
 
 import hashlib
@@ -63,9 +65,21 @@ class Group(Generic[T]):
         return self.members + self.copies
 
 
+def shape(
+    trajectory: TrajectoryCompleted, size: int, window_s: float, rollout_window_s: float
+) -> tuple[int, float]:
+    """How many trajectories the group of ``trajectory`` waits for, and for how long: every
+    rollout of its task, or ``size`` peers of its class."""
+    if trajectory.trajectory_id != trajectory.task_id and trajectory.state.rollouts > 1:
+        return trajectory.state.rollouts, rollout_window_s
+    return size, window_s
+
+
 @dataclass
 class _Open(Generic[T]):
     opened: float
+    size: int
+    window_s: float
     members: dict[str, T] = field(default_factory=dict)
     copies: list[T] = field(default_factory=list)
 
@@ -83,20 +97,38 @@ class Grouper(Generic[T]):
     def __len__(self) -> int:
         return sum(len(g.members) + len(g.copies) for g in self._open.values())
 
-    def add(self, key: str, member_id: str, item: T, now: float) -> list[Group[T]]:
+    def add(
+        self,
+        key: str,
+        member_id: str,
+        item: T,
+        now: float,
+        size: int | None = None,
+        window_s: float | None = None,
+    ) -> list[Group[T]]:
         """Add ``item`` (trajectory ``member_id``); returns the groups ready to score: its
-        own if now full, and any whose window has ended."""
-        group = self._open.setdefault(key, _Open(opened=now))
+        own if now full, and any whose window has ended. A group opened by this item holds
+        ``size`` and waits ``window_s`` (default: the grouper's)."""
+        # Windows that ended before this arrival close first: a late item opens a new group.
+        expired = self.due(now)
+        group = self._open.get(key)
+        if group is None:
+            group = self._open[key] = _Open(
+                now,
+                self.size if size is None else size,
+                self.window_s if window_s is None else window_s,
+            )
         if member_id in group.members:
             group.copies.append(item)
         else:
             group.members[member_id] = item
-        full = [self._close(key)] if len(group.members) >= self.size else []
-        return full + self.due(now)
+        full = [self._close(key)] if len(group.members) >= group.size else []
+        # Again after: a group with a window of zero is due at once.
+        return expired + full + self.due(now)
 
     def due(self, now: float) -> list[Group[T]]:
         """The groups whose window has ended by ``now``."""
-        expired = [k for k, g in self._open.items() if now - g.opened >= self.window_s]
+        expired = [k for k, g in self._open.items() if now - g.opened >= g.window_s]
         return [self._close(k) for k in expired]
 
     def drain(self) -> list[Group[T]]:
