@@ -136,3 +136,61 @@ def test_the_rollouts_of_a_task_are_scored_by_the_judge_models_as_one_group(
             assert reward.task_id == "adv-7"
 
     run(scenario())
+
+
+def test_a_judge_stopped_while_its_models_answer_commits_nothing_and_the_next_one_judges(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    engine = Engine(SCENARIO, policy_setup(SCENARIO, "paper"), seed=SEED)
+    rollouts = []
+    for r in range(3):
+        trajectory = completed(engine, "adv-9", "C5", r)
+        state = trajectory.state.model_copy(update={"rollouts": 3})
+        answer = f"answer of rollout {r}"
+        rollouts.append(trajectory.model_copy(update={"state": state, "answer": answer}))
+    answered: list[Request] = []
+
+    def slow_first(request: Request) -> Reply:
+        # The first request hangs far beyond the shutdown grace; later ones answer at once.
+        answered.append(request)
+        reply = by_model(request)
+        return Reply(reply.status, reply.body, delay_s=20.0) if len(answered) == 1 else reply
+
+    async def scenario() -> None:
+        async with scripted() as server:
+            server.chat(slow_first)
+            settings = settings_for(
+                kafka_bootstrap,
+                worker_backend="openai",
+                openai_base_url=server.base_url,
+                openai_api_key=KEY,
+                openai_default_model="provider-a",
+                graceful_timeout_s=0.2,
+            )
+            await ensure_topics(settings)
+            values = [(t.trajectory_id, encode(t)) for t in rollouts]
+            await produce(kafka_bootstrap, settings.topic("trajectories"), values)
+            first = build(settings, role="judge")
+            async with serving(first):
+                while not server.sent():
+                    await asyncio.sleep(0.05)
+            # Stopped mid-call: no reward went out, so no input may count as done.
+            assert sum((await committed(settings, settings.judge_group)).values()) == 0
+            assert first.registry.get_sample_value("agensbus_judge_groups_scored_total") == 0
+
+            second = build(settings, role="judge")
+            async with (
+                reading(kafka_bootstrap, settings.topic("rewards")) as reader,
+                serving(second),
+            ):
+                raw = await read_until(reader, lambda got: len(got) >= 3, 0.5)
+                while sum((await committed(settings, settings.judge_group)).values()) < 3:
+                    await asyncio.sleep(0.1)
+            assert len(server.sent()) == 2
+
+        rewards = [RewardObserved.model_validate_json(v) for v in raw]
+        assert sorted(r.trajectory_id for r in rewards) == ["adv-9~0", "adv-9~1", "adv-9~2"]
+        assert sorted(r.quality for r in rewards) == pytest.approx([0.3, 0.6, 0.9])
+        assert len({r.group_id for r in rewards}) == 1
+
+    run(scenario())
