@@ -168,7 +168,7 @@ def _judge(settings: Settings, scenario: Scenario) -> Service:
         record = _record(msg)
         if stopping.is_set():
             return
-        trajectory = judging.accept(record.value, scenario, settings.tenant_list)
+        trajectory = judging.accept(record.value, scorer.scenario, settings.tenant_list)
         if isinstance(trajectory, Rejected):
             await committer.tracked(record, lambda: service.dead_letter(record, trajectory))
             return

@@ -22,9 +22,11 @@ T = TypeVar("T")
 
 
 def accept(
-    raw: bytes | None, scenario: Scenario, tenants: Collection[str]
+    raw: bytes | None, scenario: Scenario | None, tenants: Collection[str]
 ) -> TrajectoryCompleted | Rejected:
-    """The completed trajectory in ``raw``, or why the judge cannot score it."""
+    """The completed trajectory in ``raw``, or why the judge cannot score it. ``scenario``:
+    the one whose task classes the judge can score (``None``: a judge of any class, as
+    model judges are)."""
     trajectory = decode(raw, TrajectoryCompleted)
     if isinstance(trajectory, Rejected):
         return trajectory
@@ -36,7 +38,7 @@ def accept(
             "unknown_trajectory",
             f"trajectory {trajectory.trajectory_id} carries the state of {state.trajectory_id}",
         )
-    if state.task_class not in scenario.classes:
+    if scenario is not None and state.task_class not in scenario.classes:
         return Rejected(
             "unknown_task_class",
             f"scenario {scenario.name} has no task class {state.task_class!r}",

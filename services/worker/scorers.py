@@ -13,6 +13,9 @@ from services.worker.metrics import JudgeMetrics
 
 
 class Scorer(Protocol):
+    #: The scenario whose task classes this scorer can judge; ``None``: any class.
+    scenario: Scenario | None
+
     async def score(self, members: list[TrajectoryCompleted]) -> list[RewardObserved]:
         """Rewards of the group's trajectories, in group order; one no judge scored has
         none."""
@@ -27,6 +30,8 @@ class Scorer(Protocol):
 
 class SimulatedScorer:
     def __init__(self, scenario: Scenario, seed: int, metrics: JudgeMetrics) -> None:
+        # The simulated judge scores the scenario's latent quality, known per class only.
+        self.scenario: Scenario | None = scenario
         self.world = World(scenario, seed)
         self.judge = SimulatedJudge(scenario.judges, seed)
         self.metrics = metrics
@@ -52,6 +57,8 @@ class LLMScorer:
         from services.worker.openai import build_judge
         from services.worker.openai.preflight import Preflight
 
+        # Models judge what they read: any task class, named or not.
+        self.scenario: Scenario | None = None
         self.judge, table = build_judge(settings)
         self.preflight = Preflight(table, self.judge.client, log)
         self.metrics = metrics

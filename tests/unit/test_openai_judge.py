@@ -297,6 +297,9 @@ def test_the_role_judges_with_models_only_on_the_openai_backend(tmp_path: Path) 
     real = settings_with(tmp_path, openai_base_url="http://127.0.0.1:8/v1")
     scorer = make_scorer(real, SCENARIO, JudgeMetrics(CollectorRegistry()), log)
     assert isinstance(scorer, LLMScorer)
+    # Model judges read what they judge: any task class; the simulated one knows its own.
+    assert scorer.scenario is None
+    assert make_scorer(simulated, SCENARIO, metrics, log).scenario is SCENARIO
     # Not ready before the judge endpoints were probed.
     assert scorer.readiness() == (False, "endpoints not probed yet")
 

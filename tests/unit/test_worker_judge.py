@@ -200,3 +200,15 @@ def test_single_runs_of_a_class_are_judged_together_within_the_window() -> None:
         closed += grouper.add(group_key(trajectory), name, name, 0.1, size, window)
     assert [g.members for g in closed] == [("peer-0", "peer-1", "peer-2", "peer-3")]
     assert [g.members for g in grouper.due(0.6)] == [("peer-4",)]
+
+
+def test_a_judge_of_any_class_takes_classes_no_scenario_knows() -> None:
+    good = completed("t-22", "C2")
+    for task_class in ("C99", None):
+        state = good.state.model_copy(update={"task_class": task_class})
+        unknown = good.model_copy(update={"task_class": task_class, "state": state})
+        assert accept(encode(unknown), None, ("default",)) == unknown
+        assert isinstance(accept(encode(unknown), SCENARIO, ("default",)), Rejected)
+    # Tenants still count.
+    foreign = good.model_copy(update={"tenant": "acme"})
+    assert isinstance(accept(encode(foreign), None, ("default",)), Rejected)
