@@ -1,10 +1,14 @@
 """Prometheus metrics of the worker and judge roles, on the service's registry."""
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas.events import Decision, RewardObserved, StepOutcome
 from schemas.records import StepStatus
-from services.worker.openai.judge import JudgeCall
+
+if TYPE_CHECKING:  # the openai package is loaded only where models judge
+    from services.worker.openai.judge import JudgeCall
 
 #: LLM calls take from under a second to minutes.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -128,7 +132,7 @@ class JudgeMetrics:
         for reward in rewards:
             self.disagreement.observe(1.0 - reward.confidence)
 
-    def called(self, call: JudgeCall) -> None:
+    def called(self, call: "JudgeCall") -> None:
         self.requests.labels(call.model).inc(call.requests)
         if call.failure is not None:
             self.failures.labels(call.model, call.failure.value).inc()
