@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
 from schemas.events import FailureKind
+from services.cli.serve import worker
 from services.policy.rubric import RUBRIC_WEIGHTS
 from services.runtime.settings import Settings
 from services.worker import judge as judging
@@ -317,3 +319,22 @@ def test_a_judge_without_its_key_is_not_ready(tmp_path: Path) -> None:
 
     ok, detail = asyncio.run(run())
     assert not ok and "AGENSBUS_OPENAI_API_KEY is unset" in detail
+
+
+def test_a_judge_model_nobody_configured_is_a_usage_error() -> None:
+    result = CliRunner(env={"AGENSBUS_OPENAI_BASE_URL": None}).invoke(
+        worker,
+        [
+            "--role",
+            "judge",
+            "--kafka-bootstrap",
+            "127.0.0.1:9",
+            "--worker-backend",
+            "openai",
+            "--judge-models",
+            "nowhere-model",
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "model 'nowhere-model' has no base_url" in result.output
+    assert "Traceback" not in result.output
