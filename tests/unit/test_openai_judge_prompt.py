@@ -12,6 +12,7 @@ from schemas.records import Axis, JudgeScore, Verdict, Verification
 from services.policy.rubric import RUBRIC_WEIGHTS, overall_score
 from services.sim import Judgement
 from services.worker.openai.judge_prompt import (
+    EVIDENCE_ITEMS,
     FIELD_CHARS,
     describe,
     labels,
@@ -111,9 +112,13 @@ def test_judges_see_the_group_in_turn_and_json_mode_gets_the_schema() -> None:
     assert json.dumps(score_schema(["A", "B", "C"])) in rotated[0]["content"]
 
 
-def test_long_fields_are_cut_and_say_so() -> None:
-    long = written("t-l", 0, draft_answer="x" * (FIELD_CHARS + 10))
-    assert "[... 10 more characters]" in describe("A", long)
+def test_long_fields_and_long_evidence_lists_are_cut_and_say_so() -> None:
+    evidence = [f"fact {i}" for i in range(EVIDENCE_ITEMS + 3)]
+    long = written("t-l", 0, draft_answer="x" * (FIELD_CHARS + 10), evidence=evidence)
+    text = describe("A", long)
+    assert "[... 10 more characters]" in text
+    assert f"- fact {EVIDENCE_ITEMS - 1}\n[... 3 more items]" in text
+    assert f"fact {EVIDENCE_ITEMS}" not in text
 
 
 def test_a_full_answer_scores_every_label() -> None:

@@ -28,6 +28,8 @@ _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 #: Characters of one handoff field shown to the judge; long fields are cut, and say so.
 FIELD_CHARS = 4_000
+#: Evidence items shown per trajectory: a group of many rollouts must fit one prompt.
+EVIDENCE_ITEMS = 16
 
 _AXIS_MEANING: Mapping[Axis, str] = {
     Axis.GOAL_ACHIEVEMENT: "does the final answer achieve the goal, within its constraints",
@@ -117,7 +119,11 @@ def describe(label: str, trajectory: TrajectoryCompleted) -> str:
     if handoff.subproblem:
         lines.append(f"Plan: {_cut(handoff.subproblem)}")
     if handoff.evidence:
-        lines.append("Evidence:\n" + "\n".join(f"- {_cut(e)}" for e in handoff.evidence))
+        shown = [f"- {_cut(e)}" for e in handoff.evidence[:EVIDENCE_ITEMS]]
+        hidden = len(handoff.evidence) - len(shown)
+        if hidden:
+            shown.append(f"[... {hidden} more items]")
+        lines.append("Evidence:\n" + "\n".join(shown))
     if handoff.draft_answer:
         lines.append(f"Draft answer: {_cut(handoff.draft_answer)}")
     if handoff.critique:
@@ -212,6 +218,7 @@ def _axes(entry: Mapping[str, Any]) -> dict[Axis, float] | str:
 
 
 __all__ = [
+    "EVIDENCE_ITEMS",
     "FIELD_CHARS",
     "Scored",
     "correction",
