@@ -150,6 +150,13 @@ class TrajectoryState(Record):
     )
     budget: Budget = Field(default_factory=Budget)
     fold_keys: dict[Name, Name] = Field(default_factory=dict, max_length=8)
+    rollouts: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="trajectories run for the task, this one included; the judge scores "
+        "them as one group",
+    )
 
     @model_validator(mode="after")
     def _cells_belong_to_plan(self) -> "TrajectoryState":

@@ -54,9 +54,10 @@ def start_state(
     constraints: Sequence[str] = (),
     budget: Budget | None = None,
     keys: Mapping[str, str] | None = None,
+    rollouts: int = 1,
 ) -> TrajectoryState:
     """The state before the first step. ``keys`` offers values for the fold's extra keys
-    (``task_class`` is always offered)."""
+    (``task_class`` is always offered); ``rollouts`` is how many trajectories the task runs."""
     regime = detect_regime(features)
     offered = dict(keys or {})
     if task_class is not None:
@@ -71,6 +72,7 @@ def start_state(
         handoff=Handoff(goal=goal, constraints=list(constraints)),
         budget=budget or Budget(),
         fold_keys={k: v for k, v in offered.items() if k in setup.fold.extra_keys},
+        rollouts=rollouts,
     )
 
 

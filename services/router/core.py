@@ -198,6 +198,7 @@ class RouterCore:
                     constraints=task.constraints,
                     budget=task.budget or self.budget,
                     keys={"tenant": task.tenant},
+                    rollouts=task.rollouts,
                 )
                 for trajectory_id in trajectory_ids(task.task_id, task.rollouts)
             ]

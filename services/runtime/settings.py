@@ -174,6 +174,19 @@ class Settings(BaseSettings):
         le=600_000,
         description="How long the judge waits to fill a group before scoring what it has.",
     )
+    judge_rollout_window_ms: int = Field(
+        default=120_000,
+        ge=0,
+        le=3_600_000,
+        description="How long the judge waits for every rollout of a task (submitted with "
+        "rollouts > 1) before scoring those that arrived.",
+    )
+    judge_models: str = Field(
+        default="",
+        description="OpenAI backend: comma-separated models (of the model table or the "
+        "one endpoint) that each score every group; the reward is their mean (empty: the "
+        "default model).",
+    )
 
     # --- openai backend ----------------------------------------------------------------------
     openai_base_url: str | None = Field(
@@ -244,6 +257,11 @@ class Settings(BaseSettings):
     @property
     def tenant_list(self) -> tuple[str, ...]:
         return tuple(t.strip() for t in self.tenants.split(",") if t.strip())
+
+    @property
+    def judge_model_list(self) -> tuple[str, ...]:
+        """The judge models, each once, in the order given."""
+        return tuple(dict.fromkeys(m.strip() for m in self.judge_models.split(",") if m.strip()))
 
     @field_validator("policy_arm")
     @classmethod

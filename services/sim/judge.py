@@ -25,6 +25,14 @@ class Judgement:
     confidence: float
     scores: tuple[JudgeScore, ...]
 
+    @classmethod
+    def of(cls, trajectory_id: str, scores: Sequence[JudgeScore]) -> "Judgement":
+        """The judges' mean overall score, and their agreement as the confidence."""
+        overall = [s.overall for s in scores]
+        return cls(
+            trajectory_id, sum(overall) / len(overall), judge_confidence(overall), tuple(scores)
+        )
+
     def to_event(
         self, *, task_id: str | None = None, group_id: str | None = None, tenant: str = "default"
     ) -> RewardObserved:
@@ -45,10 +53,9 @@ class SimulatedJudge:
     seed: int
 
     def score(self, trajectory_id: str, true_quality: float) -> Judgement:
-        scores = tuple(self._observe(j, trajectory_id, true_quality) for j in self.judges)
-        overall = [s.overall for s in scores]
-        quality = sum(overall) / len(overall)
-        return Judgement(trajectory_id, quality, judge_confidence(overall), scores)
+        return Judgement.of(
+            trajectory_id, [self._observe(j, trajectory_id, true_quality) for j in self.judges]
+        )
 
     def score_group(self, group: Iterable[tuple[str, float]]) -> list[Judgement]:
         """Score (trajectory_id, true quality) pairs side by side."""

@@ -14,13 +14,14 @@ from schemas.events import ActionKind, Decision, TrajectoryCompleted
 from services.runtime.codec import Rejected, encode
 from services.runtime.service import Service
 from services.runtime.settings import Settings
-from services.sim import Scenario, SimulatedJudge, World, load_scenario
+from services.sim import Scenario, load_scenario
 from services.worker import invoke
 from services.worker import judge as judging
 from services.worker.backend import Backend, Unexecutable, make_backend
 from services.worker.commits import Committer, Rebalance
 from services.worker.executor import Executor
 from services.worker.metrics import JudgeMetrics, WorkerMetrics
+from services.worker.scorers import make_scorer
 
 Role = Literal["worker", "judge"]
 
@@ -110,9 +111,9 @@ class _Held:
 def _judge(settings: Settings, scenario: Scenario) -> Service:
     service = Service("judge", settings)
     metrics = JudgeMetrics(service.registry)
-    world = World(scenario, settings.seed)
-    judge = SimulatedJudge(scenario.judges, settings.seed)
+    scorer = make_scorer(settings, scenario, metrics, service.log)
     window_s = settings.judge_window_ms / 1000
+    rollout_window_s = settings.judge_rollout_window_ms / 1000
     grouper: judging.Grouper[_Held] = judging.Grouper(settings.judge_group_size, window_s)
     committer = Committer(lambda: subscriber.consumer, service.log)
     subscriber = service.broker.subscriber(
@@ -125,49 +126,70 @@ def _judge(settings: Settings, scenario: Scenario) -> Service:
     )
     stopping = asyncio.Event()
     flushing: list[asyncio.Task[None]] = []
+    # Groups being scored: a model judge takes seconds to minutes, and the consumer must
+    # keep fetching (and heartbeating) meanwhile.
+    scoring: set[asyncio.Task[None]] = set()
 
-    async def publish(groups: list[judging.Group[_Held]]) -> None:
+    async def settle(group: judging.Group[_Held]) -> None:
+        rewards = await scorer.score([h.trajectory for h in group.members])
+        sent = [
+            await service.broker.publish(
+                encode(reward),
+                service.topic("rewards"),
+                key=reward.trajectory_id.encode(),
+                no_confirm=True,
+            )
+            for reward in rewards
+        ]
+        await asyncio.gather(*sent)
+        # Committed only once the rewards are on the broker (at least once); a trajectory
+        # no judge scored is finished too: retrying would not make a judge appear, and its
+        # join expires in the learner.
+        for held in group.items:
+            committer.finished(held.record)
+
+    async def guarded(group: judging.Group[_Held]) -> None:
+        try:
+            await settle(group)
+        except Exception:
+            service.log.exception(
+                "scoring or publishing a group failed; its records stay uncommitted",
+                extra={"group": group.key},
+            )
+
+    def dispatch(groups: list[judging.Group[_Held]]) -> None:
         for group in groups:
-            rewards = judging.score_group([h.trajectory for h in group.members], world, judge)
-            sent = [
-                await service.broker.publish(
-                    encode(reward),
-                    service.topic("rewards"),
-                    key=reward.trajectory_id.encode(),
-                    no_confirm=True,
-                )
-                for reward in rewards
-            ]
-            await asyncio.gather(*sent)
-            for held in group.items:
-                committer.finished(held.record)
-            metrics.scored(rewards)
+            task = asyncio.create_task(guarded(group))
+            scoring.add(task)
+            task.add_done_callback(scoring.discard)
 
     @subscriber
     async def on_trajectory(msg: KafkaMessage) -> None:
         record = _record(msg)
         if stopping.is_set():
             return
-        trajectory = judging.accept(record.value, scenario, settings.tenant_list)
+        trajectory = judging.accept(record.value, scorer.scenario, settings.tenant_list)
         if isinstance(trajectory, Rejected):
             await committer.tracked(record, lambda: service.dead_letter(record, trajectory))
             return
         committer.started(record)
         key, member = judging.group_key(trajectory), trajectory.trajectory_id
-        await publish(grouper.add(key, member, _Held(record, trajectory), time.monotonic()))
+        size, wait_s = judging.shape(
+            trajectory, settings.judge_group_size, window_s, rollout_window_s
+        )
+        held = _Held(record, trajectory)
+        dispatch(grouper.add(key, member, held, time.monotonic(), size, wait_s))
 
     async def flush() -> None:
         # Groups that do not fill up are scored when their window ends.
         tick = max(0.01, min(0.1, window_s / 4))
         while True:
             await asyncio.sleep(tick)
-            try:
-                await publish(grouper.due(time.monotonic()))
-            except Exception:
-                service.log.exception("publishing rewards failed; their records stay uncommitted")
+            dispatch(grouper.due(time.monotonic()))
 
     async def start() -> None:
         committer.start()
+        await scorer.start()
         flushing.append(asyncio.create_task(flush()))
 
     async def stop() -> None:
@@ -176,10 +198,18 @@ def _judge(settings: Settings, scenario: Scenario) -> Service:
             task.cancel()
         await asyncio.gather(*flushing, return_exceptions=True)
         try:
-            await publish(grouper.drain())
+            dispatch(grouper.drain())
+            if scoring:
+                # What does not finish in time stays uncommitted and is judged again.
+                _, late = await asyncio.wait(set(scoring), timeout=settings.graceful_timeout_s)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
         finally:
             await committer.stop()
+            await scorer.stop()
 
     service.on_startup(start)
     service.on_shutdown(stop)
+    service.add_check("judge", scorer.readiness)
     return service

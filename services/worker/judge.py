@@ -2,27 +2,31 @@
 rewards.
 
 Rollouts of one task (trajectory id differs from the task id, DESIGN.md's ``task~r``) are
-grouped together; a task run once joins peers of its task class. A group is scored when it
-holds ``size`` trajectories or ``window_s`` after its first one arrived, whichever is first.
+grouped together, all N of them (the state says how many the task runs); a task run once
+joins peers of its task class, at most ``size`` at a time. A group is scored when it is
+full or when its window, from its first arrival, ends, whichever is first: rollouts get a
+window of their own, as they run in parallel but may end far apart.
 """
 
 import hashlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from schemas.events import RewardObserved, TrajectoryCompleted
 from services.runtime.codec import Rejected, decode
-from services.sim import Scenario, SimulatedJudge, World
+from services.sim import Judgement, Scenario, SimulatedJudge, World
 from services.worker.ids import derived_id
 
 T = TypeVar("T")
 
 
 def accept(
-    raw: bytes | None, scenario: Scenario, tenants: Collection[str]
+    raw: bytes | None, scenario: Scenario | None, tenants: Collection[str]
 ) -> TrajectoryCompleted | Rejected:
-    """The completed trajectory in ``raw``, or why the judge cannot score it."""
+    """The completed trajectory in ``raw``, or why the judge cannot score it. ``scenario``:
+    the one whose task classes the judge can score (``None``: a judge of any class, as
+    model judges are)."""
     trajectory = decode(raw, TrajectoryCompleted)
     if isinstance(trajectory, Rejected):
         return trajectory
@@ -34,7 +38,7 @@ def accept(
             "unknown_trajectory",
             f"trajectory {trajectory.trajectory_id} carries the state of {state.trajectory_id}",
         )
-    if state.task_class not in scenario.classes:
+    if scenario is not None and state.task_class not in scenario.classes:
         return Rejected(
             "unknown_task_class",
             f"scenario {scenario.name} has no task class {state.task_class!r}",
@@ -63,9 +67,21 @@ class Group(Generic[T]):
         return self.members + self.copies
 
 
+def shape(
+    trajectory: TrajectoryCompleted, size: int, window_s: float, rollout_window_s: float
+) -> tuple[int, float]:
+    """How many trajectories the group of ``trajectory`` waits for, and for how long: every
+    rollout of its task, or ``size`` peers of its class."""
+    if trajectory.trajectory_id != trajectory.task_id and trajectory.state.rollouts > 1:
+        return trajectory.state.rollouts, rollout_window_s
+    return size, window_s
+
+
 @dataclass
 class _Open(Generic[T]):
     opened: float
+    size: int
+    window_s: float
     members: dict[str, T] = field(default_factory=dict)
     copies: list[T] = field(default_factory=list)
 
@@ -83,20 +99,38 @@ class Grouper(Generic[T]):
     def __len__(self) -> int:
         return sum(len(g.members) + len(g.copies) for g in self._open.values())
 
-    def add(self, key: str, member_id: str, item: T, now: float) -> list[Group[T]]:
+    def add(
+        self,
+        key: str,
+        member_id: str,
+        item: T,
+        now: float,
+        size: int | None = None,
+        window_s: float | None = None,
+    ) -> list[Group[T]]:
         """Add ``item`` (trajectory ``member_id``); returns the groups ready to score: its
-        own if now full, and any whose window has ended."""
-        group = self._open.setdefault(key, _Open(opened=now))
+        own if now full, and any whose window has ended. A group opened by this item holds
+        ``size`` and waits ``window_s`` (default: the grouper's)."""
+        # Windows that ended before this arrival close first: a late item opens a new group.
+        expired = self.due(now)
+        group = self._open.get(key)
+        if group is None:
+            group = self._open[key] = _Open(
+                now,
+                self.size if size is None else size,
+                self.window_s if window_s is None else window_s,
+            )
         if member_id in group.members:
             group.copies.append(item)
         else:
             group.members[member_id] = item
-        full = [self._close(key)] if len(group.members) >= self.size else []
-        return full + self.due(now)
+        full = [self._close(key)] if len(group.members) >= group.size else []
+        # Again after: a group with a window of zero is due at once.
+        return expired + full + self.due(now)
 
     def due(self, now: float) -> list[Group[T]]:
         """The groups whose window has ended by ``now``."""
-        expired = [k for k, g in self._open.items() if now - g.opened >= self.window_s]
+        expired = [k for k, g in self._open.items() if now - g.opened >= g.window_s]
         return [self._close(k) for k in expired]
 
     def drain(self) -> list[Group[T]]:
@@ -119,11 +153,21 @@ def score_group(
 ) -> list[RewardObserved]:
     """One RewardObserved per trajectory, scored side by side, sharing the group's id."""
     members = list(trajectories)
-    gid = group_id(t.trajectory_id for t in members)
     judgements = judge.score_group((t.trajectory_id, world.true_quality(t.state)) for t in members)
+    return rewards(members, judgements)
+
+
+def rewards(
+    members: Sequence[TrajectoryCompleted], judgements: Iterable[Judgement]
+) -> list[RewardObserved]:
+    """The rewards of a group's judgements, in group order, sharing the group's id (of all
+    its members: an unscored one still belongs to the group, it just gets no reward)."""
+    gid = group_id(t.trajectory_id for t in members)
+    by_id = {j.trajectory_id: j for j in judgements}
     return [
-        judgement.to_event(task_id=t.task_id, group_id=gid, tenant=t.tenant).model_copy(
-            update={"event_id": derived_id("reward", t.trajectory_id)}
-        )
-        for t, judgement in zip(members, judgements, strict=True)
+        by_id[t.trajectory_id]
+        .to_event(task_id=t.task_id, group_id=gid, tenant=t.tenant)
+        .model_copy(update={"event_id": derived_id("reward", t.trajectory_id)})
+        for t in members
+        if t.trajectory_id in by_id
     ]

@@ -4,8 +4,9 @@ together and classes apart, every input committed once scored."""
 
 from collections import Counter, defaultdict
 
-from schemas.events import DeadLetter, RewardObserved, TrajectoryCompleted
+from schemas.events import DeadLetter, RewardObserved, TaskSubmitted, TrajectoryCompleted
 from services.policy.rubric import judge_confidence
+from services.router.app import build as router_build
 from services.runtime.codec import encode
 from services.runtime.topics import ensure_topics
 from services.sim import Engine, SimulatedJudge, World, load_scenario, policy_setup
@@ -112,3 +113,50 @@ def test_one_reward_per_trajectory_scored_in_groups(kafka_bootstrap: str) -> Non
         assert sum((await committed(settings, settings.judge_group)).values()) == len(values)
 
     run(scenario())
+
+
+def test_a_task_run_as_rollouts_through_the_router_is_judged_as_one_group(
+    kafka_bootstrap: str,
+) -> None:
+    """Router, simulated worker and judge on the broker: six rollouts of one task are one
+    group although groups of peers hold four, and single runs are judged with their class."""
+    settings = settings_for(kafka_bootstrap, judge_window_ms=300)
+    settings = settings.model_copy(update={"router_group": f"router-{settings.topic_prefix}"})
+    c2 = SCENARIO.classes["C2"]
+    tasks = [
+        TaskSubmitted(
+            task_id=task_id,
+            goal=c2.description,
+            features=c2.features,
+            task_class=c2.name,
+            rollouts=rollouts,
+        )
+        for task_id, rollouts in (("multi", 6), ("one", 1))
+    ]
+
+    async def scenario() -> list[RewardObserved]:
+        await ensure_topics(settings)
+        services = [router_build(settings), build(settings), build(settings, role="judge")]
+        async with (
+            reading(kafka_bootstrap, settings.topic("rewards")) as reader,
+            serving(services[0]),
+            serving(services[1]),
+            serving(services[2]),
+        ):
+            await produce(
+                kafka_bootstrap,
+                settings.topic("tasks"),
+                [(t.task_id, encode(t)) for t in tasks],
+            )
+            raw = await read_until(reader, lambda got: len(got) >= 7, 0.5)
+        return [RewardObserved.model_validate_json(v) for v in raw]
+
+    rewards = run(scenario())
+    assert sorted(r.trajectory_id for r in rewards) == [*(f"multi~{r}" for r in range(6)), "one"]
+    groups: dict[str | None, set[str]] = defaultdict(set)
+    for reward in rewards:
+        groups[reward.group_id].add(reward.trajectory_id)
+    assert sorted(map(sorted, groups.values())) == [
+        [f"multi~{r}" for r in range(6)],
+        ["one"],
+    ]

@@ -56,6 +56,13 @@ EXPECTED_METRICS: dict[str, str] = {
     "agensbus_worker_in_flight": "gauge",
     "agensbus_judge_groups_scored_total": "counter",
     "agensbus_judge_disagreement": "histogram",
+    "agensbus_judge_unscored_total": "counter",
+    "agensbus_judge_requests_total": "counter",
+    "agensbus_judge_failures_total": "counter",
+    "agensbus_judge_abstentions_total": "counter",
+    "agensbus_judge_tokens_total": "counter",
+    "agensbus_judge_cost_usd_total": "counter",
+    "agensbus_judge_latency_seconds": "histogram",
     # learner
     "agensbus_learner_trajectories_consumed_total": "counter",
     "agensbus_learner_rewards_consumed_total": "counter",
@@ -347,6 +354,7 @@ def series(name: str, values: str, **labels: str) -> dict[str, str]:
 ROUTER = {"service": "router", "instance": "router:9400"}
 WORKER = {"service": "worker", "instance": "worker-1:9400", "cell": "solver"}
 LEARNER = {"service": "learner", "instance": "learner:9400"}
+JUDGE = {"service": "judge", "instance": "judge:9400"}
 
 # (alert, input series at one sample a minute, evaluated at, the alerts' labels expected then)
 RULE_CASES: dict[str, tuple[str, list[dict[str, str]], str, list[dict[str, str]]]] = {
@@ -474,6 +482,18 @@ RULE_CASES: dict[str, tuple[str, list[dict[str, str]], str, list[dict[str, str]]
         ],
         "50m",
         [{"severity": "warning", "job": "agensbus", "tenant": "default", **ROUTER}],
+    ),
+    "judge models leave trajectories unscored": (
+        "AgensbusJudgeUnscored",
+        [series("agensbus_judge_unscored_total", "0+2x40", **JUDGE)],
+        "30m",
+        [{"severity": "warning", **JUDGE}],
+    ),
+    "judges that score everything": (
+        "AgensbusJudgeUnscored",
+        [series("agensbus_judge_unscored_total", "0x40", **JUDGE)],
+        "30m",
+        [],
     ),
     "fixed pipeline ignores the policy": (
         "AgensbusRouterPolicyStale",

@@ -8,7 +8,8 @@ from schemas.events import TrajectoryCompleted
 from services.policy.rubric import judge_confidence
 from services.runtime.codec import Rejected, encode
 from services.sim import Engine, SimulatedJudge, World, load_scenario, policy_setup
-from services.worker.judge import Grouper, accept, group_id, group_key, score_group
+from services.worker.judge import Grouper, accept, group_id, group_key, score_group, shape
+from tests.unit.test_router_core import core, run_to_end, task
 
 SCENARIO = load_scenario("security-advisories")
 ENGINE = Engine(SCENARIO, policy_setup(SCENARIO, "paper"), seed=5)
@@ -126,3 +127,88 @@ def test_what_the_judge_accepts() -> None:
     for raw, error_type in cases.items():
         rejected = accept(raw, SCENARIO, ("default",))
         assert isinstance(rejected, Rejected) and rejected.error_type == error_type
+
+
+def test_a_group_can_hold_its_own_size_and_window() -> None:
+    grouper: Grouper[str] = Grouper(size=2, window_s=1.0)
+    # A rollout group of 3 with a long window does not close at the grouper's size...
+    assert grouper.add("r", "a", "A", now=0.0, size=3, window_s=60.0) == []
+    assert grouper.add("r", "b", "B", now=0.1) == []
+    # ...nor when the grouper's window has passed, while a class group does.
+    assert grouper.add("c", "x", "X", now=0.2) == []
+    (peers,) = grouper.due(1.5)
+    assert peers.members == ("X",)
+    (rollouts,) = grouper.add("r", "c", "C", now=2.0)
+    assert rollouts.members == ("A", "B", "C")
+    grouper.add("r2", "a", "A", now=3.0, size=5, window_s=10.0)
+    assert grouper.due(12.9) == [] and [g.members for g in grouper.due(13.0)] == [("A",)]
+
+
+def test_a_group_waits_for_every_rollout_or_for_size_peers() -> None:
+    rollout = completed("t-s", "C2", 0)
+    six = rollout.model_copy(update={"state": rollout.state.model_copy(update={"rollouts": 6})})
+    assert shape(six, 4, 0.5, 120.0) == (6, 120.0)
+    assert shape(completed("t-s", "C2"), 4, 0.5, 120.0) == (4, 0.5)
+    # A rollout id without the count (an event from before the count existed) groups as
+    # before: by size and window.
+    assert shape(rollout, 4, 0.5, 120.0) == (4, 0.5)
+
+
+def test_a_task_with_n_rollouts_is_judged_as_one_group_and_single_runs_by_class() -> None:
+    """The chain as it runs: the router runs the task's rollouts to their end, the judge
+    groups what it reports. Six rollouts form one group though groups of peers hold four."""
+    router = core()
+    ended = [
+        e
+        for submitted in (
+            task("multi", rollouts=6),
+            task("single-1"),
+            task("single-2"),
+            task("single-3", task_class="C2", features=SCENARIO.classes["C2"].features),
+        )
+        for e in run_to_end(router, submitted)
+        if isinstance(e, TrajectoryCompleted)
+    ]
+    assert len(ended) == 9
+    grouper: Grouper[str] = Grouper(size=4, window_s=0.5)
+    closed = []
+    for now, trajectory in enumerate(ended):
+        size, window = shape(trajectory, 4, 0.5, 120.0)
+        name = trajectory.trajectory_id
+        # Trajectories arrive a second apart: far more than the peers' window.
+        closed += grouper.add(group_key(trajectory), name, name, float(now), size, window)
+    closed += grouper.drain()
+    groups = sorted(sorted(g.members) for g in closed)
+    assert [f"multi~{r}" for r in range(6)] in groups
+    assert ["single-1"] in groups and ["single-2"] in groups and ["single-3"] in groups
+    assert len(groups) == 4
+
+
+def test_single_runs_of_a_class_are_judged_together_within_the_window() -> None:
+    router = core()
+    ended = [
+        e
+        for i in range(5)
+        for e in run_to_end(router, task(f"peer-{i}"))
+        if isinstance(e, TrajectoryCompleted)
+    ]
+    grouper: Grouper[str] = Grouper(size=4, window_s=0.5)
+    closed = []
+    for trajectory in ended:
+        size, window = shape(trajectory, 4, 0.5, 120.0)
+        name = trajectory.trajectory_id
+        closed += grouper.add(group_key(trajectory), name, name, 0.1, size, window)
+    assert [g.members for g in closed] == [("peer-0", "peer-1", "peer-2", "peer-3")]
+    assert [g.members for g in grouper.due(0.6)] == [("peer-4",)]
+
+
+def test_a_judge_of_any_class_takes_classes_no_scenario_knows() -> None:
+    good = completed("t-22", "C2")
+    for task_class in ("C99", None):
+        state = good.state.model_copy(update={"task_class": task_class})
+        unknown = good.model_copy(update={"task_class": task_class, "state": state})
+        assert accept(encode(unknown), None, ("default",)) == unknown
+        assert isinstance(accept(encode(unknown), SCENARIO, ("default",)), Rejected)
+    # Tenants still count.
+    foreign = good.model_copy(update={"tenant": "acme"})
+    assert isinstance(accept(encode(foreign), None, ("default",)), Rejected)
