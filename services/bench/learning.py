@@ -269,6 +269,10 @@ class WarmRow:
     cold: str
     savings: Estimate  # share of the whole run's tokens saved, per seed
     plateau_delta: Estimate  # warm minus cold plateau true quality, per seed
+    #: The saving of a warm start that spent, from its first trajectory on, what the cold
+    #: twin spends per trajectory at its plateau: what starting "already learned" is worth
+    #: in tokens when the plateau is the same.
+    savings_at_cold_plateau: Estimate
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -276,6 +280,7 @@ class WarmRow:
             "cold": self.cold,
             "token_savings": self.savings.as_dict(),
             "plateau_quality_delta": self.plateau_delta.as_dict(),
+            "token_savings_at_cold_plateau": self.savings_at_cold_plateau.as_dict(),
         }
 
 
@@ -462,6 +467,12 @@ def _warm_row(name: str, warm: Sequence[Run], cold: Sequence[Run]) -> WarmRow:
         savings=Estimate.of([1.0 - w.total_tokens / c.total_tokens for w, c in pairs]),
         plateau_delta=Estimate.of(
             [w.plateau_of("true_quality") - c.plateau_of("true_quality") for w, c in pairs]
+        ),
+        savings_at_cold_plateau=Estimate.of(
+            [
+                1.0 - c.plateau_of("tokens_per_trajectory") * c.trajectories / c.total_tokens
+                for c in cold
+            ]
         ),
     )
 

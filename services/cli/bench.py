@@ -1,6 +1,7 @@
 """``agensbus bench``: measured speed, printed as numbers and ratios."""
 
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -282,7 +283,8 @@ def _ms(value: float | None) -> str:
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("bench-learning"),
     show_default=True,
-    help="Directory for learning.json and the PNG plots.",
+    help="Directory for learning.json, the PNG plots and report.md (the tables as a "
+    "Markdown page with the command that reproduces it).",
 )
 @click.option(
     "--shift-at",
@@ -322,6 +324,7 @@ def bench_learning(
         shifted,
         write_plots,
     )
+    from services.bench.report import REPORT_FILE, learning_report
     from services.sim.engine import arm_named
 
     try:
@@ -367,12 +370,51 @@ def bench_learning(
     data = result.as_dict()
     (out / "learning.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
     plots = write_plots(result, out)
+    command = _learning_command(
+        scenario_name,
+        seeds=seeds,
+        epochs=epochs,
+        arms=[arm.name for arm in chosen],
+        warm_from=warm_from,
+        through_kafka=through_kafka,
+        concurrency=concurrency,
+        shift_at=shift_at,
+        out=out,
+    )
+    report = out / REPORT_FILE
+    report.write_text(learning_report(result, command, [p.name for p in plots]), encoding="utf-8")
     if as_json:
         click.echo(json.dumps(data))
         return
     _print_learning(result)
-    click.echo(f"wrote {out / 'learning.json'}, {', '.join(str(p) for p in plots)}", err=True)
+    written = ", ".join(str(p) for p in (out / "learning.json", *plots, report))
+    click.echo(f"wrote {written}", err=True)
     click.echo(f"ran in {result.seconds:.1f} s", err=True)
+
+
+def _learning_command(
+    scenario: str,
+    *,
+    seeds: int,
+    epochs: int,
+    arms: "Sequence[str]",
+    warm_from: str | None,
+    through_kafka: bool,
+    concurrency: int,
+    shift_at: int | None,
+    out: Path,
+) -> str:
+    """The command line that runs this benchmark again (connection flags left out)."""
+    words = ["agensbus", "bench", "learning", "--scenario", scenario]
+    words += ["--seeds", str(seeds), "--epochs", str(epochs), "--arms", ",".join(arms)]
+    if warm_from is not None:
+        words += ["--warm-from", warm_from]
+    if through_kafka:
+        words += ["--through-kafka", "--concurrency", str(concurrency)]
+    if shift_at is not None:
+        words += ["--shift-at", str(shift_at)]
+    words += ["--out", str(out)]
+    return shlex.join(words)
 
 
 def _through_kafka(
@@ -477,10 +519,22 @@ def _print_learning(result: "LearningBench") -> None:
     console.print(classes)
     if result.warm:
         warm = Table(title=f"warm start from {result.warm_source}")
-        for header in ("warm arm", "cold twin", "tokens saved (run)", "plateau quality delta"):
+        for header in (
+            "warm arm",
+            "cold twin",
+            "tokens saved (run)",
+            "plateau quality delta",
+            "saved if at cold plateau from the start",
+        ):
             warm.add_column(header, justify="left" if "arm" in header else "right")
         for row in result.warm:
-            warm.add_row(row.warm, row.cold, row.savings.text(), row.plateau_delta.text())
+            warm.add_row(
+                row.warm,
+                row.cold,
+                row.savings.text(),
+                row.plateau_delta.text(),
+                row.savings_at_cold_plateau.text(),
+            )
         console.print(warm)
     if result.shift_epoch is not None:
         recovery = Table(title=f"recovery after the shift at epoch {result.shift_epoch}")

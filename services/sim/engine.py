@@ -89,9 +89,12 @@ SWITCHES: dict[str, Callable[[Arm], Arm]] = {
     "softmax": _selection(temperature=0.01),
     # One node visit per trajectory: a skip chain at one signature does not inflate N.
     "node_visit_once": _reward(node_visit_once=True),
-    # A cost term that keeps charging past 8k tokens, at the paper's slope or at half of it.
+    # A cost term that keeps charging past 8k tokens: at the paper's slope (8k), or at 2/3, 1/2,
+    # 1/3 of it; docs/learning.md measures the quality each trades for tokens.
     "linear_cost": _reward(cost_shape="linear"),
+    "linear_cost_12k": _reward(cost_shape="linear", token_cap=12_000),
     "linear_cost_16k": _reward(cost_shape="linear", token_cap=16_000),
+    "linear_cost_24k": _reward(cost_shape="linear", token_cap=24_000),
     # Judge confidence weighs a reward in an edge's count as well as its sum (the paper
     # scales the reward instead, which shrinks means toward 0 rather than trusting less).
     "confidence_weighted": _reward(confidence_weighted=True),

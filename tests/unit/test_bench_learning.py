@@ -19,6 +19,7 @@ from services.bench.learning import (
     shifted,
     warm_graph,
 )
+from services.bench.report import interval, learning_report
 from services.cli.bench import bench
 from services.policy import PAPER_REWARD, PolicyGraph
 from services.sim.engine import ARMS, arm_named
@@ -166,3 +167,55 @@ def test_a_shift_reports_recovery_per_seed() -> None:
     recovery = result.arms["fixed"].recovery
     assert len(recovery) == 2
     assert result.as_dict()["shift_epoch"] == 2
+
+
+def test_warm_row_prices_a_start_at_the_cold_plateau() -> None:
+    result = run_learning_bench(
+        SCENARIO, [ARMS["warm"]], seeds=2, epochs=4, source=OTHER, clock=time.perf_counter
+    )
+    row = result.warm[0]
+    expected = [
+        1.0 - r.plateau_of("tokens_per_trajectory") * r.trajectories / r.total_tokens
+        for r in result.runs["paper"]
+    ]
+    assert row.savings_at_cold_plateau.mean == pytest.approx(sum(expected) / 2)
+    assert "token_savings_at_cold_plateau" in result.as_dict()["warm_start"][0]
+
+
+def test_report_holds_the_tables_and_the_command() -> None:
+    result = run_learning_bench(
+        SCENARIO, [ARMS["fixed"], ARMS["paper"], ARMS["warm"]], seeds=2, epochs=2,
+        source=OTHER, clock=time.perf_counter,
+    )  # fmt: skip
+    page = learning_report(result, "agensbus bench learning --seeds 2", ["curves.png"])
+    assert "```\nagensbus bench learning --seeds 2\n```" in page
+    paper = result.arms["paper"]
+    assert (
+        f"| `paper` | {interval(paper.cumulative_regret, 1)} | "
+        f"{interval(paper.plateau_quality, 3)} |"
+    ) in page
+    c2 = " | ".join(interval(a.per_class["C2"], 3) for a in result.arms.values())
+    assert f"| C2 * | {c2} |" in page  # C2 is a class where coordination matters
+    assert f"| `warm` | `paper` | {interval(result.warm[0].savings, 3)} |" in page
+    assert "![curves.png](curves.png)" in page
+    verdict = "met" if result.targets()["warm_saves_30pct_tokens"] else "**not met**"
+    assert f"- {verdict}: `warm` saves at least 30% of its cold twin's tokens" in page
+
+
+def test_command_writes_a_report_that_reruns_identically(tmp_path: Path) -> None:
+    args = ["learning", "--seeds", "2", "--epochs", "1", "--arms", "fixed, paper", "--out"]
+    pages = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        result = CliRunner().invoke(bench, [*args, str(out)])
+        assert result.exit_code == 0, result.output
+        pages.append((out / "report.md").read_text())
+    # No timing in the page: the same command on the same code writes the same page.
+    assert pages[0].replace(str(tmp_path / "a"), "OUT") == pages[1].replace(
+        str(tmp_path / "b"), "OUT"
+    )
+    assert (
+        "agensbus bench learning --scenario security-advisories --seeds 2 --epochs 1 "
+        f"--arms fixed,paper --out {tmp_path / 'a'}"
+    ) in pages[0]
+    assert "![per_class.png](per_class.png)" in pages[0]

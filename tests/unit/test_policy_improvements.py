@@ -22,7 +22,7 @@ from services.policy import PolicyGraph, PolicySetup, backup, decide, hybrid_rew
 from services.policy.actions import candidate_actions
 from services.policy.selection import select, select_batch, softmax
 from services.policy.trajectory import Step, decision_uniform, signature_of, start_state
-from services.sim.engine import Engine, policy_setup
+from services.sim.engine import Engine, arm_named, policy_setup
 from services.sim.loader import load_scenario
 
 SIG = "v1|straightforward|1000000|c1.u9.r5.e1"
@@ -178,6 +178,19 @@ def test_linear_cost_keeps_charging_past_the_cap() -> None:
     assert hybrid_reward(1.0, 16_000, 0) == pytest.approx(0.7)
     assert hybrid_reward(1.0, 16_000, 0, linear) == pytest.approx(0.4)
     assert hybrid_reward(1.0, 4_000, 0, linear) == hybrid_reward(1.0, 4_000, 0)
+
+
+@pytest.mark.parametrize(
+    ("switch", "cap"), [("linear_cost_12k", 12_000), ("linear_cost_24k", 24_000)]
+)
+def test_linear_cost_switches_charge_past_8k_at_their_slope(switch: str, cap: int) -> None:
+    reward = arm_named(f"agensbus+{switch}").reward
+    assert (reward.cost_shape, reward.token_cap) == ("linear", cap)
+    # 20k tokens cost 0.3 * 20k / cap, past the paper's saturation at 0.3 ...
+    assert hybrid_reward(1.0, 20_000, 0, reward) == pytest.approx(1.0 - 0.3 * 20_000 / cap)
+    # ... and the switch leaves the paper arm's reward the paper's.
+    assert arm_named("paper").reward == RewardConfig()
+    assert hybrid_reward(1.0, 20_000, 0, arm_named("paper").reward) == pytest.approx(0.7)
 
 
 def test_next_in_plan_offers_the_first_legal_cell_only() -> None:
