@@ -192,6 +192,7 @@ def replay_arm(
             on_finished=progress.advance,
             corpus=config.corpus,
             per_class=config.per_class,
+            with_costs=config.backend == "openai",
         )
         progress.arm(arm, config.epochs * tasks_per_epoch(scenario, config.per_class))
         began = time.monotonic()

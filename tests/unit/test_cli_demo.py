@@ -9,9 +9,11 @@ from click.testing import CliRunner
 from pydantic import SecretStr
 
 from schemas.events import TrajectoryCompleted
+from schemas.records import StepStatus
 from services.cli import cli
 from services.cli.demo import openai_preflight
 from services.demo.live import LiveEpoch, live_trajectory
+from services.demo.replay import Observed
 from services.demo.run import DemoConfig, backend_env, tasks_per_epoch
 from services.runtime.settings import Settings
 from services.sim.corpus import corpus_for
@@ -169,3 +171,23 @@ def test_a_live_epoch_agrees_with_the_engines_report_where_both_are_defined() ->
     ended = [r.termination.value for r in second]
     assert epoch.terminations == {name: ended.count(name) for name in sorted(set(ended))}
     assert [t.question for t in live] == [r.state.handoff.goal for r in second]
+
+
+def test_a_live_task_waits_for_the_outcome_of_every_step_it_invoked() -> None:
+    scenario = load_scenario("security-advisories")
+    records: list[TrajectoryRecord] = []
+    Engine(scenario, policy_setup(scenario, "paper"), seed=0).run(2, on_trajectory=records.append)
+    record = next(r for r in records if r.skips and r.decisions - r.skips >= 2)
+    state = record.state
+    observed = Observed()
+    assert not observed.outcomes_seen(state.trajectory_id)  # not even completed
+    observed.completed[state.trajectory_id] = completed_event(record)
+    invoked = [e.step for e in state.visited if e.status is not StepStatus.SKIPPED]
+    for step in invoked[:-1]:
+        observed.step_costs.setdefault(state.trajectory_id, {})[step] = 0.25
+    assert not observed.outcomes_seen(state.trajectory_id)
+    # The last one arrives (twice: at-least-once delivery); skipped steps have none.
+    for _ in range(2):
+        observed.step_costs[state.trajectory_id][invoked[-1]] = 0.25
+    assert observed.outcomes_seen(state.trajectory_id)
+    assert observed.cost_usd(state.trajectory_id) == pytest.approx(0.25 * len(invoked))
