@@ -4,16 +4,20 @@ server (loopback, in a thread of this process with its own event loop, so that t
 services' requests are answered while this thread waits on them).
 
 The server answers by what was asked: the role is in the structured-output schema's name
-(``<role>_output``), the judge's group scores in ``judge_scores``."""
+(``<role>_output``), the judge's group scores in ``judge_scores``. A second local server
+plays a SearxNG instance for web_search cells that search before a model reads the hits.
+Cells served by a tool rather than a model (memory over a document index) spend no tokens,
+so token and cost checks count the model requests the server actually answered."""
 
 import asyncio
 import json
 import os
 import subprocess
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +147,36 @@ def serving_in_thread(server: ScriptedServer) -> Iterator[ScriptedServer]:
         loop.close()
 
 
+class _SearxNG(BaseHTTPRequestHandler):
+    """Any GET is a search with one result, in SearxNG's JSON format."""
+
+    def do_GET(self) -> None:
+        result = {"title": "QSA-2025-0003", "url": "https://vendor.example/qsa", "content": "fix"}
+        body = json.dumps({"results": [result]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def search_engine() -> Iterator[str]:
+    """A local search endpoint; yields its root URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SearxNG)
+    thread = threading.Thread(target=server.serve_forever, name="local-searxng", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(30)
+
+
 def model_table(path: Path, *slots: str) -> Path:
     """Every slot on one local model, priced so that costs are checkable."""
     entries = "".join(
@@ -154,7 +188,7 @@ def model_table(path: Path, *slots: str) -> Path:
     return path
 
 
-def openai_env(server: ScriptedServer, table: Path) -> dict[str, str]:
+def openai_env(server: ScriptedServer, table: Path, search: str) -> dict[str, str]:
     corpus = corpus_for(load_scenario("security-advisories"))
     assert corpus is not None
     return {
@@ -163,7 +197,18 @@ def openai_env(server: ScriptedServer, table: Path) -> dict[str, str]:
         "AGENSBUS_OPENAI_API_KEY": "local-key",
         "AGENSBUS_OPENAI_MODELS_FILE": str(table),
         "AGENSBUS_DOCUMENTS_DIR": str(corpus.documents_dir),
+        "AGENSBUS_WEB_SEARCH_PROVIDER": "searxng",
+        "AGENSBUS_WEB_SEARCH_URL": search,
     }
+
+
+def asks(request: Request, text: str) -> bool:
+    return any(text in message["content"] for message in request.body["messages"])
+
+
+def cell_requests(server: ScriptedServer) -> list[Request]:
+    """The requests of cells (the judge's are not)."""
+    return [r for r in server.sent() if schema_name(r).endswith("_output")]
 
 
 def events(bus: Bus, topic: str, model: type[Any]) -> list[Any]:
@@ -179,8 +224,8 @@ def test_every_cell_kind_runs_on_the_local_model_and_every_trajectory_is_judged(
     scenario.write_text(EVERY_CELL)
     server = ScriptedServer()
     server.chat(answer)
-    with serving_in_thread(server):
-        env = openai_env(server, model_table(tmp_path / "models.yaml", "small"))
+    with serving_in_thread(server), search_engine() as search:
+        env = openai_env(server, model_table(tmp_path / "models.yaml", "small"), search)
         with deployment(
             kafka_bootstrap, scenario, tmp_path / "logs", mode="fixed", extra_env=env
         ) as deployed:
@@ -199,10 +244,15 @@ def test_every_cell_kind_runs_on_the_local_model_and_every_trajectory_is_judged(
     # The fixed arm runs the plan's default variants in order: every cell kind once.
     assert dict(invoked) == {t: PLAN for t in observed.completed}
     assert {o.decision_id for o in outcomes} == {d.decision_id for d in decisions}
-    for outcome in outcomes:
-        assert outcome.status is StepStatus.SUCCEEDED, outcome
-        assert (outcome.tokens_in, outcome.tokens_out) == (TOKENS_IN, TOKENS_OUT)
-        assert outcome.cost_usd == pytest.approx(STEP_COST)
+    assert all(o.status is StepStatus.SUCCEEDED for o in outcomes), outcomes
+    # Every token and cent is a model request the server answered, at the table's prices.
+    asked = Counter(schema_name(r).removesuffix("_output") for r in cell_requests(server))
+    for role in ("planner", "web_search", "solver", "critic", "verifier", "synthesizer"):
+        assert asked[role] == 3, asked
+    assert asked["evaluator"] == 3 and set(asked) <= set(PLAN)
+    assert sum(o.tokens_in for o in outcomes) == asked.total() * TOKENS_IN
+    assert sum(o.tokens_out for o in outcomes) == asked.total() * TOKENS_OUT
+    assert sum(o.cost_usd for o in outcomes) == pytest.approx(asked.total() * STEP_COST)
     solver_actions = {o.action for o in outcomes if o.cell == "solver"}
     assert solver_actions == {"solver.evidence_first@small"}
 
@@ -219,15 +269,13 @@ def test_every_cell_kind_runs_on_the_local_model_and_every_trajectory_is_judged(
         assert handoff.verification is not None
         assert handoff.verification.verdict is Verdict.PARTIALLY_SUPPORTED
         assert ANSWERS["web_search"]["evidence"][0] in handoff.evidence
-        assert trajectory.tokens == len(PLAN) * (TOKENS_IN + TOKENS_OUT)
+        steps = [o for o in outcomes if o.trajectory_id == trajectory.trajectory_id]
+        assert trajectory.tokens == sum(o.tokens_in + o.tokens_out for o in steps) > 0
 
     assert sorted(r.trajectory_id for r in rewards) == sorted(observed.completed)
     for reward in rewards:
         assert 0.0 <= reward.quality <= 1.0 and reward.judges
 
-    cells = [schema_name(r) for r in server.sent()]
-    for role in ("planner", "solver", "critic", "verifier", "synthesizer", "evaluator"):
-        assert cells.count(f"{role}_output") == 3, cells
     for request in server.sent():
         assert request.headers["authorization"] == "Bearer local-key"
         assert request.body["model"] == "tiny-1"
@@ -242,10 +290,11 @@ def test_the_openai_demo_asks_the_corpus_questions_and_reports_without_ground_tr
     out = tmp_path / "report"
     server = ScriptedServer()
     server.chat(answer)
-    with serving_in_thread(server):
+    with serving_in_thread(server), search_engine() as search:
+        table = model_table(tmp_path / "m.yaml", "balanced", "fast", "strong")
         env = {
             **os.environ,
-            **openai_env(server, model_table(tmp_path / "m.yaml", "balanced", "fast", "strong")),
+            **openai_env(server, table, search),
             "AGENSBUS_KAFKA_BOOTSTRAP": kafka_bootstrap,
         }
         args = ["demo", "--backend", "openai", "--scenario", "security-advisories"]
@@ -279,8 +328,10 @@ def test_the_openai_demo_asks_the_corpus_questions_and_reports_without_ground_tr
         assert trajectory["question"] == task.question
         assert trajectory["reference_answer"] == task.answer
         assert trajectory["answer"] == ANSWERS["evaluator"]["final_answer"]
-        steps = trajectory["decisions"] - trajectory["skips"]
-        assert trajectory["cost_usd"] == pytest.approx(steps * STEP_COST)
+        # Each question was asked by its own trajectory only: its model requests are its cost.
+        requests = [r for r in cell_requests(server) if asks(r, task.question)]
+        assert requests and trajectory["cost_usd"] == pytest.approx(len(requests) * STEP_COST)
+        assert trajectory["tokens"] == len(requests) * (TOKENS_IN + TOKENS_OUT)
     assert metrics["cost_usd"] == pytest.approx(sum(t["cost_usd"] for t in trajectories))
     assert "No true quality" in (out / "report.md").read_text()
 
@@ -288,6 +339,5 @@ def test_the_openai_demo_asks_the_corpus_questions_and_reports_without_ground_tr
     prefix = data["settings"]["topic_prefixes"]["paper"]
     tasks: list[TaskSubmitted] = events(Bus(kafka_bootstrap, prefix), "tasks", TaskSubmitted)
     assert sorted(t.goal for t in tasks) == sorted(q.question for q in questions.values())
-    asked = [m["content"] for r in server.sent() for m in r.body["messages"]]
     for task in questions.values():
-        assert any(task.question in text for text in asked), task.question
+        assert any(asks(r, task.question) for r in server.sent()), task.question
