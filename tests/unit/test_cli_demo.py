@@ -191,3 +191,22 @@ def test_a_live_task_waits_for_the_outcome_of_every_step_it_invoked() -> None:
         observed.step_costs[state.trajectory_id][invoked[-1]] = 0.25
     assert observed.outcomes_seen(state.trajectory_id)
     assert observed.cost_usd(state.trajectory_id) == pytest.approx(0.25 * len(invoked))
+
+
+def test_a_scenario_outgrowing_its_corpus_is_refused_only_for_real_models(
+    tmp_path: Path,
+) -> None:
+    shipped = Path(__file__).parents[2] / "services" / "sim" / "scenarios"
+    text = (shipped / "security-advisories.yaml").read_text()
+    bigger = tmp_path / "bigger.yaml"
+    bigger.write_text(text.replace("count: 8", "count: 9", 1))
+    code, output = demo("--scenario", str(bigger), AGENSBUS_OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+    assert code == 2
+    assert "classes.C1: 8 questions for the class's 9 tasks" in output
+    # The simulated world never reads a question: a warning, and the demo goes on (here to
+    # the next check, which stops it before anything starts).
+    simulated = CliRunner().invoke(cli, ["demo", "--scenario", str(bigger), "--arms", "nope"])
+    assert simulated.exit_code == 2 and "--arms takes" in simulated.output
+    assert "warning:" in simulated.output and "tasks ask their class description" in (
+        simulated.output
+    )
