@@ -17,12 +17,14 @@ from typing import Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from schemas.events import PolicySnapshot, RewardObserved, TrajectoryCompleted
+from schemas.events import PolicySnapshot, RewardObserved, StepOutcome, TrajectoryCompleted
+from schemas.records import StepStatus
 from services.demo.tasks import epoch_submissions
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.kafka import aiokafka_options
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
+from services.sim.corpus import Corpus
 from services.sim.scenario import Scenario
 
 #: Waits until the routers serve at least this policy version.
@@ -30,7 +32,7 @@ RouterSync = Callable[[int], Awaitable[None]]
 #: Raises when the run cannot go on (a service process died).
 HealthCheck = Callable[[], None]
 
-_FOLLOWED = ("trajectories", "rewards", "policy")
+_FOLLOWED = ("trajectories", "rewards", "policy", "outcomes")
 _TICK_S = 0.5
 
 
@@ -46,6 +48,9 @@ class Observed:
     rewards: dict[str, RewardObserved] = field(default_factory=dict)
     learned: set[str] = field(default_factory=set)
     snapshot: PolicySnapshot | None = None
+    # What each step cost (USD), per trajectory and step: a redelivered outcome overwrites
+    # its own entry instead of counting twice.
+    step_costs: dict[str, dict[int, float]] = field(default_factory=dict)
     # A trajectory or reward seen more than once: at-least-once delivery made visible.
     repeated_completions: int = 0
     repeated_rewards: int = 0
@@ -54,6 +59,18 @@ class Observed:
     @property
     def version(self) -> int:
         return 0 if self.snapshot is None else self.snapshot.version
+
+    def cost_usd(self, trajectory_id: str) -> float:
+        return sum(self.step_costs.get(trajectory_id, {}).values())
+
+    def outcomes_seen(self, trajectory_id: str) -> bool:
+        """Every step the completed trajectory invoked has had its StepOutcome read (they
+        are on another topic than the completion, so they may arrive after it)."""
+        completed = self.completed.get(trajectory_id)
+        if completed is None:
+            return False
+        invoked = {e.step for e in completed.state.visited if e.status is not StepStatus.SKIPPED}
+        return invoked <= self.step_costs.get(trajectory_id, {}).keys()
 
     def finished(self, trajectory_id: str) -> bool:
         return (
@@ -64,8 +81,8 @@ class Observed:
 
 
 class Follower:
-    """Reads the trajectories, rewards and policy topics of one deployment from the start,
-    with no consumer group (it must see everything and commit nothing)."""
+    """Reads the trajectories, rewards, policy and outcomes topics of one deployment from the
+    start, with no consumer group (it must see everything and commit nothing)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -131,6 +148,13 @@ class Follower:
                 return
             observed.repeated_rewards += reward.trajectory_id in observed.rewards
             observed.rewards[reward.trajectory_id] = reward
+        elif kind == "outcomes":
+            outcome = decode(value, StepOutcome)
+            if isinstance(outcome, Rejected):
+                observed.unreadable += 1
+                return
+            costs = observed.step_costs.setdefault(outcome.trajectory_id, {})
+            costs[outcome.step] = outcome.cost_usd
         else:
             snapshot = decode(value, PolicySnapshot)
             if isinstance(snapshot, Rejected):
@@ -175,7 +199,9 @@ class EpochRun:
 
 @dataclass
 class Replay:
-    """Replays ``scenario`` (seeded like the engine) into the deployment of ``settings``."""
+    """Replays ``scenario`` (seeded like the engine) into the deployment of ``settings``; with
+    a ``corpus`` each task asks its question, with ``per_class`` only each class's first
+    tasks are submitted."""
 
     settings: Settings
     scenario: Scenario
@@ -185,6 +211,11 @@ class Replay:
     sync_router: RouterSync | None = None
     check: HealthCheck | None = None
     on_finished: Callable[[int], None] = lambda count: None
+    corpus: Corpus | None = None
+    per_class: int | None = None
+    #: A task stays in flight until its steps' outcomes were read too, so that the costs
+    #: reported for it are complete.
+    with_costs: bool = False
     follower: Follower | None = field(default=None, init=False)
 
     async def run(self, epochs: Iterable[int]) -> tuple[list[EpochRun], Observed]:
@@ -202,18 +233,29 @@ class Replay:
         began = time.monotonic()
         observed = follower.observed
         topic = self.settings.topic("tasks")
-        tasks = epoch_submissions(self.scenario, self.seed, epoch, tenant=self.settings.tenant)
+        tasks = epoch_submissions(
+            self.scenario,
+            self.seed,
+            epoch,
+            tenant=self.settings.tenant,
+            corpus=self.corpus,
+            per_class=self.per_class,
+        )
         in_flight: set[str] = set()
 
         def settle() -> int:
-            finished = {t for t in in_flight if observed.finished(t)}
+            finished = {
+                t
+                for t in in_flight
+                if observed.finished(t) and (not self.with_costs or observed.outcomes_seen(t))
+            }
             in_flight.difference_update(finished)
             if finished:
                 self.on_finished(len(finished))
             return len(in_flight)
 
         def missing() -> str:
-            return _describe_missing(in_flight, observed)
+            return _describe_missing(in_flight, observed, self.with_costs)
 
         for task in tasks:
             await follower.until(
@@ -232,12 +274,16 @@ class Replay:
         return EpochRun(epoch, [t.task_id for t in tasks], time.monotonic() - began)
 
 
-def _describe_missing(in_flight: set[str], observed: Observed) -> str:
+def _describe_missing(in_flight: set[str], observed: Observed, with_costs: bool) -> str:
     states = {
         "a TrajectoryCompleted": [t for t in in_flight if t not in observed.completed],
         "a RewardObserved": [t for t in in_flight if t not in observed.rewards],
         "a policy snapshot backing it up": [t for t in in_flight if t not in observed.learned],
     }
+    if with_costs:
+        states["the StepOutcomes of its steps"] = [
+            t for t in in_flight if t in observed.completed and not observed.outcomes_seen(t)
+        ]
     parts = [
         f"{len(ids)} without {what} (e.g. {sorted(ids)[0]})" for what, ids in states.items() if ids
     ]

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.demo.results import ArmResult
-from services.demo.run import DemoResult
+from services.demo.run import DemoResult, LiveDemoResult
 from services.sim.engine import EpochReport, TrajectoryRecord
 
 PLOTS = ("quality.png", "tokens.png", "plateau.png")
@@ -86,7 +86,7 @@ def class_plateau(arm: ArmResult) -> dict[str, dict[str, float]]:
     }
 
 
-def _span(epochs: Sequence[int]) -> str:
+def epochs_span(epochs: Sequence[int]) -> str:
     return f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {epochs[0]}-{epochs[-1]}"
 
 
@@ -119,7 +119,7 @@ def summary_table(result: DemoResult) -> TextTable:
         plateau = plateau_summary(arm)
         counts = (arm.submitted, arm.completed, arm.backed_up)
         rows.append([arm.arm, *_epoch_cells(plateau), *map(str, counts), f"{arm.wall_s:.1f}"])
-    span = _span(plateau_epochs(result.arms[0])) if result.arms else ""
+    span = epochs_span(plateau_epochs(result.arms[0])) if result.arms else ""
     return TextTable(f"plateau ({span}) per arm", headers, rows)
 
 
@@ -144,7 +144,7 @@ def class_table(result: DemoResult) -> TextTable:
                     f"{values['tokens_per_trajectory']:,.0f}",
                 ]
         rows.append(row)
-    span = _span(plateau_epochs(result.arms[0])) if result.arms else ""
+    span = epochs_span(plateau_epochs(result.arms[0])) if result.arms else ""
     return TextTable(f"per class, plateau ({span})", headers, rows, left=2)
 
 
@@ -175,11 +175,14 @@ def print_tables(result: DemoResult, console: Console) -> None:
 # --- metrics.json ------------------------------------------------------------------------
 
 
-def settings_of(result: DemoResult) -> dict[str, Any]:
+def settings_of(result: DemoResult | LiveDemoResult) -> dict[str, Any]:
     config = result.config
     return {
         "scenario": result.scenario.name,
         "scenario_source": config.scenario,
+        "backend": config.backend,
+        "corpus": None if config.corpus is None else str(config.corpus.documents_dir),
+        "tasks_per_class": config.per_class or "all",
         "epochs": config.epochs,
         "arms": list(config.arms),
         "seed": config.seed,
@@ -278,7 +281,7 @@ def _plateau_plot(result: DemoResult) -> Figure:
     axes.set_xticks(range(len(names)), names)
     axes.set_ylim(0.0, 1.15)  # headroom for the legend above the bars
     axes.set_ylabel("true quality")
-    span = _span(plateau_epochs(result.arms[0])) if result.arms else ""
+    span = epochs_span(plateau_epochs(result.arms[0])) if result.arms else ""
     axes.set_title(f"{result.scenario.name}: true quality per class, {span}")
     axes.grid(alpha=0.3, axis="y")
     axes.legend(loc="upper center", ncol=len(result.arms) + 1)
@@ -303,7 +306,7 @@ def write_plots(result: DemoResult, out: Path) -> list[Path]:
 # --- report.md ---------------------------------------------------------------------------
 
 
-def _text(value: object) -> str:
+def setting_text(value: object) -> str:
     if isinstance(value, list):
         return ", ".join(map(str, value))
     if isinstance(value, dict):
@@ -327,7 +330,8 @@ def markdown(result: DemoResult) -> str:
             TextTable(
                 "",
                 ("setting", "value"),
-                [[k, _text(v)] for k, v in settings.items()] + [["wall s", f"{result.wall_s:.1f}"]],
+                [[k, setting_text(v)] for k, v in settings.items()]
+                + [["wall s", f"{result.wall_s:.1f}"]],
                 left=2,
             )
         ),
