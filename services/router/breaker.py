@@ -164,6 +164,10 @@ class Breakers:
         self._clock = clock
         self._breakers = {m: CircuitBreaker(m, config) for m in sorted(set(models))}
         self._transitions: list[Transition] = []
+        # The instant of the decisions being made, read once by ``blocked``: the models a
+        # decision withholds, its probe and its note must all describe the same instant, or
+        # a cool-down ending between two clock reads leaves a decision unexplained.
+        self._decided_at: float | None = None
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -176,15 +180,16 @@ class Breakers:
         """The models the router must not offer now."""
         if not self.config.enabled:
             return frozenset()
-        now = self._clock()
+        now = self._decided_at = self._clock()
         for breaker in self._breakers.values():
             self._transitions += breaker.refresh(now)
         return frozenset(m for m, b in self._breakers.items() if not b.offered(now))
 
     def dispatched(self, model: str | None, invoke: Hashable) -> None:
+        """A decision taken after the last ``blocked`` invoked ``model``."""
         breaker = self._guarded(model)
         if breaker is not None:
-            breaker.dispatched(invoke, self._clock())
+            breaker.dispatched(invoke, self._decision_time())
 
     def record(self, model: str | None, invoke: Hashable, failed: bool) -> None:
         breaker = self._guarded(model)
@@ -194,10 +199,11 @@ class Breakers:
     def note(self, model: str | None) -> str | None:
         """What the breakers changed about a decision that invoked ``model`` (None: a skip
         or a variant naming no model): the models withheld and until when, and whether this
-        invoke is a half-open model's probe. None when nothing was changed."""
+        invoke is a half-open model's probe. None when nothing was changed. Told as of the
+        last ``blocked``, which chose the decision's candidates."""
         if not self.config.enabled:
             return None
-        now = self._clock()
+        now = self._decision_time()
         parts = [
             f"breaker open: {m} until {_iso(b.open_until)}"
             for m, b in self._breakers.items()
@@ -216,6 +222,9 @@ class Breakers:
         """The transitions since the last drain, oldest first."""
         moved, self._transitions = self._transitions, []
         return moved
+
+    def _decision_time(self) -> float:
+        return self._clock() if self._decided_at is None else self._decided_at
 
     def _guarded(self, model: str | None) -> CircuitBreaker | None:
         if not self.config.enabled or model is None:

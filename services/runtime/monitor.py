@@ -109,10 +109,16 @@ class KafkaMonitor:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        # A cancelled offsets request of aiokafka's can wait on a busy broker's retries for
+        # long; shutdown goes on without it (closing the consumers ends the request).
+        _, pending = await asyncio.wait({task}, timeout=PROBE_TIMEOUT_S)
+        if pending:
+            self._log.warning("the Kafka probe did not stop within %.0f s", PROBE_TIMEOUT_S)
+            task.add_done_callback(_retrieve)
 
     async def probe(self) -> None:
         """One round: the broker, the topics, the lag."""
@@ -142,3 +148,9 @@ class KafkaMonitor:
             except Exception:  # a bug here must not end the probing, nor the service
                 self._log.exception("probing Kafka failed")
             await asyncio.sleep(self.interval_s)
+
+
+def _retrieve(task: "asyncio.Task[None]") -> None:
+    """Consume a late probe's ending, so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()

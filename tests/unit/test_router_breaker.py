@@ -198,3 +198,16 @@ def test_a_disabled_board_never_blocks() -> None:
 def test_a_config_that_cannot_work_is_refused(fields: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BreakerConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_a_decision_is_noted_as_of_the_instant_its_candidates_were_chosen() -> None:
+    # A cool-down that ends between choosing the candidates and noting the decision must
+    # not leave the decision without its reason: both describe the same instant.
+    breakers, clock = board()
+    breakers.record("strong", CALL, True)
+    breakers.record("strong", CALL, True)
+    clock.now += CONFIG.cooldown_s - 0.001
+    assert breakers.blocked() == {"strong"}
+    clock.now += 0.002  # the cool-down ends while the router builds the decision
+    breakers.dispatched("fast", CALL)
+    assert breakers.note("fast") == "breaker open: strong until 2026-05-28T20:26:50Z"
