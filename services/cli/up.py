@@ -24,7 +24,6 @@ from services.runtime.broker import BrokerError
 from services.runtime.local_broker import (
     LocalBroker,
     choose_local_broker,
-    describe,
     settings_for,
 )
 from services.runtime.processes import (
@@ -69,7 +68,7 @@ def _start_broker() -> LocalBroker:
         broker.start()
     except BrokerError as error:
         raise click.ClickException(f"the embedded Kafka broker did not start: {error}") from None
-    _line("kafka", f"{broker.bootstrap} ({describe(broker)})")
+    _line("kafka", f"{broker.bootstrap} ({broker.description})")
     return broker
 
 

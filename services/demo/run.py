@@ -18,7 +18,7 @@ from services.demo.replay import EpochRun, Observed, Replay
 from services.demo.results import ArmResult, arm_result
 from services.demo.stack import Stack, StackConfig
 from services.policy import PAPER_REWARD
-from services.runtime.local_broker import choose_local_broker, describe, settings_for
+from services.runtime.local_broker import choose_local_broker, settings_for
 from services.runtime.settings import Settings
 from services.sim.corpus import Corpus
 from services.sim.engine import PolicyName, deployed_arm
@@ -117,7 +117,7 @@ def kafka(settings: Settings, progress: Progress) -> Iterator[tuple[Settings, st
         return
     progress.status("starting the embedded Kafka broker")
     with choose_local_broker(warn=lambda text: progress.status(f"warning: {text}")) as broker:
-        yield settings_for(broker, settings), f"{describe(broker)} ({broker.bootstrap})"
+        yield settings_for(broker, settings), f"{broker.description} ({broker.bootstrap})"
 
 
 def run_demo(

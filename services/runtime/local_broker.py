@@ -6,6 +6,7 @@ naming both ways to fix it. docs/brokers.md explains the choice."""
 import logging
 from collections.abc import Callable
 
+from services.runtime._broker_process import BrokerProcess
 from services.runtime.broker import (
     BOOTSTRAP_ENV,
     KAFKA_VERSION,
@@ -18,7 +19,7 @@ from services.runtime.broker import (
 from services.runtime.fallback_broker import INSTALL, FallbackKafka, fallback_installed
 from services.runtime.settings import Settings
 
-LocalBroker = EmbeddedKafka | FallbackKafka
+LocalBroker = BrokerProcess
 
 # tansu answers a fetch only when its wait expires (round trip p50 203 ms at aiokafka's
 # 500 ms default, 5 ms at 20 ms), so services on it wait less.
@@ -58,13 +59,6 @@ def choose_local_broker(warn: Callable[[str], None] = logger.warning) -> LocalBr
         )
         return fallback
     return EmbeddedKafka()
-
-
-def describe(broker: LocalBroker) -> str:
-    """What the broker is, for a person: ``embedded Apache Kafka 4.2.2``, or the fallback."""
-    if isinstance(broker, FallbackKafka):
-        return broker.description
-    return f"embedded Apache Kafka {KAFKA_VERSION}"
 
 
 def settings_for(broker: LocalBroker, settings: Settings) -> Settings:

@@ -93,7 +93,7 @@ def test_apache_kafka_is_chosen_whenever_a_jvm_and_the_jars_are_there(
     broker = local_broker.choose_local_broker(warn=warnings.append)
     assert isinstance(broker, EmbeddedKafka)
     assert warnings == []
-    assert local_broker.describe(broker).startswith("embedded Apache Kafka ")
+    assert broker.description.startswith("embedded Apache Kafka ")
 
 
 def test_without_a_jvm_the_fallback_is_chosen_and_its_caveats_are_told(
@@ -109,7 +109,7 @@ def test_without_a_jvm_the_fallback_is_chosen_and_its_caveats_are_told(
     assert "tansu" in warning
     assert "memory only" in warning
     assert "docs/brokers.md" in warning
-    assert "memory only" in local_broker.describe(broker)
+    assert "memory only" in broker.description
 
 
 def test_without_either_broker_the_error_names_both_fixes(monkeypatch: pytest.MonkeyPatch) -> None:
