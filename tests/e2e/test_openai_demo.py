@@ -32,7 +32,8 @@ from schemas.events import (
     Termination,
     TrajectoryCompleted,
 )
-from schemas.records import StepStatus, Verdict
+from schemas.records import Axis, StepStatus, Verdict
+from services.policy.rubric import overall_score
 from services.runtime.codec import decode
 from services.runtime.processes import agensbus_command
 from services.sim.corpus import corpus_for
@@ -273,8 +274,11 @@ def test_every_cell_kind_runs_on_the_local_model_and_every_trajectory_is_judged(
         assert trajectory.tokens == sum(o.tokens_in + o.tokens_out for o in steps) > 0
 
     assert sorted(r.trajectory_id for r in rewards) == sorted(observed.completed)
+    # The LLM judge scored them: the rubric over the axis scores the local model gave.
+    assert any(schema_name(r) == "judge_scores" for r in server.sent())
+    expected = overall_score({Axis(name): value for name, value in JUDGE_AXES.items()})
     for reward in rewards:
-        assert 0.0 <= reward.quality <= 1.0 and reward.judges
+        assert reward.quality == pytest.approx(expected) and reward.confidence == 1.0
 
     for request in server.sent():
         assert request.headers["authorization"] == "Bearer local-key"
