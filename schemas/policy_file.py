@@ -27,6 +27,12 @@ class EdgeRecord(Record):
     token_mean: float = Field(default=0.0, ge=0.0)
     token_m2: float = Field(default=0.0, ge=0.0)
     failures: int = Field(default=0, ge=0)
+    retries: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="retries summed over the edge's visits and failures, kept by a learner "
+        "that backs up expected retries (reward.expected_retries); absent: not kept (0)",
+    )
 
 
 class NodeRecord(Record):

@@ -241,6 +241,13 @@ class SelectionConfig(Record):
         description="any_legal: every variant and skip of every legal cell (the paper); "
         "next_in_plan: only the first legal cell of the plan, run on some variant or skipped",
     )
+    cheap_within: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="two-stage greedy choice: when the best-scoring action is a tried one, "
+        "take instead the one of least token mean among the tried actions whose reward mean "
+        "is within this margin of the best tried mean; null takes the best score, as the paper",
+    )
 
 
 class RewardConfig(Record):
@@ -273,4 +280,31 @@ class RewardConfig(Record):
         description="discounting for a changing world: each update moves an edge's reward "
         "and token means at least this share of the way to the new observation (as if older "
         "ones were discounted by 1 - floor); 0 keeps the exact running mean of the paper",
+    )
+    expected_retries: bool = Field(
+        default=False,
+        description="back up a reward whose retry charge counts each visited edge's mean "
+        "retries so far (a control variate) instead of the trajectory's realized retries, so "
+        "chance failures the choice did not cause do not drown small reward gaps; false "
+        "backs up the realized reward, as the paper",
+    )
+    expected_tokens: bool = Field(
+        default=False,
+        description="likewise for the token cost: charge the sum of the visited edges' mean "
+        "tokens so far (a failed or first visit counts its own) instead of the trajectory's "
+        "realized tokens; false charges the realized tokens, as the paper",
+    )
+    tokens_to_go: bool = Field(
+        default=False,
+        description="back up as an edge's tokens those the trajectory spent from that edge "
+        "on (what choosing it went on to cost), not the edge's own; false backs up its own, "
+        "as the paper",
+    )
+    greedy_continuation: bool = Field(
+        default=False,
+        description="back up to each edge the reward the trajectory would have earned had "
+        "every later decision taken its node's best-mean action for the same cell: each later "
+        "step adds (best mean - mean of the action taken) there, so exploration downstream "
+        "stops lowering the value of the choices before it; false backs up the realized "
+        "reward to every edge, as the paper",
     )

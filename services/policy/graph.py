@@ -24,7 +24,8 @@ I64 = npt.NDArray[np.int64]
 class EdgeBatch:
     """Edge observations to back up: parallel arrays, one entry per visited edge.
     ``counts_visit`` marks the entries that count a visit of their node (all when None);
-    ``weights`` weigh each entry's reward (the judge's confidence; all 1 when None)."""
+    ``weights`` weigh each entry's reward (the judge's confidence; all 1 when None);
+    ``retries`` are each entry's retries, summed into its edge when given."""
 
     rows: I64
     cols: I64
@@ -33,6 +34,7 @@ class EdgeBatch:
     failed: npt.NDArray[np.bool_]
     counts_visit: npt.NDArray[np.bool_] | None = None
     weights: F64 | None = None
+    retries: F64 | None = None
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -57,6 +59,9 @@ class PolicyGraph:
         self.reward_m2: F64 = np.zeros((capacity, width))
         self.token_mean: F64 = np.zeros((capacity, width))
         self.token_m2: F64 = np.zeros((capacity, width))
+        # Retries summed over an edge's visits, completed and failed; kept only by a learner
+        # that backs up expected retries (``RewardConfig.expected_retries``), else all 0.
+        self.retries: F64 = np.zeros((capacity, width))
         for action in actions:
             self.action_col(action)
 
@@ -92,6 +97,7 @@ class PolicyGraph:
             "reward_m2",
             "token_mean",
             "token_m2",
+            "retries",
         )
 
     def _grow(self, rows: int, cols: int) -> None:
@@ -159,6 +165,16 @@ class PolicyGraph:
             failures=int(self.failures[row, col]),
         )
 
+    def expected_retries(self, signature: str, action: str) -> float | None:
+        """Mean retries per visit (completed or failed) of an edge, None before its first
+        visit; 0 when retries are not kept (``EdgeBatch.retries`` never given)."""
+        row = self._node_rows.get(signature)
+        col = self._action_cols.get(action)
+        if row is None or col is None:
+            return None
+        n = int(self.visits[row, col]) + int(self.failures[row, col])
+        return float(self.retries[row, col]) / n if n else None
+
     def edges_of(self, signature: str) -> dict[str, EdgeStats]:
         """Every edge of a node that has been visited or has failed."""
         return {
@@ -175,6 +191,7 @@ class PolicyGraph:
         *,
         counts_visit: Sequence[bool] | None = None,
         weights: Sequence[float] | None = None,
+        retries: Sequence[float] | None = None,
     ) -> EdgeBatch:
         """Resolve (signature, action, failed) triples into rows and columns."""
         known_rows, known_cols = self._node_rows.get, self._action_cols.get
@@ -197,6 +214,7 @@ class PolicyGraph:
             np.array([f for _, _, f in edges], dtype=np.bool_),
             None if counts_visit is None else np.array(counts_visit, dtype=np.bool_),
             None if weights is None else np.asarray(weights, dtype=np.float64),
+            None if retries is None else np.asarray(retries, dtype=np.float64),
         )
 
     def backup(self, batch: EdgeBatch, *, recency_floor: float = 0.0) -> None:
@@ -213,6 +231,8 @@ class PolicyGraph:
         self.node_visits[uniq_rows] += row_counts
         width = self.visits.shape[1]
         flat = batch.rows * width + batch.cols
+        if batch.retries is not None:
+            np.add.at(self.retries.reshape(-1), flat, batch.retries)
         if batch.failed.any():
             failed_cells, failed_counts = np.unique(flat[batch.failed], return_counts=True)
             self.failures.reshape(-1)[failed_cells] += failed_counts
@@ -303,6 +323,9 @@ class PolicyGraph:
                     np.array([other.token_m2[row_b, col_b] * ratio]),
                     np.array([round(f_b * weight)], dtype=np.int64),
                 )
+                # the edge's mean retries per visit is kept, like its reward mean
+                share = (scaled + round(f_b * weight)) / (n_b + f_b)
+                self.retries[row, col] += other.retries[row_b, col_b] * share
 
     def relabeled(self, rename: Callable[[str], str]) -> "PolicyGraph":
         """A copy with every signature renamed; nodes that then coincide merge exactly."""
@@ -323,6 +346,7 @@ class PolicyGraph:
                 self.token_m2[row_b, cols],
                 self.failures[row_b, cols],
             )
+            out.retries[row, cols] += self.retries[row_b, cols]
         return out
 
     # --- the policy file -----------------------------------------------------------------
@@ -345,6 +369,7 @@ class PolicyGraph:
                     token_mean=float(self.token_mean[row, col]),
                     token_m2=float(self.token_m2[row, col]),
                     failures=f,
+                    retries=float(self.retries[row, col]) or None,
                 )
             nodes.append(
                 NodeRecord(signature=signature, visits=int(self.node_visits[row]), edges=edges)
@@ -409,6 +434,7 @@ class PolicyGraph:
                 graph.reward_m2[row, col] = edge.reward_m2
                 graph.token_mean[row, col] = edge.token_mean
                 graph.token_m2[row, col] = edge.token_m2
+                graph.retries[row, col] = edge.retries or 0.0
         return graph
 
 

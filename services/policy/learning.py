@@ -1,10 +1,12 @@
 """Backing a trajectory's reward up into the policy graph."""
 
 from collections.abc import Sequence
+from itertools import accumulate
 
 from schemas.records import RewardConfig, StepStatus, TrajectoryState
+from services.policy.cells import parse_action
 from services.policy.graph import PolicyGraph
-from services.policy.reward import PAPER_REWARD
+from services.policy.reward import PAPER_REWARD, token_cost
 
 
 def backup(
@@ -30,13 +32,25 @@ def backup(
     tokens: list[int] = []
     counts_visit: list[bool] = []
     weights: list[float] = []
+    retries: list[float] = []
     if config.confidence_weighted and confidences is None:
         raise ValueError("confidence-weighted backup needs the judge's confidences")
-    for i, (state, reward) in enumerate(trajectories):
+    for i, (state, realized) in enumerate(trajectories):
         visited = state.visited
+        reward = (
+            expected_charge_reward(graph, state, realized, config)
+            if config.expected_retries or config.expected_tokens
+            else realized
+        )
+        retries += [float(e.retries) for e in visited]
         edges += [(e.signature, e.action, e.status is failed) for e in visited]
-        tokens += [e.tokens for e in visited]
-        rewards += [reward] * len(visited)
+        own = [e.tokens for e in visited]
+        tokens += list(accumulate(own[::-1]))[::-1] if config.tokens_to_go else own
+        rewards += (
+            greedy_continuation_rewards(graph, state, reward)
+            if config.greedy_continuation
+            else [reward] * len(visited)
+        )
         if confidences is not None:
             weights += [confidences[i]] * len(visited)
         seen: set[str] = set()
@@ -49,6 +63,59 @@ def backup(
         tokens,
         counts_visit=counts_visit if config.node_visit_once else None,
         weights=weights if config.confidence_weighted else None,
+        retries=retries if config.expected_retries else None,
     )
     graph.backup(batch, recency_floor=config.recency_floor)
     return len(edges)
+
+
+def expected_charge_reward(
+    graph: PolicyGraph, state: TrajectoryState, reward: float, config: RewardConfig
+) -> float:
+    """``reward`` with its realized retry charge (``config.expected_retries``) and token cost
+    (``config.expected_tokens``) swapped for the expected ones: the sums over the visited
+    edges of their means so far. A first visit counts its own retries, a first or failed
+    visit its own tokens (an edge's token mean is over completed visits)."""
+    retries = tokens = 0.0
+    for e in state.visited:
+        mean_retries = graph.expected_retries(e.signature, e.action)
+        retries += e.retries if mean_retries is None else mean_retries
+        stats = graph.edge(e.signature, e.action)
+        completed = stats.visits > 0 and e.status is not StepStatus.FAILED
+        tokens += stats.token_mean if completed else e.tokens
+    if config.expected_retries:
+        reward += config.retry_penalty * (state.retries - retries)
+    if config.expected_tokens:
+        reward += config.cost_weight * (
+            token_cost(state.tokens_used, config) - token_cost(tokens, config)
+        )
+    return reward
+
+
+def greedy_continuation_rewards(
+    graph: PolicyGraph, state: TrajectoryState, reward: float
+) -> list[float]:
+    """Per visited edge, ``reward`` plus what every later step gave up against the greedy
+    choice at its node: the best mean among the tried actions of the cell decided there,
+    less the mean of the action taken (0 when that action is untried or the step is
+    first of its kind). The last edge gets ``reward`` itself."""
+    gaps = [_greedy_gap(graph, e.signature, e.action) for e in state.visited]
+    rewards = []
+    later = 0.0
+    for gap in reversed(gaps):
+        rewards.append(reward + later)
+        later += gap
+    return rewards[::-1]
+
+
+def _greedy_gap(graph: PolicyGraph, signature: str, action: str) -> float:
+    taken = graph.edge(signature, action)
+    if taken.visits == 0:
+        return 0.0
+    _, cell = parse_action(action)
+    best = max(
+        stats.mean_reward
+        for other, stats in graph.edges_of(signature).items()
+        if stats.visits > 0 and parse_action(other)[1] == cell
+    )
+    return best - taken.mean_reward

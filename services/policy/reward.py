@@ -18,3 +18,9 @@ def hybrid_reward(
     return (
         config.quality_weight * quality - config.cost_weight * cost - config.retry_penalty * retries
     )
+
+
+def token_cost(tokens: float, config: RewardConfig = PAPER_REWARD) -> float:
+    """The cost term of ``hybrid_reward`` before its weight."""
+    cost = tokens / config.token_cap
+    return min(cost, 1.0) if config.cost_shape == "capped" else cost

@@ -7,7 +7,9 @@ optimistic value; one that has only failed scores ``-lambda + c*sqrt(ln(N+1)/f)`
 temperature 0 (the paper) the best score wins, ties go to candidate order (invokes in plan
 order, then skips) and the propensity is 1. Above 0 the action is drawn from a softmax over
 the scores with a uniform ``u`` the caller supplies, and the propensity is the exact
-probability of the drawn action.
+probability of the drawn action. With ``cheap_within`` a greedy choice of a tried action
+gives way to the tried action of least token mean whose reward mean is within that margin
+of the best (a two-stage rule: reward first, then tokens).
 
 ``select`` serves one decision with Python floats (``ucb_score``); ``select_batch`` scores
 many decisions in one pass of numpy (``ucb_scores``) for replays, off-policy evaluation and
@@ -141,6 +143,8 @@ def select(
     else:
         chosen = values.index(max(values))  # the first maximum: ties go to candidate order
         propensity = 1.0
+        if config.cheap_within is not None and row is not None and scores[chosen].visits > 0:
+            chosen = _cheapest_near_best(graph, row, candidates, scores, config.cheap_within)
     picked = scores[chosen]
     untried = picked.visits == 0 and picked.failures == 0
     reason = DecisionReason.UNTRIED_ACTION if untried else DecisionReason.GRAPH_RECOMMENDATION
@@ -221,6 +225,24 @@ def _score_row(
     return tuple(scores)
 
 
+def _cheapest_near_best(
+    graph: PolicyGraph,
+    row: int,
+    candidates: Sequence[str],
+    scores: Sequence[CandidateScore],
+    margin: float,
+) -> int:
+    """The index of the least-token candidate among the tried ones whose reward mean is
+    within ``margin`` of the best tried mean; ties go to candidate order."""
+    best = max(s.mean for s in scores if s.visits > 0)
+    eligible = []
+    for i, score in enumerate(scores):
+        col = graph.find_col(candidates[i])
+        if score.visits > 0 and col is not None and score.mean >= best - margin:
+            eligible.append((float(graph.token_mean[row, col]), i))
+    return min(eligible)[1]
+
+
 @dataclass(frozen=True, slots=True)
 class BatchSelection:
     """Choices for a batch: index into each row's candidates, and the reason codes."""
@@ -246,8 +268,10 @@ def select_batch(
     never seen); ``is_skip[b, k]`` whether that candidate is a skip. Greedy only: a
     stochastic config is refused rather than silently served its argmax.
     """
-    if config.temperature > 0.0:
-        raise ValueError("select_batch is greedy; stochastic selection goes through select")
+    if config.temperature > 0.0 or config.cheap_within is not None:
+        raise ValueError(
+            "select_batch is plain greedy; stochastic or two-stage selection goes through select"
+        )
     untried = INF if config.untried_score is None else config.untried_score
     valid = cols != -1
     have_row = rows >= 0

@@ -85,6 +85,16 @@ SWITCHES: dict[str, Callable[[Arm], Arm]] = {
     "decaying_c": _selection(c_min=0.05, c_initial=0.5, c_half_life=20.0),
     # Decide cells in plan order: no evidence gathered after the draft it should inform.
     "next_in_plan": _selection(candidates="next_in_plan"),
+    # Quality first, then tokens: learn from the judge's score alone and the tokens each
+    # choice went on to cost, and take the cheapest action whose mean quality is within
+    # 0.02 of the best.
+    "quality_then_tokens": lambda arm: replace(
+        arm,
+        selection=arm.selection.model_copy(update={"cheap_within": 0.02}),
+        reward=arm.reward.model_copy(
+            update={"cost_weight": 0.0, "retry_penalty": 0.0, "tokens_to_go": True}
+        ),
+    ),
     # Softmax over scores, the exact propensity logged on every decision.
     "softmax": _selection(temperature=0.01),
     # One node visit per trajectory: a skip chain at one signature does not inflate N.
@@ -98,6 +108,13 @@ SWITCHES: dict[str, Callable[[Arm], Arm]] = {
     # Judge confidence weighs a reward in an edge's count as well as its sum (the paper
     # scales the reward instead, which shrinks means toward 0 rather than trusting less).
     "confidence_weighted": _reward(confidence_weighted=True),
+    # Learn from each edge's expected retries, not the trajectory's realized ones: a control
+    # variate that removes the noise of chance retries from small reward gaps.
+    "expected_retries": _reward(expected_retries=True),
+    "expected_tokens": _reward(expected_tokens=True),
+    # Back up to each edge the reward as if later decisions had been greedy: exploration
+    # downstream stops lowering the value of the choices before it.
+    "greedy_continuation": _reward(greedy_continuation=True),
     # Discounting: recent rewards weigh at least 5% each, for worlds that change.
     "discount": _reward(recency_floor=0.05),
     # The task class in the signature: classes of one regime stop sharing nodes.
