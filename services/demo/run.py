@@ -2,6 +2,7 @@
 its own topic prefix, the scenario replayed through it, and the arm's numbers."""
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,9 @@ def new_run_id() -> str:
 
 Backend = Literal["simulated", "openai"]
 
+#: Characters of an arm's name that go into its topic prefix, beside the run id.
+_ARM_IN_PREFIX = 40
+
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -59,7 +63,13 @@ class DemoConfig:
 
     def prefix(self, arm: str) -> str:
         # "+" joins an arm's switches but may not appear in a topic name.
-        return f"agensbus.demo.{self.run_id}.{arm.replace('+', '_')}."
+        name = arm.replace("+", "_")
+        if len(name) > _ARM_IN_PREFIX:
+            # A long list of switches would pass the 100 characters a topic prefix may
+            # have; a digest of the whole arm keeps shortened names apart.
+            digest = hashlib.blake2b(arm.encode(), digest_size=4).hexdigest()
+            name = f"{name[: _ARM_IN_PREFIX - len(digest) - 1]}-{digest}"
+        return f"agensbus.demo.{self.run_id}.{name}."
 
 
 @dataclass(frozen=True)

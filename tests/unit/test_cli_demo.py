@@ -14,7 +14,7 @@ from services.cli import cli
 from services.cli.demo import openai_preflight
 from services.demo.live import LiveEpoch, live_trajectory
 from services.demo.replay import Observed
-from services.demo.run import DemoConfig, backend_env, tasks_per_epoch
+from services.demo.run import DemoConfig, backend_env, new_run_id, tasks_per_epoch
 from services.runtime.settings import Settings
 from services.sim.corpus import corpus_for
 from services.sim.engine import Engine, EpochReport, TrajectoryRecord, policy_setup
@@ -210,3 +210,20 @@ def test_a_scenario_outgrowing_its_corpus_is_refused_only_for_real_models(
     assert "warning:" in simulated.output and "tasks ask their class description" in (
         simulated.output
     )
+
+
+def test_every_arm_gets_a_topic_prefix_a_service_accepts() -> None:
+    # The through-Kafka benchmark adds the seed to the run id, the longest id it makes.
+    config = DemoConfig(scenario="security-advisories", out=Path("o"), run_id=new_run_id() + "-s9")
+    long_arms = [
+        "agensbus+greedy_continuation+expected_retries+expected_tokens",
+        "agensbus+greedy_continuation+expected_retries+expected_tokens+linear_cost_16k",
+    ]
+    prefixes = [config.prefix(arm) for arm in ["paper", "agensbus+class_fold", *long_arms]]
+    for prefix in prefixes:
+        assert Settings(topic_prefix=prefix).topic_prefix == prefix
+    assert prefixes[:2] == [
+        f"agensbus.demo.{config.run_id}.paper.",
+        f"agensbus.demo.{config.run_id}.agensbus_class_fold.",
+    ]
+    assert len(set(prefixes)) == len(prefixes)
