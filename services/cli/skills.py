@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.padding import Padding
 
 from services.cli._errors import UserError
 from services.cli._render import make_console
@@ -46,7 +47,7 @@ def list_cards(**flags: Any) -> None:
     for card in _load(flags).cards:
         what = card.role.value + (f".{card.protocol}" if card.protocol else "")
         console.print(f"{card.name:<24} {what:<28} {_origin(card)}", soft_wrap=True)
-        console.print(f"    {card.description}")
+        console.print(Padding(card.description, (0, 0, 0, 4)))
 
 
 @skills.command("show")
