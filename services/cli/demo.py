@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 from rich.console import Console
@@ -16,7 +16,7 @@ from services.cli._options import scenario_option
 from services.cli._settings import KAFKA_FIELDS, settings_from
 from services.runtime.settings import Settings, settings_options
 from services.sim.corpus import CorpusError, corpus_for
-from services.sim.engine import POLICIES, PolicyName
+from services.sim.engine import deployed_arm
 from services.sim.loader import ScenarioError, load_scenario
 from services.sim.scenario import Scenario
 
@@ -35,16 +35,22 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def parse_arms(text: str) -> tuple[PolicyName, ...]:
-    """``fixed,paper`` → the arms in the order given."""
+def parse_arms(text: str) -> tuple[str, ...]:
+    """``fixed,paper`` → the arms in the order given: any arm a deployment can run (its
+    ``--policy-arm``)."""
     arms = [a.strip() for a in text.split(",") if a.strip()]
-    if not arms or any(a not in POLICIES for a in arms):
-        raise UserError(
-            f"--arms takes a comma-separated list of {', '.join(POLICIES)}; got {text!r}"
-        )
+    if not arms:
+        raise UserError(f"--arms names no arm: {text!r}")
     if len(set(arms)) != len(arms):
         raise UserError(f"--arms names an arm twice: {text!r}")
-    return tuple(cast(PolicyName, a) for a in arms)
+    for arm in arms:
+        try:
+            deployed_arm(arm)
+        except KeyError as error:
+            raise UserError(f"--arms: {error.args[0]}") from None
+        except ValueError as error:
+            raise UserError(f"--arms: {error}") from None
+    return tuple(arms)
 
 
 @click.command("demo")
@@ -69,7 +75,8 @@ def parse_arms(text: str) -> tuple[PolicyName, ...]:
     "--arms",
     default=None,
     help="Comma-separated arms, each run on a fresh deployment with that --policy-arm: "
-    "fixed (the plan's default variants) and/or paper (the learned policy). "
+    "fixed (the plan's default variants), paper (the paper's learned policy), agensbus, "
+    "noskip, agensbus-lean, or ARM+SWITCH as agensbus bench learning takes them. "
     "Default: fixed,paper (simulated), paper (openai).",
 )
 @click.option(

@@ -22,7 +22,7 @@ from services.policy import PAPER_REWARD
 from services.runtime.local_broker import choose_local_broker, settings_for
 from services.runtime.settings import Settings
 from services.sim.corpus import Corpus
-from services.sim.engine import PolicyName, deployed_arm
+from services.sim.engine import deployed_arm
 from services.sim.oracle import Oracle
 from services.sim.scenario import Scenario
 
@@ -50,7 +50,7 @@ class DemoConfig:
     scenario: str
     out: Path
     epochs: int = 8
-    arms: tuple[PolicyName, ...] = ("fixed", "paper")
+    arms: tuple[str, ...] = ("fixed", "paper")
     seed: int = 0
     concurrency: int = 8
     settings: Settings = field(default_factory=Settings)

@@ -11,7 +11,8 @@ from pydantic import SecretStr
 from schemas.events import TrajectoryCompleted
 from schemas.records import StepStatus
 from services.cli import cli
-from services.cli.demo import openai_preflight
+from services.cli._errors import UserError
+from services.cli.demo import openai_preflight, parse_arms
 from services.demo.live import LiveEpoch, live_trajectory
 from services.demo.replay import Observed
 from services.demo.run import DemoConfig, backend_env, new_run_id, tasks_per_epoch
@@ -206,7 +207,7 @@ def test_a_scenario_outgrowing_its_corpus_is_refused_only_for_real_models(
     # The simulated world never reads a question: a warning, and the demo goes on (here to
     # the next check, which stops it before anything starts).
     simulated = CliRunner().invoke(cli, ["demo", "--scenario", str(bigger), "--arms", "nope"])
-    assert simulated.exit_code == 2 and "--arms takes" in simulated.output
+    assert simulated.exit_code == 2 and "--arms: unknown arm 'nope'" in simulated.output
     assert "warning:" in simulated.output and "tasks ask their class description" in (
         simulated.output
     )
@@ -227,3 +228,19 @@ def test_every_arm_gets_a_topic_prefix_a_service_accepts() -> None:
         f"agensbus.demo.{config.run_id}.agensbus_class_fold.",
     ]
     assert len(set(prefixes)) == len(prefixes)
+
+
+def test_the_demo_runs_any_arm_a_deployment_can_run() -> None:
+    assert parse_arms("agensbus, paper+class_fold,fixed") == (
+        "agensbus",
+        "paper+class_fold",
+        "fixed",
+    )
+    for text, problem in [
+        ("paper,clever", "unknown arm 'clever'"),
+        ("warm", "starts warm"),
+        ("paper,paper", "names an arm twice"),
+        (" , ", "names no arm"),
+    ]:
+        with pytest.raises(UserError, match=problem):
+            parse_arms(text)
