@@ -23,7 +23,13 @@ from services.skills import Skills, load_skills
 from services.worker.backend import Unexecutable
 from services.worker.openai.client import ChatClient, ChatFailure
 from services.worker.openai.models import ModelSpec, ModelTable
-from services.worker.openai.outputs import OutputError, output_schema, parse, response_format
+from services.worker.openai.outputs import (
+    OutputError,
+    correction,
+    output_schema,
+    parse,
+    response_format,
+)
 from services.worker.openai.preflight import Preflight
 from services.worker.tools import Hit, PassageIndex, SearchFailure, Tools, query_of
 
@@ -166,7 +172,7 @@ class _Call:
             try:
                 delta, done = parse(self.role, reply.content)
             except OutputError as error:
-                self.messages = [*self.messages, *_correction(reply.content, error)]
+                self.messages = [*self.messages, *correction(reply.content, error)]
                 continue
             retries = self.attempts - 1
             result = StepResult(True, delta, self.tokens_in + self.tokens_out, retries, done)
@@ -236,18 +242,6 @@ def _results_text(hits: Sequence[Hit]) -> str:
         return ""
     lines = [f"{n}. {h.title}\n   {h.url}\n   {h.snippet}" for n, h in enumerate(hits, 1)]
     return "\n\nSearch results:\n" + "\n".join(lines)
-
-
-def _correction(content: str, error: OutputError) -> list[dict[str, str]]:
-    """Show the model its answer and what is wrong with it, once."""
-    return [
-        {"role": "assistant", "content": content},
-        {
-            "role": "user",
-            "content": f"That reply is unusable ({error}). Reply again with only one JSON "
-            "object matching the schema.",
-        },
-    ]
 
 
 def _estimated_tokens(messages: list[dict[str, Any]]) -> int:

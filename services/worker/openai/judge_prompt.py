@@ -19,9 +19,7 @@ from services.policy.rubric import RUBRIC_WEIGHTS
 
 # The cells' helpers, shared rather than twinned (private to their modules, which other
 # work is rewriting; a merge may make them public).
-from services.worker.openai.backend import _correction as correction
-from services.worker.openai.outputs import OutputError
-from services.worker.openai.outputs import _unfenced as unfenced
+from services.worker.openai.outputs import OutputError, correction, unfenced
 
 #: Labels A..Z, then A2..Z2 and so on; a group holds at most 64 trajectories.
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -122,7 +122,7 @@ def response_format(role: Role, mode: str) -> dict[str, Any]:
 def parse(role: Role, content: str) -> tuple[HandoffDelta, bool]:
     """The delta and the done flag in a model's answer; raises :class:`OutputError`."""
     try:
-        raw = json.loads(_unfenced(content))
+        raw = json.loads(unfenced(content))
     except ValueError as error:
         raise OutputError("invalid_json", f"not JSON: {error}") from None
     try:
@@ -157,10 +157,22 @@ def _delta(output: _Output) -> HandoffDelta:
     raise TypeError(f"no delta for {type(output).__name__}")
 
 
-def _unfenced(content: str) -> str:
+def unfenced(content: str) -> str:
     """JSON-mode models sometimes wrap the object in a Markdown code fence."""
     text = content.strip()
     if text.startswith("```") and text.endswith("```"):
         text = text[3:-3]
         return text.removeprefix("json").strip()
     return text
+
+
+def correction(content: str, error: OutputError) -> list[dict[str, str]]:
+    """Show the model its answer and what is wrong with it, once."""
+    return [
+        {"role": "assistant", "content": content},
+        {
+            "role": "user",
+            "content": f"That reply is unusable ({error}). Reply again with only one JSON "
+            "object matching the schema.",
+        },
+    ]
