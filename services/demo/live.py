@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from schemas.events import RewardObserved, Termination, TrajectoryCompleted
 from schemas.records import RewardConfig, StepStatus
+from services.demo.delivery import Delivery, per_epoch
 from services.demo.replay import EpochRun, Observed
 from services.policy import PAPER_REWARD, hybrid_reward
 
@@ -96,17 +97,10 @@ class LiveEpoch:
 
 
 @dataclass(frozen=True)
-class LiveArm:
+class LiveArm(Delivery):
     arm: str
     epochs: list[LiveEpoch]
     records: list[LiveTrajectory]
-    submitted: int
-    completed: int
-    rewarded: int
-    backed_up: int
-    policy_version: int
-    wall_s: float
-    epoch_wall_s: list[float]
 
     @property
     def cost_usd(self) -> float:
@@ -121,30 +115,17 @@ def live_arm(
     reward: RewardConfig = PAPER_REWARD,
 ) -> LiveArm:
     """Join what the services published, in submission order (as ``arm_result`` does)."""
-    epochs, records = [], []
-    for run in runs:
-        epoch_records = [
-            live_trajectory(
-                run.epoch,
-                observed.completed[t],
-                observed.rewards[t],
-                observed.cost_usd(t),
-                reward,
-            )
-            for t in run.task_ids
-        ]
-        epochs.append(LiveEpoch.of(run.epoch, epoch_records))
-        records += epoch_records
-    submitted = [t for run in runs for t in run.task_ids]
-    return LiveArm(
+    epochs = per_epoch(
+        runs,
+        lambda epoch, t: live_trajectory(
+            epoch, observed.completed[t], observed.rewards[t], observed.cost_usd(t), reward
+        ),
+    )
+    return LiveArm.counted(
+        runs,
+        observed,
+        wall_s,
         arm=arm,
-        epochs=epochs,
-        records=records,
-        submitted=len(submitted),
-        completed=sum(t in observed.completed for t in submitted),
-        rewarded=sum(t in observed.rewards for t in submitted),
-        backed_up=0 if observed.snapshot is None else observed.snapshot.backed_up,
-        policy_version=observed.version,
-        wall_s=wall_s,
-        epoch_wall_s=[run.wall_s for run in runs],
+        epochs=[LiveEpoch.of(run.epoch, rs) for run, rs in zip(runs, epochs, strict=True)],
+        records=[r for rs in epochs for r in rs],
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from schemas.events import RewardObserved, TrajectoryCompleted
 from schemas.records import RewardConfig, StepStatus
+from services.demo.delivery import Delivery, per_epoch
 from services.demo.replay import EpochRun, Observed
 from services.policy import PAPER_REWARD, hybrid_reward
 from services.sim.engine import EpochReport, TrajectoryRecord
@@ -55,20 +56,12 @@ def trajectory_record(
 
 
 @dataclass(frozen=True)
-class ArmResult:
-    """One arm's run: the per-epoch reports and the counts that show nothing was lost or
-    counted twice (``backed_up`` is the learner's count in its final snapshot)."""
+class ArmResult(Delivery):
+    """One arm's run: the per-epoch reports, and the delivery counts."""
 
     arm: str
     epochs: list[EpochReport]
     records: list[TrajectoryRecord]
-    submitted: int
-    completed: int
-    rewarded: int
-    backed_up: int
-    policy_version: int
-    wall_s: float
-    epoch_wall_s: list[float]
     repeated_completions: int
     repeated_rewards: int
 
@@ -92,28 +85,19 @@ def arm_result(
     submission order, not arrival order, so the means add up in the engine's order and
     equal runs give bit-equal numbers."""
     world = World(scenario, seed)
-    reports, records = [], []
-    for run in runs:
-        epoch_records = [
-            trajectory_record(
-                run.epoch, observed.completed[t], observed.rewards[t], world, oracle, reward
-            )
-            for t in run.task_ids
-        ]
-        reports.append(EpochReport.of(run.epoch, epoch_records))
-        records += epoch_records
-    submitted = [t for run in runs for t in run.task_ids]
-    return ArmResult(
+    epochs = per_epoch(
+        runs,
+        lambda epoch, t: trajectory_record(
+            epoch, observed.completed[t], observed.rewards[t], world, oracle, reward
+        ),
+    )
+    return ArmResult.counted(
+        runs,
+        observed,
+        wall_s,
         arm=arm,
-        epochs=reports,
-        records=records,
-        submitted=len(submitted),
-        completed=sum(t in observed.completed for t in submitted),
-        rewarded=sum(t in observed.rewards for t in submitted),
-        backed_up=0 if observed.snapshot is None else observed.snapshot.backed_up,
-        policy_version=observed.version,
-        wall_s=wall_s,
-        epoch_wall_s=[run.wall_s for run in runs],
+        epochs=[EpochReport.of(run.epoch, rs) for run, rs in zip(runs, epochs, strict=True)],
+        records=[r for rs in epochs for r in rs],
         repeated_completions=observed.repeated_completions,
         repeated_rewards=observed.repeated_rewards,
     )

@@ -98,7 +98,7 @@ def engine_result(scenario: Scenario, tmp_path: Path, epochs: int) -> DemoResult
         reports, records = simulate(scenario, arm, epochs, oracle)
         n = len(records)
         walls = [1.0] * epochs
-        arms.append(ArmResult(arm, reports, records, n, n, n, n, n, 2.0, walls, 0, 0))
+        arms.append(ArmResult(n, n, n, n, n, 2.0, walls, arm, reports, records, 0, 0))
     config = DemoConfig(scenario=scenario.name, out=tmp_path, epochs=epochs)
     return DemoResult(config, scenario, oracle, "test broker", arms, 5.0)
 

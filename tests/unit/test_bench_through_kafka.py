@@ -26,7 +26,7 @@ def test_a_replayed_arm_sums_to_the_engines_run() -> None:
     records: list[TrajectoryRecord] = []
     reports = engine.run(2, on_trajectory=records.append)
     n = len(records)
-    replayed = ArmResult("agensbus", reports, records, n, n, n, n, n, 1.0, [0.5, 0.5], 0, 0)
+    replayed = ArmResult(n, n, n, n, n, 1.0, [0.5, 0.5], "agensbus", reports, records, 0, 0)
     assert as_run(replayed, 1) == expected
 
 
