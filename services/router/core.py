@@ -312,7 +312,7 @@ class RouterCore:
         ]
         if ended is not None:
             final = steps[-1].state if steps else state
-            events.append(_completed(final, ended, tenant, version))
+            events.append(trajectory_completed(final, ended, tenant, version))
         return events
 
     def _decision(self, step: Step, tenant: str, version: int, note: str | None) -> Decision:
@@ -339,9 +339,10 @@ class RouterCore:
         )
 
 
-def _completed(
+def trajectory_completed(
     state: TrajectoryState, ended: Termination, tenant: str, version: int
 ) -> TrajectoryCompleted:
+    """The event the router publishes when ``state``'s trajectory ends."""
     handoff = state.handoff
     return TrajectoryCompleted(
         tenant=tenant,

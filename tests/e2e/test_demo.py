@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from schemas.events import TrajectoryCompleted
 from services.cli import cli
 from services.demo.report import PLOTS, write_report
 from services.demo.results import ArmResult, trajectory_record
 from services.demo.run import DemoConfig, DemoResult, run_demo
 from services.demo.tasks import epoch_submissions
 from services.policy import PAPER_REWARD
+from services.router.core import trajectory_completed
 from services.runtime.settings import Settings
 from services.sim.engine import Engine, EpochReport, PolicyName, TrajectoryRecord, policy_setup
 from services.sim.loader import load_scenario
@@ -71,18 +71,7 @@ def test_the_services_events_make_the_engines_records() -> None:
     rebuilt = []
     for record in records:
         state = record.state
-        completed = TrajectoryCompleted(
-            trajectory_id=state.trajectory_id,
-            task_id=state.task_id,
-            task_class=state.task_class,
-            regime=state.regime,
-            termination=record.termination,
-            steps=state.step,
-            tokens=state.tokens_used,
-            retries=state.retries,
-            policy_version=0,
-            state=state,
-        )
+        completed = trajectory_completed(state, record.termination, "default", 0)
         reward = record.judgement.to_event(task_id=state.task_id)
         rebuilt.append(trajectory_record(1, completed, reward, world, oracle))
     assert rebuilt == records

@@ -16,6 +16,7 @@ from services.cli.demo import openai_preflight, parse_arms
 from services.demo.live import LiveEpoch, live_trajectory
 from services.demo.replay import Observed
 from services.demo.run import DemoConfig, backend_env, new_run_id, tasks_per_epoch
+from services.router.core import trajectory_completed
 from services.runtime.settings import Settings
 from services.sim.corpus import corpus_for
 from services.sim.engine import Engine, EpochReport, TrajectoryRecord, policy_setup
@@ -136,19 +137,7 @@ def test_tasks_per_class_keeps_every_class() -> None:
 
 
 def completed_event(record: TrajectoryRecord) -> TrajectoryCompleted:
-    state = record.state
-    return TrajectoryCompleted(
-        trajectory_id=state.trajectory_id,
-        task_id=state.task_id,
-        task_class=state.task_class,
-        regime=state.regime,
-        termination=record.termination,
-        steps=state.step,
-        tokens=state.tokens_used,
-        retries=state.retries,
-        policy_version=0,
-        state=state,
-    )
+    return trajectory_completed(record.state, record.termination, "default", 0)
 
 
 def test_a_live_epoch_agrees_with_the_engines_report_where_both_are_defined() -> None:
