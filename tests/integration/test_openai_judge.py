@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from schemas.events import RewardObserved
+from schemas.events import RewardObserved, TrajectoryCompleted
 from services.policy.rubric import RUBRIC_WEIGHTS
 from services.runtime.codec import encode
 from services.runtime.service import Service
@@ -60,16 +60,22 @@ async def judge_check(service: Service) -> dict[str, Any]:
     raise AssertionError("the judge models were never probed")
 
 
-def test_the_rollouts_of_a_task_are_scored_by_the_judge_models_as_one_group(
-    kafka_bootstrap: str, tmp_path: Path
-) -> None:
+def three_rollouts(task_id: str, task_class: str) -> list[TrajectoryCompleted]:
+    """The completed rollouts 0, 1, 2 of one task, each with an answer of its own."""
     engine = Engine(SCENARIO, policy_setup(SCENARIO, "paper"), seed=SEED)
     rollouts = []
     for r in range(3):
-        trajectory = completed(engine, "adv-7", "C3", r)
+        trajectory = completed(engine, task_id, task_class, r)
         state = trajectory.state.model_copy(update={"rollouts": 3})
         answer = f"answer of rollout {r}"
         rollouts.append(trajectory.model_copy(update={"state": state, "answer": answer}))
+    return rollouts
+
+
+def test_the_rollouts_of_a_task_are_scored_by_the_judge_models_as_one_group(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    rollouts = three_rollouts("adv-7", "C3")
 
     async def scenario() -> None:
         async with scripted() as server:
@@ -141,13 +147,7 @@ def test_the_rollouts_of_a_task_are_scored_by_the_judge_models_as_one_group(
 def test_a_judge_stopped_while_its_models_answer_commits_nothing_and_the_next_one_judges(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    engine = Engine(SCENARIO, policy_setup(SCENARIO, "paper"), seed=SEED)
-    rollouts = []
-    for r in range(3):
-        trajectory = completed(engine, "adv-9", "C5", r)
-        state = trajectory.state.model_copy(update={"rollouts": 3})
-        answer = f"answer of rollout {r}"
-        rollouts.append(trajectory.model_copy(update={"state": state, "answer": answer}))
+    rollouts = three_rollouts("adv-9", "C5")
     answered: list[Request] = []
 
     def slow_first(request: Request) -> Reply:
