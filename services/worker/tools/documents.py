@@ -6,6 +6,7 @@ one is cut between words. Reading the directory is the small I/O edge beside it.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,19 +39,8 @@ class Passage:
 
 def split_passages(text: str, max_chars: int = PASSAGE_CHARS) -> list[str]:
     blocks = [b.strip() for b in re.split(r"\n\s*\n", text) if b.strip()]
-    passages: list[str] = []
-    current = ""
-    for block in blocks:
-        for piece in _pieces(block, max_chars):
-            heading = piece.startswith("#")
-            if current and (heading or len(current) + 2 + len(piece) > max_chars):
-                passages.append(current)
-                current = piece
-            else:
-                current = f"{current}\n\n{piece}" if current else piece
-    if current:
-        passages.append(current)
-    return passages
+    pieces = [piece for block in blocks for piece in _pieces(block, max_chars)]
+    return _packed(pieces, "\n\n", max_chars, starts_anew=lambda piece: piece.startswith("#"))
 
 
 def title_of(text: str) -> str:
@@ -66,17 +56,28 @@ def document_passages(source: str, text: str, max_chars: int = PASSAGE_CHARS) ->
 def _pieces(block: str, max_chars: int) -> list[str]:
     if len(block) <= max_chars:
         return [block]
-    pieces: list[str] = []
+    return _packed(block.split(), " ", max_chars)
+
+
+def _packed(
+    items: list[str],
+    separator: str,
+    max_chars: int,
+    starts_anew: Callable[[str], bool] = lambda _: False,
+) -> list[str]:
+    """``items`` joined by ``separator`` into runs of at most ``max_chars`` (an item longer
+    than that stands alone); an item for which ``starts_anew`` holds begins a new run."""
+    runs: list[str] = []
     current = ""
-    for word in block.split():
-        if current and len(current) + 1 + len(word) > max_chars:
-            pieces.append(current)
-            current = word
+    for item in items:
+        if current and (starts_anew(item) or len(current) + len(separator) + len(item) > max_chars):
+            runs.append(current)
+            current = item
         else:
-            current = f"{current} {word}" if current else word
+            current = f"{current}{separator}{item}" if current else item
     if current:
-        pieces.append(current)
-    return pieces
+        runs.append(current)
+    return runs
 
 
 def read_documents(directory: Path) -> tuple[list[Passage], int]:
