@@ -10,8 +10,10 @@ worker died, another replica absorbed it) frees its slot after a cool-down.
 
 While the breaker is open or half-open, every outcome but the probe's was dispatched before
 it opened and says nothing new, so it is ignored. Invokes are told apart by a key, the
-decision's (trajectory, step). Each router replica judges from the outcomes it absorbs, so
-replicas open their breakers independently, each on its own evidence.
+decision's (trajectory, step), and the window counts each once: an outcome absorbed again
+(its first absorb could not publish its events) is not a second call. Each router replica
+judges from the outcomes it absorbs, so replicas open their breakers independently, each on
+its own evidence.
 
 Only variants that name a model are guarded: the router cannot tell which model serves a
 variant without one (the worker's default) and a tool is no model.
@@ -77,7 +79,8 @@ class CircuitBreaker:
         self.model = model
         self.config = config
         self._state = BreakerState.CLOSED
-        self._calls: deque[tuple[float, bool]] = deque()  # (when, failed), oldest first
+        # (when, invoke, failed), oldest first
+        self._calls: deque[tuple[float, Hashable, bool]] = deque()
         self._open_until = 0.0
         self._probe: Hashable | None = None  # the invoke probing the model, if any
         self._probe_until: float | None = None  # ...and when its slot frees if it is lost
@@ -124,7 +127,10 @@ class CircuitBreaker:
                 return [*moves, self._open(now)]
             self._calls.clear()
             return [*moves, self._move(BreakerState.CLOSED, now)]
-        self._calls.append((now, failed))
+        if any(seen == invoke for _, seen, _ in self._calls):
+            # A redelivered outcome (its first absorb could not publish) is one invoke.
+            return moves
+        self._calls.append((now, invoke, failed))
         self._forget(now)
         if self._tripped():
             moves.append(self._open(now))
@@ -134,7 +140,7 @@ class CircuitBreaker:
         calls = len(self._calls)
         if calls < self.config.min_calls:
             return False
-        failures = sum(failed for _, failed in self._calls)
+        failures = sum(failed for _, _, failed in self._calls)
         return failures >= self.config.failure_rate * calls
 
     def _forget(self, now: float) -> None:

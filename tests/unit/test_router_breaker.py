@@ -1,5 +1,7 @@
 """The circuit breaker per model: every transition, driven by a hand-moved clock."""
 
+import itertools
+
 import pytest
 
 from services.router.breaker import (
@@ -14,7 +16,13 @@ CONFIG = BreakerConfig(window=4, window_s=60.0, failure_rate=0.5, min_calls=2, c
 CLOSED, HALF_OPEN, OPEN = BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN
 T0 = 1_780_000_000.0  # an instant of 2026, in seconds since the epoch
 #: Invokes are told apart by a key (the router uses the decision's trajectory and step).
-CALL, PROBE = ("t", 0), ("probe", 0)
+PROBE = ("probe", 0)
+_invokes = itertools.count()
+
+
+def call() -> tuple[str, int]:
+    """The key of a new invoke (the breaker counts each invoke once)."""
+    return ("t", next(_invokes))
 
 
 class Clock:
@@ -32,23 +40,23 @@ def board(config: BreakerConfig = CONFIG) -> tuple[Breakers, Clock]:
 
 def opened(breaker: CircuitBreaker, now: float = T0) -> CircuitBreaker:
     for _ in range(CONFIG.min_calls):
-        breaker.record(CALL, True, now)
+        breaker.record(call(), True, now)
     assert breaker.state(now) is OPEN
     return breaker
 
 
 def test_closed_below_the_minimum_of_calls_even_when_all_failed() -> None:
     breaker = CircuitBreaker("strong", CONFIG)
-    assert breaker.record(CALL, True, T0) == []
+    assert breaker.record(call(), True, T0) == []
     assert breaker.state(T0) is CLOSED and breaker.offered(T0)
 
 
 def test_opens_when_the_failure_share_reaches_the_threshold() -> None:
     breaker = CircuitBreaker("strong", CONFIG)
-    assert breaker.record(CALL, False, T0) == []
-    assert breaker.record(CALL, False, T0 + 1) == []
-    assert breaker.record(CALL, True, T0 + 2) == []  # 1 of 3 failed
-    moves = breaker.record(CALL, True, T0 + 3)  # 2 of 4: the threshold
+    assert breaker.record(call(), False, T0) == []
+    assert breaker.record(call(), False, T0 + 1) == []
+    assert breaker.record(call(), True, T0 + 2) == []  # 1 of 3 failed
+    moves = breaker.record(call(), True, T0 + 3)  # 2 of 4: the threshold
     assert moves == [Transition("strong", CLOSED, OPEN, T0 + 3)]
     assert breaker.state(T0 + 3) is OPEN and not breaker.offered(T0 + 3)
     assert breaker.open_until == T0 + 3 + CONFIG.cooldown_s
@@ -57,25 +65,34 @@ def test_opens_when_the_failure_share_reaches_the_threshold() -> None:
 def test_the_window_keeps_only_the_latest_calls() -> None:
     breaker = CircuitBreaker("strong", CONFIG)
     for second in range(4):
-        assert breaker.record(CALL, False, T0 + second) == []
-    assert breaker.record(CALL, True, T0 + 4) == []  # 1 of the last 4
+        assert breaker.record(call(), False, T0 + second) == []
+    assert breaker.record(call(), True, T0 + 4) == []  # 1 of the last 4
     # 2 of the last 4 failed (of all six calls only a third): the old successes left.
-    assert breaker.record(CALL, True, T0 + 5)[0].target is OPEN
+    assert breaker.record(call(), True, T0 + 5)[0].target is OPEN
+
+
+def test_an_outcome_absorbed_twice_counts_once() -> None:
+    breaker = CircuitBreaker("strong", CONFIG)
+    redelivered = call()
+    assert breaker.record(redelivered, True, T0) == []
+    assert breaker.record(redelivered, True, T0 + 1) == []  # the same invoke again
+    assert breaker.state(T0 + 1) is CLOSED
+    assert breaker.record(call(), True, T0 + 2)[0].target is OPEN
 
 
 def test_calls_older_than_the_window_span_are_forgotten() -> None:
     breaker = CircuitBreaker("strong", CONFIG)
-    breaker.record(CALL, True, T0)
+    breaker.record(call(), True, T0)
     later = T0 + CONFIG.window_s + 1
-    assert breaker.record(CALL, True, later) == []  # the first failure is too old to count
+    assert breaker.record(call(), True, later) == []  # the first failure is too old to count
     assert breaker.state(later) is CLOSED
-    assert breaker.record(CALL, True, later + 1)[0].target is OPEN
+    assert breaker.record(call(), True, later + 1)[0].target is OPEN
 
 
 def test_outcomes_while_open_are_ignored() -> None:
     breaker = opened(CircuitBreaker("strong", CONFIG))
-    assert breaker.record(CALL, False, T0 + 1) == []
-    assert breaker.record(CALL, True, T0 + 2) == []
+    assert breaker.record(call(), False, T0 + 1) == []
+    assert breaker.record(call(), True, T0 + 2) == []
     assert breaker.state(T0 + 2) is OPEN and breaker.open_until == T0 + CONFIG.cooldown_s
 
 
@@ -101,7 +118,7 @@ def test_a_successful_probe_closes_with_an_empty_window() -> None:
     ]
     assert breaker.offered(after + 1)
     # The failures that opened it are gone: one new failure is below the minimum of calls.
-    assert breaker.record(CALL, True, after + 2) == []
+    assert breaker.record(call(), True, after + 2) == []
     assert breaker.state(after + 2) is CLOSED
 
 
@@ -122,9 +139,9 @@ def test_only_the_probe_decides_a_half_open_breaker() -> None:
     after = T0 + CONFIG.cooldown_s
     # The first outcome after the cool-down moves it on its own; this one was dispatched
     # before the breaker opened, so it decides nothing, failed or not.
-    assert breaker.record(CALL, True, after) == [Transition("strong", OPEN, HALF_OPEN, after)]
+    assert breaker.record(call(), True, after) == [Transition("strong", OPEN, HALF_OPEN, after)]
     breaker.dispatched(PROBE, after)
-    assert breaker.record(CALL, False, after + 1) == []
+    assert breaker.record(call(), False, after + 1) == []
     assert breaker.state(after + 1) is HALF_OPEN and not breaker.offered(after + 1)
     assert breaker.record(PROBE, False, after + 2)[0].target is CLOSED
 
@@ -145,9 +162,9 @@ def test_a_lost_probe_frees_its_slot_after_a_cool_down() -> None:
 
 def test_the_board_blocks_open_models_and_names_them_in_notes() -> None:
     breakers, clock = board()
-    breakers.record("strong", CALL, True)
-    breakers.record("strong", CALL, True)
-    breakers.record("fast", CALL, False)
+    breakers.record("strong", call(), True)
+    breakers.record("strong", call(), True)
+    breakers.record("fast", call(), False)
     assert breakers.blocked() == {"strong"}
     assert breakers.note("fast") == "breaker open: strong until 2026-05-28T20:26:50Z"
     assert breakers.note(None) == breakers.note("fast")
@@ -171,8 +188,8 @@ def test_the_board_blocks_open_models_and_names_them_in_notes() -> None:
 def test_the_board_ignores_variants_without_a_model_and_unknown_models() -> None:
     breakers, _ = board()
     for _ in range(5):
-        breakers.record(None, CALL, True)
-        breakers.record("elsewhere", CALL, True)
+        breakers.record(None, call(), True)
+        breakers.record("elsewhere", call(), True)
     assert breakers.blocked() == frozenset()
     assert breakers.models == ("fast", "strong")
 
@@ -180,7 +197,7 @@ def test_the_board_ignores_variants_without_a_model_and_unknown_models() -> None
 def test_a_disabled_board_never_blocks() -> None:
     breakers, _ = board(BreakerConfig(enabled=False, window=4, min_calls=2))
     for _ in range(4):
-        breakers.record("strong", CALL, True)
+        breakers.record("strong", call(), True)
     assert breakers.blocked() == frozenset()
     assert breakers.state("strong") is CLOSED and breakers.note("fast") is None
 
@@ -204,10 +221,10 @@ def test_a_decision_is_noted_as_of_the_instant_its_candidates_were_chosen() -> N
     # A cool-down that ends between choosing the candidates and noting the decision must
     # not leave the decision without its reason: both describe the same instant.
     breakers, clock = board()
-    breakers.record("strong", CALL, True)
-    breakers.record("strong", CALL, True)
+    breakers.record("strong", call(), True)
+    breakers.record("strong", call(), True)
     clock.now += CONFIG.cooldown_s - 0.001
     assert breakers.blocked() == {"strong"}
     clock.now += 0.002  # the cool-down ends while the router builds the decision
-    breakers.dispatched("fast", CALL)
+    breakers.dispatched("fast", call())
     assert breakers.note("fast") == "breaker open: strong until 2026-05-28T20:26:50Z"
