@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from services.policy.rubric import RUBRIC_WEIGHTS
 from services.runtime.settings import Settings
 from services.worker import judge as judging
 from services.worker.metrics import JudgeMetrics
-from services.worker.openai import ModelConfigError, build_judge
+from services.worker.openai import ModelConfigError, build_judge, judge_prompt
 from services.worker.openai.client import ChatClient, RetryPolicy
 from services.worker.openai.judge import LLMJudge, Verdict, judge_name
+from services.worker.openai.models import CHARS_PER_TOKEN
 from services.worker.openai.testing import Reply, Request, ScriptedServer, completion, scripted
 from services.worker.scorers import LLMScorer, SimulatedScorer, make_scorer
 from tests.unit.test_openai_client import KEY, Sleeps, spec_for
@@ -200,6 +202,55 @@ def test_a_judge_that_skips_an_attempt_abstains_on_that_one_only() -> None:
     assert got[c] == (pytest.approx(0.9), 1.0, ["b"])
     assert b not in got and verdict.unscored == [b]
     assert {call.model: call.abstained for call in verdict.calls} == {"a": 2, "b": 1}
+
+
+def test_a_group_over_the_context_window_is_judged_in_parts() -> None:
+    shown: list[list[str]] = []
+
+    def answer(request: Request) -> Reply:
+        # Score whatever attempts this request shows, each by its position in the group.
+        attempts = re.findall(r"=== Attempt (\w+) ===", request.body["messages"][1]["content"])
+        shown.append(sorted(attempts))
+        return completion(scores(**{label: 0.1 * (ord(label) - 64) for label in attempts}))
+
+    group = GROUP[:2]
+    one = prompt_characters(group[:1])
+    assert one < prompt_characters(group)
+
+    async def run() -> Verdict:
+        async with scripted() as server:
+            server.chat(answer)
+            judge, _ = judges(server, "a", context_window=one // CHARS_PER_TOKEN)
+            verdict = await judge.score_group(group)
+            await judge.client.close()
+        return verdict
+
+    verdict = asyncio.run(run())
+    assert sorted(shown) == [["A"], ["B"]]
+    got = by_id(verdict)
+    assert got[group[0].trajectory_id][0] == pytest.approx(0.1)
+    assert got[group[1].trajectory_id][0] == pytest.approx(0.2)
+    assert verdict.unscored == [] and verdict.calls[0].requests == 2
+
+
+def test_an_attempt_too_long_for_every_judge_gets_no_reward_and_no_request() -> None:
+    async def run() -> tuple[Verdict, int]:
+        async with scripted() as server:
+            server.chat(completion(scores(A=0.5)))
+            judge, _ = judges(server, "a", context_window=1)
+            verdict = await judge.score_group(GROUP[:1])
+            await judge.client.close()
+        return verdict, len(server.requests)
+
+    verdict, requests = asyncio.run(run())
+    assert verdict.judgements == [] and verdict.unscored == [GROUP[0].trajectory_id]
+    assert requests == 0
+    assert (verdict.calls[0].abstained, verdict.calls[0].failure) == (1, None)
+
+
+def prompt_characters(group: list[Any]) -> int:
+    prompted = judge_prompt.prompt(group, judge_prompt.labels(len(group)), "json_schema")
+    return sum(len(message["content"]) for message in prompted)
 
 
 def test_all_judges_failing_gives_no_reward_and_is_counted(tmp_path: Path) -> None:

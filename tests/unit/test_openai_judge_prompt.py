@@ -17,6 +17,7 @@ from services.worker.openai.judge_prompt import (
     describe,
     labels,
     parse,
+    parts,
     prompt,
     response_format,
     score_schema,
@@ -119,6 +120,43 @@ def test_long_fields_and_long_evidence_lists_are_cut_and_say_so() -> None:
     assert "[... 10 more characters]" in text
     assert f"- fact {EVIDENCE_ITEMS - 1}\n[... 3 more items]" in text
     assert f"fact {EVIDENCE_ITEMS}" not in text
+
+
+def within(characters: int) -> Any:
+    """A context window of ``characters`` characters of prompt."""
+    return lambda messages: sum(len(m["content"]) for m in messages) <= characters
+
+
+def test_a_group_too_long_for_the_judge_is_halved_until_each_part_fits() -> None:
+    group = [written("t-p", r, goal=f"goal {r}", draft_answer="d" * 900) for r in range(5)]
+    group_labels = labels(5)
+    whole = prompt(group, group_labels, "json_schema")
+    fits_two = sum(len(m["content"]) for m in prompt(group[:2], group_labels[:2], "json_schema"))
+    assert fits_two < sum(len(m["content"]) for m in whole)
+    shown, too_long = parts(group, group_labels, "json_schema", within(fits_two))
+    assert too_long == []
+    # 5 -> 2 + 3 -> 2 + (1 + 2): every attempt in exactly one part, beside another one
+    # wherever two still fit.
+    assert [part.labels for part in shown] == [["A", "B"], ["C"], ["D", "E"]]
+    for part in shown:
+        assert within(fits_two)(part.messages)
+        assert part.messages == prompt(
+            [group[group_labels.index(label)] for label in part.labels],
+            part.labels,
+            "json_schema",
+        )
+    assert parts(group, group_labels, "json_schema", within(10**9)) == (
+        [type(shown[0])(group_labels, whole)],
+        [],
+    )
+
+
+def test_an_attempt_too_long_even_alone_is_left_out() -> None:
+    short = written("t-q", 0, goal="short")
+    long = written("t-q", 1, goal="long", draft_answer="d" * 3_000)
+    alone = sum(len(m["content"]) for m in prompt([short], ["A"], "json_schema"))
+    shown, too_long = parts([short, long], ["A", "B"], "json_schema", within(alone))
+    assert [part.labels for part in shown] == [["A"]] and too_long == ["B"]
 
 
 def test_a_full_answer_scores_every_label() -> None:

@@ -13,7 +13,6 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from schemas.events import FailureKind
 from schemas.records import Handoff, HandoffDelta, Role, TrajectoryState
@@ -32,9 +31,6 @@ from services.worker.openai.outputs import (
 )
 from services.worker.openai.preflight import Preflight
 from services.worker.tools import Hit, PassageIndex, SearchFailure, Tools, query_of
-
-#: Characters per token when guessing the size of a prompt against a context window.
-_CHARS_PER_TOKEN = 4
 
 
 class OpenAIBackend:
@@ -93,7 +89,7 @@ class OpenAIBackend:
         except KeyError as error:
             raise Unexecutable("unknown_model", str(error.args[0])) from None
         messages = prompt(self.skills, cell.role, variant.protocol, state.handoff, spec, hits)
-        if _estimated_tokens(messages) > spec.context_window:
+        if not spec.fits(messages):
             raise Unexecutable(
                 "context_overflow",
                 f"the prompt of {variant.action} does not fit the {spec.context_window}-token "
@@ -242,7 +238,3 @@ def _results_text(hits: Sequence[Hit]) -> str:
         return ""
     lines = [f"{n}. {h.title}\n   {h.url}\n   {h.snippet}" for n, h in enumerate(hits, 1)]
     return "\n\nSearch results:\n" + "\n".join(lines)
-
-
-def _estimated_tokens(messages: list[dict[str, Any]]) -> int:
-    return sum(len(m["content"]) for m in messages) // _CHARS_PER_TOKEN

@@ -11,7 +11,9 @@ reward's ``judges`` list says how many judges stand behind it.
 """
 
 import asyncio
+import functools
 import logging
+import operator
 import re
 import time
 from collections.abc import Sequence
@@ -103,49 +105,74 @@ class LLMJudge:
     ) -> tuple[judge_prompt.Scored | None, JudgeCall]:
         """One judge's answer for the group (``None``: it abstains on all of it)."""
         began = time.monotonic()
-        messages = judge_prompt.prompt(members, group_labels, spec.structured_output, rotation)
-        wanted = judge_prompt.response_format(group_labels, spec.structured_output)
-        requests = tokens_in = tokens_out = 0
-
-        def call(scored: judge_prompt.Scored | None, failure: FailureKind | None) -> JudgeCall:
-            abstained = len(members) if scored is None else len(members) - len(scored.axes)
-            return JudgeCall(
-                spec.name,
-                requests,
-                tokens_in,
-                tokens_out,
-                spec.cost_usd(tokens_in, tokens_out),
-                time.monotonic() - began,
-                failure,
-                abstained,
+        fitting, too_long = judge_prompt.parts(
+            members, group_labels, spec.structured_output, spec.fits, rotation
+        )
+        if too_long or len(fitting) > 1:
+            self._log.warning(
+                "the group does not fit the judge's context window; it is judged in parts",
+                extra={"model": spec.name, "parts": len(fitting), "too_long": too_long},
             )
-
-        for _ in range(2):
-            try:
-                reply = await self.client.complete(spec, messages, wanted)
-            except ChatFailure as failure:
-                requests += failure.attempts
-                self._log.warning(
-                    "judge model failed; it abstains on the group",
-                    extra={"model": spec.name, "failure_kind": failure.kind.value},
-                )
-                return None, call(None, failure.kind)
-            requests += reply.attempts
-            tokens_in += reply.tokens_in
-            tokens_out += reply.tokens_out
-            try:
-                scored = judge_prompt.parse(reply.content, group_labels)
-            except OutputError as error:
-                messages = [*messages, *judge_prompt.correction(reply.content, error)]
-                continue
+        tally = _Tally()
+        answers = await asyncio.gather(*(self._answer(spec, part, tally) for part in fitting))
+        read = [answer for answer in answers if isinstance(answer, judge_prompt.Scored)]
+        failures = [answer for answer in answers if isinstance(answer, FailureKind)]
+        scored: judge_prompt.Scored | None = None
+        if read or not failures:
+            unfit = dict.fromkeys(too_long, f"does not fit the context window of {spec.name}")
+            scored = functools.reduce(operator.or_, read, judge_prompt.Scored(rejected=unfit))
             if scored.rejected:
                 self._log.info(
                     "judge abstained on some trajectories",
                     extra={"model": spec.name, "labels": scored.rejected},
                 )
-            return scored, call(scored, None)
+        abstained = len(members) if scored is None else len(members) - len(scored.axes)
+        call = JudgeCall(
+            spec.name,
+            tally.requests,
+            tally.tokens_in,
+            tally.tokens_out,
+            spec.cost_usd(tally.tokens_in, tally.tokens_out),
+            time.monotonic() - began,
+            failures[0] if scored is None else None,
+            abstained,
+        )
+        return scored, call
+
+    async def _answer(
+        self, spec: ModelSpec, part: judge_prompt.Part, tally: "_Tally"
+    ) -> judge_prompt.Scored | FailureKind:
+        """The judge's scores for one part, or why it gave none."""
+        messages = part.messages
+        wanted = judge_prompt.response_format(part.labels, spec.structured_output)
+        for _ in range(2):
+            try:
+                reply = await self.client.complete(spec, messages, wanted)
+            except ChatFailure as failure:
+                tally.requests += failure.attempts
+                self._log.warning(
+                    "judge model failed; it abstains on the attempts it was asked about",
+                    extra={"model": spec.name, "failure_kind": failure.kind.value},
+                )
+                return failure.kind
+            tally.requests += reply.attempts
+            tally.tokens_in += reply.tokens_in
+            tally.tokens_out += reply.tokens_out
+            try:
+                return judge_prompt.parse(reply.content, part.labels)
+            except OutputError as error:
+                messages = [*messages, *judge_prompt.correction(reply.content, error)]
         self._log.warning(
-            "judge answer unreadable after a correction; it abstains on the group",
+            "judge answer unreadable after a correction; it abstains on the attempts it was shown",
             extra={"model": spec.name},
         )
-        return None, call(None, FailureKind.SCHEMA)
+        return FailureKind.SCHEMA
+
+
+@dataclass
+class _Tally:
+    """What one judge spent on one group, over all its requests."""
+
+    requests: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0

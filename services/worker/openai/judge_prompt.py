@@ -9,16 +9,13 @@ the judge did not score, or scored badly, is an abstention on that trajectory on
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.events import TrajectoryCompleted
 from schemas.records import Axis
 from services.policy.rubric import RUBRIC_WEIGHTS
-
-# The cells' helpers, shared rather than twinned (private to their modules, which other
-# work is rewriting; a merge may make them public).
 from services.worker.openai.outputs import OutputError, correction, unfenced
 
 #: Labels A..Z, then A2..Z2 and so on; a group holds at most 64 trajectories.
@@ -107,6 +104,38 @@ def prompt(
     ]
 
 
+@dataclass(frozen=True)
+class Part:
+    """One request's share of a group: the labels it shows and its messages."""
+
+    labels: list[str]
+    messages: list[dict[str, str]]
+
+
+def parts(
+    trajectories: Sequence[TrajectoryCompleted],
+    group_labels: Sequence[str],
+    mode: str,
+    fits: Callable[[list[dict[str, str]]], bool],
+    rotation: int = 0,
+) -> tuple[list[Part], list[str]]:
+    """The requests a judge makes for a group, and the labels of attempts too long to show.
+
+    A group whose prompt ``fits`` the judge's context window is one request. A longer one is
+    halved until each part fits, so every attempt is still scored beside others rather than
+    lost to a provider's 400; an attempt that does not fit even alone is left out.
+    """
+    messages = prompt(trajectories, group_labels, mode, rotation)
+    if fits(messages):
+        return [Part(list(group_labels), messages)], []
+    if len(trajectories) == 1:
+        return [], list(group_labels)
+    half = len(trajectories) // 2
+    head = parts(trajectories[:half], group_labels[:half], mode, fits, rotation)
+    tail = parts(trajectories[half:], group_labels[half:], mode, fits, rotation)
+    return head[0] + tail[0], head[1] + tail[1]
+
+
 def describe(label: str, trajectory: TrajectoryCompleted) -> str:
     """One trajectory as the judge reads it: its goal, the handoff the cells wrote, what
     ran and what was skipped, and what went wrong on the way."""
@@ -157,6 +186,14 @@ class Scored:
     """label -> why its entry was not used (missing, duplicated, bad axis values)."""
     ignored: int = 0
     """Entries naming no label of the group."""
+
+    def __or__(self, other: "Scored") -> "Scored":
+        """The scores of two parts of one group (their labels do not overlap)."""
+        return Scored(
+            {**self.axes, **other.axes},
+            {**self.rejected, **other.rejected},
+            self.ignored + other.ignored,
+        )
 
 
 def parse(content: str, group_labels: Sequence[str]) -> Scored:
@@ -218,11 +255,13 @@ def _axes(entry: Mapping[str, Any]) -> dict[Axis, float] | str:
 __all__ = [
     "EVIDENCE_ITEMS",
     "FIELD_CHARS",
+    "Part",
     "Scored",
     "correction",
     "describe",
     "labels",
     "parse",
+    "parts",
     "prompt",
     "response_format",
     "score_schema",

@@ -8,7 +8,7 @@ then sent to that endpoint as they are.
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,6 +22,9 @@ StructuredOutput = Literal["json_schema", "json_object"]
 
 #: Where the one-endpoint key comes from, as readiness reports it.
 SHORTCUT_KEY = "AGENSBUS_OPENAI_API_KEY"
+
+#: Characters per token when guessing the size of a prompt against a context window.
+CHARS_PER_TOKEN = 4
 
 
 class ModelConfigError(ValueError):
@@ -77,6 +80,12 @@ class ModelSpec:
 
     def cost_usd(self, tokens_in: int, tokens_out: int) -> float:
         return (tokens_in * self.price_in_per_1k + tokens_out * self.price_out_per_1k) / 1000
+
+    def fits(self, messages: Sequence[Mapping[str, str]]) -> bool:
+        """Whether a prompt of these messages, guessed at ``CHARS_PER_TOKEN``, fits the
+        context window: sending one that does not only buys a provider's 400."""
+        characters = sum(len(message["content"]) for message in messages)
+        return characters // CHARS_PER_TOKEN <= self.context_window
 
 
 @dataclass(frozen=True)
