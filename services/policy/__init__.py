@@ -33,9 +33,12 @@ from services.policy.trajectory import (
     absorb,
     advance,
     decide,
+    rollout_id,
     signature_of,
     start_state,
     termination,
+    trajectory_completed,
+    trajectory_ids,
 )
 
 __all__ = [
@@ -68,11 +71,14 @@ __all__ = [
     "parse_action",
     "precondition_holds",
     "presence_mask",
+    "rollout_id",
     "select",
     "select_batch",
     "signature_of",
     "skip_action",
     "start_state",
     "termination",
+    "trajectory_completed",
+    "trajectory_ids",
     "update_beliefs",
 ]

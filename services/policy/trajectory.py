@@ -8,7 +8,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from schemas.events import Termination
+from schemas.events import Termination, TrajectoryCompleted
 from schemas.records import (
     Budget,
     FoldSpec,
@@ -242,3 +242,37 @@ def absorb(state: TrajectoryState, result: StepResult, setup: PolicySetup) -> Tr
         update["handoff"] = apply_delta(state.handoff, result.delta)
         update["beliefs"] = update_beliefs(state.beliefs, role, result.delta)
     return state.model_copy(update=update)
+
+
+def trajectory_ids(task_id: str, rollouts: int) -> list[str]:
+    """The task id itself for a single rollout, else ``<task_id>~<r>`` for each rollout."""
+    if rollouts == 1:
+        return [task_id]
+    return [rollout_id(task_id, r) for r in range(rollouts)]
+
+
+def rollout_id(task_id: str, rollout: int) -> str:
+    """The trajectory id of rollout ``rollout`` of a task run several times."""
+    return f"{task_id}~{rollout}"
+
+
+def trajectory_completed(
+    state: TrajectoryState, ended: Termination, tenant: str, version: int
+) -> TrajectoryCompleted:
+    """The event the router publishes when ``state``'s trajectory ends."""
+    handoff = state.handoff
+    return TrajectoryCompleted(
+        tenant=tenant,
+        trajectory_id=state.trajectory_id,
+        task_id=state.task_id,
+        task_class=state.task_class,
+        regime=state.regime,
+        termination=ended,
+        halt_reason=state.halt_reason if ended is Termination.GOVERNANCE_HALT else None,
+        steps=state.step,
+        tokens=state.tokens_used,
+        retries=state.retries,
+        answer=handoff.merged_answer or handoff.draft_answer,
+        policy_version=version,
+        state=state,
+    )

@@ -21,7 +21,6 @@ from schemas.events import (
     PolicySnapshot,
     StepOutcome,
     TaskSubmitted,
-    Termination,
     TrajectoryCompleted,
 )
 from schemas.records import ActionScore, Budget, StepStatus, TrajectoryState
@@ -34,6 +33,8 @@ from services.policy import (
     advance,
     parse_action,
     start_state,
+    trajectory_completed,
+    trajectory_ids,
 )
 from services.policy.governance import GovernanceConfig, halt_reason
 from services.policy.selection import CandidateScore
@@ -41,13 +42,6 @@ from services.router.breaker import Breakers
 from services.runtime.codec import Rejected
 
 RouterEvent = Decision | TrajectoryCompleted
-
-
-def trajectory_ids(task_id: str, rollouts: int) -> list[str]:
-    """The task id itself for a single rollout, else ``<task_id>~<r>`` for each rollout."""
-    if rollouts == 1:
-        return [task_id]
-    return [f"{task_id}~{r}" for r in range(rollouts)]
 
 
 def decision_id(trajectory_id: str, step: int) -> str:
@@ -337,28 +331,6 @@ class RouterCore:
             exploration_c=selection.exploration_c,
             state=state,
         )
-
-
-def trajectory_completed(
-    state: TrajectoryState, ended: Termination, tenant: str, version: int
-) -> TrajectoryCompleted:
-    """The event the router publishes when ``state``'s trajectory ends."""
-    handoff = state.handoff
-    return TrajectoryCompleted(
-        tenant=tenant,
-        trajectory_id=state.trajectory_id,
-        task_id=state.task_id,
-        task_class=state.task_class,
-        regime=state.regime,
-        termination=ended,
-        halt_reason=state.halt_reason if ended is Termination.GOVERNANCE_HALT else None,
-        steps=state.step,
-        tokens=state.tokens_used,
-        retries=state.retries,
-        answer=handoff.merged_answer or handoff.draft_answer,
-        policy_version=version,
-        state=state,
-    )
 
 
 def _unknown_tenant(tenant: str) -> Rejected:

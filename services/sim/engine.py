@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from schemas.events import Termination
+from schemas.events import Termination, TrajectoryCompleted
 from schemas.records import FoldSpec, RewardConfig, SelectionConfig, TrajectoryState
 from services.policy import (
     PAPER_REWARD,
@@ -21,6 +21,7 @@ from services.policy import (
     backup,
     hybrid_reward,
     start_state,
+    trajectory_completed,
 )
 from services.sim.judge import Judgement, SimulatedJudge
 from services.sim.oracle import Oracle
@@ -222,6 +223,10 @@ class TrajectoryRecord:
     reward: float
     regret: float
 
+    def completed(self, tenant: str = "default", version: int = 0) -> TrajectoryCompleted:
+        """The event a router publishes for this trajectory's end."""
+        return trajectory_completed(self.state, self.termination, tenant, version)
+
 
 @dataclass(frozen=True, slots=True)
 class EpochReport:
@@ -307,10 +312,14 @@ class Engine:
     def tasks(self, epoch: int) -> list[tuple[TaskClass, int]]:
         return epoch_order(self.scenario, self.seed, epoch)
 
-    def trajectory(self, epoch: int, task_class: TaskClass, task_id: str) -> TrajectoryRecord:
+    def trajectory(
+        self, epoch: int, task_class: TaskClass, task_id: str, trajectory_id: str | None = None
+    ) -> TrajectoryRecord:
+        """Run one task to its end and learn from it; ``trajectory_id`` names one of several
+        rollouts of the task (by default the trajectory is the task's only one)."""
         state = start_state(
             task_id=task_id,
-            trajectory_id=task_id,
+            trajectory_id=trajectory_id or task_id,
             goal=task_class.description,
             features=task_class.features,
             setup=self.setup,

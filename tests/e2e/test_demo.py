@@ -15,8 +15,7 @@ from services.demo.report import PLOTS, write_report
 from services.demo.results import ArmResult, trajectory_record
 from services.demo.run import DemoConfig, DemoResult, run_demo
 from services.demo.tasks import epoch_submissions
-from services.policy import PAPER_REWARD
-from services.router.core import trajectory_completed
+from services.policy import PAPER_REWARD, trajectory_completed
 from services.runtime.settings import Settings
 from services.sim.engine import Engine, EpochReport, PolicyName, TrajectoryRecord, policy_setup
 from services.sim.loader import load_scenario

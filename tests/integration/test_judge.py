@@ -4,12 +4,13 @@ together and classes apart, every input committed once scored."""
 
 from collections import Counter, defaultdict
 
-from schemas.events import DeadLetter, RewardObserved, TaskSubmitted, TrajectoryCompleted
+from schemas.events import DeadLetter, RewardObserved, TaskSubmitted
 from services.policy.rubric import judge_confidence
 from services.router.app import build as router_build
 from services.runtime.codec import encode
 from services.runtime.topics import ensure_topics
 from services.sim import Engine, SimulatedJudge, World, load_scenario, policy_setup
+from services.sim.testing import completed_trajectory
 from services.worker.app import build
 from tests.integration.test_worker import (
     SEED,
@@ -26,28 +27,6 @@ SCENARIO = load_scenario("security-advisories")
 GROUP_SIZE = 3
 
 
-def completed(
-    engine: Engine, task_id: str, task_class: str, rollout: int | None = None
-) -> TrajectoryCompleted:
-    """A trajectory the in-process engine ran to its end, as the router reports it."""
-    trajectory_id = task_id if rollout is None else f"{task_id}~{rollout}"
-    record = engine.trajectory(1, SCENARIO.classes[task_class], trajectory_id)
-    state = record.state.model_copy(update={"task_id": task_id})
-    return TrajectoryCompleted(
-        trajectory_id=trajectory_id,
-        task_id=task_id,
-        task_class=task_class,
-        regime=state.regime,
-        termination=record.termination,
-        steps=state.step,
-        tokens=state.tokens_used,
-        retries=state.retries,
-        answer=state.handoff.merged_answer or state.handoff.draft_answer,
-        policy_version=0,
-        state=state,
-    )
-
-
 def test_one_reward_per_trajectory_scored_in_groups(kafka_bootstrap: str) -> None:
     settings = settings_for(
         kafka_bootstrap,
@@ -56,10 +35,10 @@ def test_one_reward_per_trajectory_scored_in_groups(kafka_bootstrap: str) -> Non
     )
     engine = Engine(SCENARIO, policy_setup(SCENARIO, "paper"), seed=SEED)
     trajectories = [
-        *(completed(engine, "t-1", "C3", r) for r in range(3)),  # a full group
-        *(completed(engine, "t-2", "C5", r) for r in range(2)),  # closed by its window
-        *(completed(engine, f"t-{i}", "C1") for i in range(3, 7)),  # peers: 3 + 1
-        completed(engine, "t-7", "C2"),
+        *(completed_trajectory(engine, "C3", "t-1", r) for r in range(3)),  # a full group
+        *(completed_trajectory(engine, "C5", "t-2", r) for r in range(2)),  # closed by its window
+        *(completed_trajectory(engine, "C1", f"t-{i}") for i in range(3, 7)),  # peers: 3 + 1
+        completed_trajectory(engine, "C2", "t-7"),
     ]
     values = [(t.trajectory_id, encode(t)) for t in trajectories]
     values.insert(4, ("t-bad", b"not json"))

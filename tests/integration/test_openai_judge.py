@@ -18,9 +18,10 @@ from services.runtime.codec import encode
 from services.runtime.service import Service
 from services.runtime.topics import ensure_topics
 from services.sim import Engine, policy_setup
+from services.sim.testing import completed_trajectory
 from services.worker.app import build
 from services.worker.openai.testing import Reply, Request, completion, scripted
-from tests.integration.test_judge import SCENARIO, completed
+from tests.integration.test_judge import SCENARIO
 from tests.integration.test_monitor import readyz
 from tests.integration.test_worker import (
     SEED,
@@ -65,7 +66,7 @@ def three_rollouts(task_id: str, task_class: str) -> list[TrajectoryCompleted]:
     engine = Engine(SCENARIO, policy_setup(SCENARIO, "paper"), seed=SEED)
     rollouts = []
     for r in range(3):
-        trajectory = completed(engine, task_id, task_class, r)
+        trajectory = completed_trajectory(engine, task_class, task_id, r)
         state = trajectory.state.model_copy(update={"rollouts": 3})
         answer = f"answer of rollout {r}"
         rollouts.append(trajectory.model_copy(update={"state": state, "answer": answer}))

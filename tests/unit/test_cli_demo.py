@@ -8,7 +8,6 @@ import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
 
-from schemas.events import TrajectoryCompleted
 from schemas.records import StepStatus
 from services.cli import cli
 from services.cli._errors import UserError
@@ -16,7 +15,6 @@ from services.cli.demo import openai_preflight, parse_arms
 from services.demo.live import LiveEpoch, live_trajectory
 from services.demo.replay import Observed
 from services.demo.run import DemoConfig, backend_env, new_run_id, tasks_per_epoch
-from services.router.core import trajectory_completed
 from services.runtime.settings import Settings
 from services.sim.corpus import corpus_for
 from services.sim.engine import Engine, EpochReport, TrajectoryRecord, policy_setup
@@ -136,17 +134,13 @@ def test_tasks_per_class_keeps_every_class() -> None:
     assert tasks_per_epoch(scenario, 7) == sum(min(7, c.count) for c in scenario.classes.values())
 
 
-def completed_event(record: TrajectoryRecord) -> TrajectoryCompleted:
-    return trajectory_completed(record.state, record.termination, "default", 0)
-
-
 def test_a_live_epoch_agrees_with_the_engines_report_where_both_are_defined() -> None:
     scenario = load_scenario("security-advisories")
     records: list[TrajectoryRecord] = []
     Engine(scenario, policy_setup(scenario, "paper"), seed=0).run(2, on_trajectory=records.append)
     second = [r for r in records if r.epoch == 2]
     live = [
-        live_trajectory(2, completed_event(r), r.judgement.to_event(task_id=r.state.task_id), 0.01)
+        live_trajectory(2, r.completed(), r.judgement.to_event(task_id=r.state.task_id), 0.01)
         for r in second
     ]
     epoch, report = LiveEpoch.of(2, live), EpochReport.of(2, second)
@@ -171,7 +165,7 @@ def test_a_live_task_waits_for_the_outcome_of_every_step_it_invoked() -> None:
     state = record.state
     observed = Observed()
     assert not observed.outcomes_seen(state.trajectory_id)  # not even completed
-    observed.completed[state.trajectory_id] = completed_event(record)
+    observed.completed[state.trajectory_id] = record.completed()
     invoked = [e.step for e in state.visited if e.status is not StepStatus.SKIPPED]
     for step in invoked[:-1]:
         observed.step_costs.setdefault(state.trajectory_id, {})[step] = 0.25

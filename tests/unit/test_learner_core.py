@@ -13,31 +13,12 @@ from services.learner.core import Applied, LearnerConfig, LearnerCore, Verdict, 
 from services.policy import PolicyGraph, backup, hybrid_reward
 from services.runtime.codec import decode, encode
 from services.runtime.settings import Settings
-from services.sim import Engine, TrajectoryRecord, load_scenario, policy_setup
+from services.sim import Engine, load_scenario, policy_setup
 from services.sim.engine import arm_named
 
 SCENARIO = load_scenario("security-advisories")
 SETUP = policy_setup(SCENARIO, "paper")
 Pair = tuple[TrajectoryCompleted, RewardObserved]
-
-
-def completed(record: TrajectoryRecord, tenant: str = "default") -> TrajectoryCompleted:
-    """The TrajectoryCompleted a router publishes for this finished trajectory."""
-    state = record.state
-    return TrajectoryCompleted(
-        tenant=tenant,
-        trajectory_id=state.trajectory_id,
-        task_id=state.task_id,
-        task_class=state.task_class,
-        regime=state.regime,
-        termination=record.termination,
-        steps=state.step,
-        tokens=state.tokens_used,
-        retries=state.retries,
-        answer=state.handoff.merged_answer or state.handoff.draft_answer,
-        policy_version=0,
-        state=state,
-    )
 
 
 @cache
@@ -50,7 +31,7 @@ def real_pairs(count: int, prefix: str = "t", seed: int = 0, tenant: str = "defa
     for i in range(count):
         record = engine.trajectory(1, classes[i % len(classes)], f"{prefix}-{i:03d}")
         reward = record.judgement.to_event(task_id=record.state.task_id, tenant=tenant)
-        pairs.append((completed(record, tenant), reward))
+        pairs.append((record.completed(tenant), reward))
     return pairs
 
 

@@ -23,6 +23,7 @@ from services.policy import (
     make_pool,
     signature_of,
     start_state,
+    trajectory_ids,
 )
 from services.policy.cells import paper_cells
 from services.policy.selection import softmax
@@ -32,7 +33,6 @@ from services.router.core import (
     RouterCore,
     RouterEvent,
     SnapshotVerdict,
-    trajectory_ids,
 )
 from services.router.readiness import PolicyCatchUp
 from services.runtime.codec import Rejected

@@ -8,6 +8,7 @@ from schemas.events import TrajectoryCompleted
 from services.policy.rubric import judge_confidence
 from services.runtime.codec import Rejected, encode
 from services.sim import Engine, SimulatedJudge, World, load_scenario, policy_setup
+from services.sim.testing import completed_trajectory
 from services.worker.judge import Grouper, accept, group_id, group_key, score_group, shape
 from tests.unit.test_router_core import core, run_to_end, task
 
@@ -17,22 +18,7 @@ ENGINE = Engine(SCENARIO, policy_setup(SCENARIO, "paper"), seed=5)
 
 def completed(task_id: str, task_class: str, rollout: int | None = None) -> TrajectoryCompleted:
     """A real finished trajectory; ``rollout`` makes it one of several runs of the task."""
-    trajectory_id = task_id if rollout is None else f"{task_id}~{rollout}"
-    record = ENGINE.trajectory(1, SCENARIO.classes[task_class], trajectory_id)
-    state = record.state.model_copy(update={"task_id": task_id})
-    return TrajectoryCompleted(
-        trajectory_id=trajectory_id,
-        task_id=task_id,
-        task_class=task_class,
-        regime=state.regime,
-        termination=record.termination,
-        steps=state.step,
-        tokens=state.tokens_used,
-        retries=state.retries,
-        answer=state.handoff.merged_answer or state.handoff.draft_answer,
-        policy_version=0,
-        state=state,
-    )
+    return completed_trajectory(ENGINE, task_class, task_id, rollout)
 
 
 def test_rollouts_group_by_task_single_runs_by_class_and_tenants_apart() -> None:
