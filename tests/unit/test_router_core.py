@@ -38,6 +38,7 @@ from services.router.readiness import PolicyCatchUp
 from services.runtime.codec import Rejected
 from services.sim import World, load_scenario, policy_setup
 from services.sim.engine import arm_named
+from services.worker.invoke import outcome_of
 
 SCENARIO = load_scenario("security-advisories")
 SETUP = policy_setup(SCENARIO, "paper")
@@ -71,24 +72,8 @@ def decisions(events: list[RouterEvent]) -> list[Decision]:
 
 def execute(decision: Decision, world: World = WORLD) -> StepOutcome:
     """What a worker publishes for an invoke decision, run in the simulated world."""
-    execution = world.execute(decision.state, SCENARIO.pool.variant(decision.action))
-    result = execution.result
-    return StepOutcome(
-        tenant=decision.tenant,
-        decision_id=decision.decision_id,
-        trajectory_id=decision.trajectory_id,
-        step=decision.step,
-        action=decision.action,
-        cell=decision.cell,
-        status=StepStatus.SUCCEEDED if result.succeeded else StepStatus.FAILED,
-        failure_kind=execution.failure_kind,
-        tokens_in=execution.tokens_in,
-        tokens_out=execution.tokens_out,
-        latency_s=execution.latency_s,
-        retries=result.retries,
-        delta=result.delta,
-        done=result.done,
-        state=decision.state,
+    return outcome_of(
+        decision, world.execute(decision.state, SCENARIO.pool.variant(decision.action))
     )
 
 
