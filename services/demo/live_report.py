@@ -17,11 +17,15 @@ from services.demo.report import (
     TextTable,
     epochs_span,
     markdown_table,
+    per_epoch_plot,
     rich_table,
+    save_figures,
     setting_text,
     settings_of,
 )
 from services.demo.run import LiveDemoResult
+
+PLOTS = ("judge.png", "tokens.png", "cost.png")
 
 NO_GROUND_TRUTH = (
     "No true quality and no regret: with real models no simulated world stands behind the "
@@ -177,13 +181,35 @@ def markdown(result: LiveDemoResult) -> str:
     ]
     for table in tables(result):
         lines += ["", f"## {table.title[0].upper()}{table.title[1:]}", "", markdown_table(table)]
+    lines += [
+        "",
+        "## Plots",
+        "",
+        "![judge score per epoch](judge.png)",
+        "",
+        "![tokens per trajectory per epoch](tokens.png)",
+        "",
+        "![provider cost per trajectory per epoch](cost.png)",
+    ]
     return "\n".join(lines) + "\n"
 
 
+def write_plots(result: LiveDemoResult, out: Path) -> list[Path]:
+    name = result.scenario.name
+    arms = [(arm.arm, arm.epochs) for arm in result.arms]
+    figures = (
+        per_epoch_plot(name, arms, "judge_score", "judge score"),
+        per_epoch_plot(name, arms, "tokens_per_trajectory", "tokens per trajectory"),
+        per_epoch_plot(name, arms, "cost_per_trajectory_usd", "cost per trajectory (USD)"),
+    )
+    return save_figures(figures, PLOTS, out)
+
+
 def write_report(result: LiveDemoResult, out: Path) -> dict[str, Any]:
-    """Write report.md and metrics.json into ``out``; returns the metrics."""
+    """Write report.md, metrics.json and the plots into ``out``; returns the metrics."""
     out.mkdir(parents=True, exist_ok=True)
     data = metrics(result)
     (out / "metrics.json").write_text(json.dumps(data, indent=2) + "\n")
+    write_plots(result, out)
     (out / "report.md").write_text(markdown(result))
     return data

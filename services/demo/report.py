@@ -9,7 +9,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -246,24 +246,50 @@ def _figure(width: float) -> Figure:
     return figure
 
 
-def _per_epoch_plot(result: DemoResult, column: str, label: str) -> Figure:
+class _Epoch(Protocol):
+    """What a per-epoch plot reads of a simulated or a live epoch."""
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def judge_score(self) -> float: ...
+
+
+def per_epoch_plot(
+    scenario: str,
+    arms: Sequence[tuple[str, Sequence[_Epoch]]],
+    column: str,
+    label: str,
+    with_judge: bool = False,
+) -> Figure:
+    """``column`` of each arm's epochs against the epoch; ``with_judge`` adds the judge's
+    score dashed in the arm's colour, to show how far the judge is from the truth."""
     figure = _figure(7.0)
     axes = figure.subplots()
-    for arm in result.arms:
-        epochs = [r.epoch for r in arm.epochs]
-        values = [getattr(r, column) for r in arm.epochs]
-        (line,) = axes.plot(epochs, values, marker="o", label=arm.arm)
-        if column == "true_quality":
-            judged = [r.judge_score for r in arm.epochs]
+    for name, epochs in arms:
+        numbers = [e.epoch for e in epochs]
+        (line,) = axes.plot(numbers, [getattr(e, column) for e in epochs], marker="o", label=name)
+        if with_judge:
+            judged = [e.judge_score for e in epochs]
             color = line.get_color()
-            axes.plot(epochs, judged, "--", color=color, alpha=0.6, label=f"{arm.arm} (judge)")
+            axes.plot(numbers, judged, "--", color=color, alpha=0.6, label=f"{name} (judge)")
     axes.set_xlabel("epoch")
     axes.set_ylabel(label)
-    axes.set_title(f"{result.scenario.name}: {label} per epoch")
+    axes.set_title(f"{scenario}: {label} per epoch")
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
     return figure
+
+
+def save_figures(figures: Sequence[Figure], names: Sequence[str], out: Path) -> list[Path]:
+    paths = []
+    for name, figure in zip(names, figures, strict=True):
+        path = out / name
+        figure.savefig(path)
+        paths.append(path)
+    return paths
 
 
 def _plateau_plot(result: DemoResult) -> Figure:
@@ -290,17 +316,14 @@ def _plateau_plot(result: DemoResult) -> Figure:
 
 
 def write_plots(result: DemoResult, out: Path) -> list[Path]:
+    name = result.scenario.name
+    arms = [(arm.arm, arm.epochs) for arm in result.arms]
     figures = (
-        _per_epoch_plot(result, "true_quality", "true quality"),
-        _per_epoch_plot(result, "tokens_per_trajectory", "tokens per trajectory"),
+        per_epoch_plot(name, arms, "true_quality", "true quality", with_judge=True),
+        per_epoch_plot(name, arms, "tokens_per_trajectory", "tokens per trajectory"),
         _plateau_plot(result),
     )
-    paths = []
-    for name, figure in zip(PLOTS, figures, strict=True):
-        path = out / name
-        figure.savefig(path)
-        paths.append(path)
-    return paths
+    return save_figures(figures, PLOTS, out)
 
 
 # --- report.md ---------------------------------------------------------------------------

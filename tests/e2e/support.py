@@ -18,6 +18,8 @@ from tests.e2e.conftest import Bus
 
 T = TypeVar("T")
 SHIPPED = Path(__file__).parents[2] / "services" / "sim" / "scenarios"
+#: The first bytes of every PNG file: a written plot is a real image.
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: Bounds every replay: a hung service fails its test instead of hanging the suite.
 RUN_TIMEOUT_S = 150.0
 

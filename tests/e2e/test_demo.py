@@ -22,9 +22,7 @@ from services.sim.loader import load_scenario
 from services.sim.oracle import Oracle
 from services.sim.scenario import Scenario
 from services.sim.world import World
-from tests.e2e.support import small_scenario
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+from tests.e2e.support import PNG_MAGIC, small_scenario
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from schemas.events import (
     TrajectoryCompleted,
 )
 from schemas.records import Axis, StepStatus, Verdict
+from services.demo.live_report import PLOTS as LIVE_PLOTS
 from services.policy.rubric import overall_score
 from services.runtime.codec import decode
 from services.runtime.processes import agensbus_command
@@ -40,7 +41,7 @@ from services.sim.corpus import corpus_for
 from services.sim.loader import load_scenario
 from services.worker.openai.testing import Reply, Request, ScriptedServer, completion
 from tests.e2e.conftest import Bus
-from tests.e2e.support import deployment, run
+from tests.e2e.support import PNG_MAGIC, deployment, run
 
 TOKENS_IN, TOKENS_OUT = 40, 10
 PRICE_IN, PRICE_OUT = 0.5, 1.5  # USD per 1000 tokens
@@ -337,7 +338,11 @@ def test_the_openai_demo_asks_the_corpus_questions_and_reports_without_ground_tr
         assert requests and trajectory["cost_usd"] == pytest.approx(len(requests) * STEP_COST)
         assert trajectory["tokens"] == len(requests) * (TOKENS_IN + TOKENS_OUT)
     assert metrics["cost_usd"] == pytest.approx(sum(t["cost_usd"] for t in trajectories))
-    assert "No true quality" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "No true quality" in report
+    for name in LIVE_PLOTS:
+        assert (out / name).read_bytes().startswith(PNG_MAGIC)
+        assert f"]({name})" in report
 
     # What crossed Kafka: the tasks carried the questions, and the models were asked them.
     prefix = data["settings"]["topic_prefixes"]["paper"]
