@@ -6,7 +6,7 @@ so any router replica (or the in-process engine) can advance any trajectory.
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from schemas.events import Termination, TrajectoryCompleted
 from schemas.records import (
@@ -27,7 +27,7 @@ from services.policy.cells import CellPool, Variant, paper_pool, parse_action
 from services.policy.graph import PolicyGraph
 from services.policy.handoff import apply_delta
 from services.policy.regime import detect_regime
-from services.policy.selection import Selection, select
+from services.policy.selection import Selection, score_candidates, select
 from services.policy.signature import fold
 
 
@@ -148,6 +148,11 @@ def decide(
     stochastic = setup.selection.temperature > 0.0
     u = decision_uniform(setup.seed, state.trajectory_id, state.step) if stochastic else None
     selection = select(graph, signature, candidates, setup.selection, u=u)
+    if not selection.scores:
+        # Where the rule-based prior acted, the log still lists every candidate with its
+        # score, so that off-policy evaluation can ask any target policy about it.
+        scores = score_candidates(graph, signature, candidates, setup.selection)
+        selection = replace(selection, scores=scores)
     is_skip, cell = parse_action(selection.action)
     if is_skip:
         edge = VisitedEdge(

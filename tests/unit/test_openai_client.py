@@ -128,14 +128,15 @@ def test_500_backs_off_then_succeeds() -> None:
 def test_a_slow_response_times_out_and_is_retried_then_fails_as_timeout() -> None:
     async def run() -> None:
         async with scripted() as server:
-            server.chat(Reply(delay_s=2.0, body={}), completion("late but fine"))
+            # A timeout generous enough that a loaded machine still answers the fast reply in time.
+            server.chat(Reply(delay_s=6.0, body={}), completion("late but fine"))
             sleeps = Sleeps()
             client = client_with(sleeps, max_retries=1)
-            spec = spec_for(server.base_url, timeout_s=0.2)
+            spec = spec_for(server.base_url, timeout_s=1.5)
             reply = await client.complete(spec, MESSAGES, FORMAT)
             assert (reply.content, reply.attempts) == ("late but fine", 2)
 
-            server.chat(Reply(delay_s=2.0, body={}))
+            server.chat(Reply(delay_s=6.0, body={}))
             with pytest.raises(ChatFailure) as failed:
                 await client.complete(spec, MESSAGES, FORMAT)
             await client.close()

@@ -143,7 +143,11 @@ def test_a_cold_task_is_taken_to_its_first_invoke_with_the_state_waiting_on_it()
         "t1:0",
     )
     assert last.reason is DecisionReason.RULE_BASED_PRIOR
-    assert (last.propensity, last.policy_version, last.scores) == (1.0, 0, [])
+    assert (last.propensity, last.policy_version) == (1.0, 0)
+    # The prior chose, and the log still lists every candidate (for off-policy evaluation),
+    # none of them tried yet: the first invoke candidate is the one taken.
+    assert last.scores[0].action == "planner" and len(last.scores) > 1
+    assert all(s.score is None and s.visits == 0 for s in last.scores)
     pending = last.state.pending
     assert pending is not None
     assert (pending.step, pending.action, pending.signature) == (0, "planner", last.signature)
@@ -471,7 +475,7 @@ def test_a_stochastic_arm_logs_the_exact_propensity_of_each_draw() -> None:
     graph = confident_graph({"planner": 0.4, "skip:planner": 0.41})
     assert router.on_snapshot(snapshot(graph, 1)).adopted
     log = decisions(run_to_end(router, task()))
-    drawn = [d for d in log if d.scores]
+    drawn = [d for d in log if d.reason is not DecisionReason.RULE_BASED_PRIOR]
     assert drawn, "the softmax arm must have drawn among scored candidates"
     for decision in drawn:
         scores = [math.inf if s.score is None else s.score for s in decision.scores]
