@@ -6,6 +6,7 @@ from services.cli._errors import run_cli
 from services.cli.bench import bench
 from services.cli.demo import demo
 from services.cli.policy import policy
+from services.cli.policy_evaluate import evaluate_command
 from services.cli.serve import learner, router, worker
 from services.cli.simulate import simulate
 from services.cli.skills import skills
@@ -26,6 +27,7 @@ def cli() -> None:
     """
 
 
+policy.add_command(evaluate_command)
 cli.add_command(policy)
 cli.add_command(task)
 cli.add_command(simulate)

@@ -28,7 +28,7 @@ from services.policy import PolicyGraph, Selection, Signature, parse_action, sel
 from services.policy.selection import CandidateScore, score_candidates
 from services.runtime.policy_files import PolicyFileError, load_graph
 
-_POLICY_FILE = click.argument(
+POLICY_FILE = click.argument(
     "policy_file", metavar="POLICY_FILE", type=click.Path(dir_okay=False, path_type=Path)
 )
 _ACTION_ID: TypeAdapter[str] = TypeAdapter(ActionId)
@@ -40,7 +40,7 @@ def policy() -> None:
     """Explain, inspect and validate agensbus.policy/1 files (see docs/policy-format.md)."""
 
 
-def _load(path: Path) -> tuple[PolicyDocument, PolicyGraph]:
+def load_policy_file(path: Path) -> tuple[PolicyDocument, PolicyGraph]:
     try:
         return load_graph(path)
     except PolicyFileError as error:
@@ -268,7 +268,7 @@ def _render_explanation(
 
 
 @policy.command("explain")
-@_POLICY_FILE
+@POLICY_FILE
 @click.option(
     "--signature",
     "signature_text",
@@ -304,7 +304,7 @@ def explain_command(
     threshold the rule-based prior acts: the first candidate that is not a skip.
     """
     candidates = parse_candidates(candidates_text)
-    document, graph = _load(policy_file)
+    document, graph = load_policy_file(policy_file)
     signature = parse_signature(signature_text, document.fold).text
     _check_prior_can_act(candidates, document.selection, graph.visits_of(signature))
     explanation = explain_decision(document, graph, signature, candidates)
@@ -471,7 +471,7 @@ def _render_group(console: Console, group: dict[str, Any]) -> None:
 
 
 @policy.command("inspect")
-@_POLICY_FILE
+@POLICY_FILE
 @click.option(
     "--regime",
     type=click.Choice([r.value for r in Regime]),
@@ -503,7 +503,7 @@ def inspect_command(policy_file: Path, regime: str | None, top: int, as_json: bo
     (the highest mean among completed edges; ties credit every tied action). Rows are sorted
     by greedy nodes, then mean reward, then visits.
     """
-    document, graph = _load(policy_file)
+    document, graph = load_policy_file(policy_file)
     groups = summarize(document.nodes, None if regime is None else Regime(regime))
     summary = _summary_json(policy_file, document, graph)
     group_data = [_group_json(g, top) for g in groups]
@@ -522,7 +522,7 @@ def inspect_command(policy_file: Path, regime: str | None, top: int, as_json: bo
 
 
 @policy.command("validate")
-@_POLICY_FILE
+@POLICY_FILE
 def validate_command(policy_file: Path) -> None:
     """Check POLICY_FILE as an import would.
 
@@ -530,7 +530,7 @@ def validate_command(policy_file: Path) -> None:
     is agensbus.policy/1, every field has the right type and range (counts ≥ 0, M2 ≥ 0),
     signatures are unique, parse, and carry the fold's version and extra keys.
     """
-    document, graph = _load(policy_file)
+    document, graph = load_policy_file(policy_file)
     click.echo(
         f"OK {policy_file}: {document.format}, tenant {document.tenant}, version "
         f"{document.version}: {graph.node_count} nodes, {graph.edge_count} edges, "

@@ -1,0 +1,175 @@
+"""``agensbus policy evaluate``: estimate what a policy file would earn, from the decisions,
+trajectories and rewards another policy logged (services.policy.ope), without running it."""
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from rich.table import Table
+
+from schemas.events import Decision, RewardObserved, TrajectoryCompleted
+from schemas.records import FoldSpec
+from services.cli._errors import UserError
+from services.cli._render import echo_json, make_console
+from services.cli.policy import POLICY_FILE, fold_mismatch, load_policy_file
+from services.policy import Signature
+from services.policy.ope import Evaluation, Joined, TargetPolicy, evaluate, join
+from services.runtime.codec import Rejected, decode
+
+Logged = Decision | TrajectoryCompleted | RewardObserved
+_LOGGED: dict[str, type[Logged]] = {
+    model.__name__: model for model in (Decision, TrajectoryCompleted, RewardObserved)
+}
+_SHOWN_PROBLEMS = 5
+#: z of a two-sided 95% normal interval.
+_Z95 = 1.96
+
+
+def read_events(files: Iterable[IO[bytes]]) -> tuple[list[Logged], int]:
+    """The Decision, TrajectoryCompleted and RewardObserved events of JSON-lines files (as
+    ``agensbus tail --json`` prints them), and how many other events were passed over."""
+    events: list[Logged] = []
+    other = 0
+    problems: list[str] = []
+    for file in files:
+        for number, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            where = f"{file.name} line {number}"
+            try:
+                data = json.loads(line)
+            except ValueError:
+                problems.append(f"{where}: not JSON")
+                continue
+            kind = data.get("event_type") if isinstance(data, dict) else None
+            if not isinstance(kind, str):
+                problems.append(f"{where}: not an agensbus event (no event_type)")
+                continue
+            model = _LOGGED.get(kind)
+            if model is None:
+                other += 1
+                continue
+            parsed = decode(line, model)
+            if isinstance(parsed, Rejected):
+                problems.append(f"{where}: {parsed.reason}")
+            else:
+                events.append(parsed)
+    if problems:
+        shown = problems[:_SHOWN_PROBLEMS]
+        if len(problems) > _SHOWN_PROBLEMS:
+            shown.append(f"(+{len(problems) - _SHOWN_PROBLEMS} more)")
+        raise UserError("the events cannot be read:\n  " + "\n  ".join(shown))
+    return events, other
+
+
+def _check_fold(joined: Joined, fold: FoldSpec) -> None:
+    for trajectory in joined.trajectories:
+        for decision in trajectory.decisions:
+            why = fold_mismatch(Signature.parse(decision.signature), fold)
+            if why is not None:
+                raise UserError(
+                    f"trajectory {trajectory.trajectory_id} was logged by a router that folds "
+                    f"states differently from the policy ({why}): its nodes cannot be looked "
+                    "up in this policy"
+                )
+
+
+def _figures(evaluation: Evaluation) -> Iterator[tuple[str, float, float | None, str]]:
+    """(estimator, estimate, half-width of its 95% interval or None, note)."""
+    ips, snips, dr = evaluation.ips, evaluation.snips, evaluation.doubly_robust
+    yield "logged policy", evaluation.logged.estimate, None, "what the logging policy earned"
+    yield "IPS", ips.estimate, _Z95 * ips.standard_error, "unbiased, high variance"
+    ess = f"effective sample size {snips.effective_sample_size:.1f}"
+    yield "SNIPS", snips.estimate, None, ess
+    yield "doubly robust", dr.estimate, _Z95 * dr.standard_error, "the graph's values, corrected"
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
+
+def evaluation_json(
+    path: Path, evaluation: Evaluation, joined: Joined, other: int
+) -> dict[str, Any]:
+    return {
+        "policy": str(path),
+        "estimates": {
+            name.replace(" ", "_"): {"estimate": _finite(value), "ci95_half_width": _finite(half)}
+            for name, value, half, _ in _figures(evaluation)
+        },
+        "effective_sample_size": evaluation.snips.effective_sample_size,
+        "trajectories": len(joined.trajectories),
+        "matched": evaluation.matched,
+        "unfinished": joined.unfinished,
+        "unrewarded": joined.unrewarded,
+        "incomplete": joined.incomplete,
+        "other_events": other,
+    }
+
+
+@click.command("evaluate")
+@POLICY_FILE
+@click.argument("events", metavar="EVENTS.jsonl...", nargs=-1, required=True, type=click.File("rb"))
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def evaluate_command(policy_file: Path, events: tuple[IO[bytes], ...], as_json: bool) -> None:
+    """Estimate what POLICY_FILE would earn on the tasks another policy routed, from the
+    events that policy logged (off-policy evaluation), without running it.
+
+    EVENTS are JSON-lines files (- for stdin) holding the Decision, TrajectoryCompleted and
+    RewardObserved events of the logging deployment, e.g. from
+
+        agensbus tail decisions --from-beginning --timeout 5 --json > events.jsonl
+
+    and the same for trajectories and rewards (appended). Each whole trajectory is
+    weighed by how likely POLICY_FILE (its graph and its selection rules) was to take every
+    logged step, over the propensity the router logged; a trajectory's reward is the
+    policy's own reward (its `reward` section) of the judged quality, tokens and retries.
+    Prints the logging policy's mean reward and the IPS, SNIPS and doubly robust estimates
+    of the target's, with 95% intervals where they exist.
+
+    A deterministic router (paper mode: every propensity 1) only ever logs the one action
+    it chose, so a policy that differs from it can be evaluated only where they agree: log
+    with a stochastic arm (selection temperature above 0, e.g. the +softmax switch).
+    """
+    document, graph = load_policy_file(policy_file)
+    logged, other = read_events(events)
+    mine = [event for event in logged if event.tenant == document.tenant]
+    joined = join(mine, document.reward)
+    if not joined.trajectories:
+        raise UserError(
+            f"no whole trajectory of tenant {document.tenant!r} in the events: evaluation "
+            "needs each trajectory's Decision events, its TrajectoryCompleted and a "
+            f"RewardObserved (found {len(mine)} events of the tenant: {joined.unfinished} "
+            f"unfinished, {joined.unrewarded} unrewarded, {joined.incomplete} with decisions "
+            "missing)"
+        )
+    target = TargetPolicy(graph, document.selection)
+    _check_fold(joined, document.fold)
+    try:
+        evaluation = evaluate(target, joined.trajectories)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if as_json:
+        echo_json(evaluation_json(policy_file, evaluation, joined, other))
+        return
+    console = make_console()
+    table = Table(title=f"{policy_file} on {len(joined.trajectories)} logged trajectories")
+    for header in ("estimator", "mean reward", "95% interval", "note"):
+        table.add_column(header, justify="left" if header in ("estimator", "note") else "right")
+    for name, value, half, note in _figures(evaluation):
+        interval = "" if half is None or math.isnan(half) else f"± {half:.4f}"
+        table.add_row(name, "-" if math.isnan(value) else f"{value:.4f}", interval, note)
+    console.print(table)
+    console.print(
+        f"{evaluation.matched} of {len(joined.trajectories)} trajectories are ones the policy "
+        f"could have produced; left out: {joined.unfinished} unfinished, {joined.unrewarded} "
+        f"unrewarded, {joined.incomplete} with decisions missing; {other} other events"
+    )
+    if evaluation.matched == 0:
+        console.print(
+            "The policy would have taken none of the logged trajectories, so nothing in this "
+            "log speaks for it: log with a stochastic arm (temperature above 0)."
+        )
