@@ -148,9 +148,11 @@ def decide(
     stochastic = setup.selection.temperature > 0.0
     u = decision_uniform(setup.seed, state.trajectory_id, state.step) if stochastic else None
     selection = select(graph, signature, candidates, setup.selection, u=u)
-    if not selection.scores:
-        # Where the rule-based prior acted, the log still lists every candidate with its
-        # score, so that off-policy evaluation can ask any target policy about it.
+    if stochastic and not selection.scores:
+        # Where the rule-based prior acted, a stochastic arm's log still lists every
+        # candidate, so that off-policy evaluation can ask any target policy about it. A
+        # deterministic router skips this: its log speaks only for policies that act as it
+        # does, and scoring every cold decision would halve a paper-mode router's rate.
         scores = score_candidates(graph, signature, candidates, setup.selection)
         selection = replace(selection, scores=scores)
     is_skip, cell = parse_action(selection.action)

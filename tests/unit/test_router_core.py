@@ -143,11 +143,7 @@ def test_a_cold_task_is_taken_to_its_first_invoke_with_the_state_waiting_on_it()
         "t1:0",
     )
     assert last.reason is DecisionReason.RULE_BASED_PRIOR
-    assert (last.propensity, last.policy_version) == (1.0, 0)
-    # The prior chose, and the log still lists every candidate (for off-policy evaluation),
-    # none of them tried yet: the first invoke candidate is the one taken.
-    assert last.scores[0].action == "planner" and len(last.scores) > 1
-    assert all(s.score is None and s.visits == 0 for s in last.scores)
+    assert (last.propensity, last.policy_version, last.scores) == (1.0, 0, [])
     pending = last.state.pending
     assert pending is not None
     assert (pending.step, pending.action, pending.signature) == (0, "planner", last.signature)
@@ -467,6 +463,17 @@ def test_outcome_delta_and_tokens_reach_the_state() -> None:
     assert second.state.handoff.subproblem == "narrowed"
     assert (second.state.tokens_used, second.state.retries) == (120, 1)
     assert second.state.visited[0].status is StepStatus.SUCCEEDED
+
+
+def test_a_stochastic_arms_prior_decision_still_lists_every_candidate() -> None:
+    # Cold, the prior chooses; a stochastic arm logs the candidates anyway, for off-policy
+    # evaluation (a paper-mode router does not: see the cold task test above).
+    arm = arm_named("agensbus+softmax")
+    first = decisions(routed(core(arm.setup(SCENARIO, 3)).on_task(task())))[0]
+    assert first.reason is DecisionReason.RULE_BASED_PRIOR and first.propensity == 1.0
+    actions = [s.action for s in first.scores]
+    assert first.action in actions and len(actions) > 1
+    assert all(s.visits == 0 for s in first.scores)
 
 
 def test_a_stochastic_arm_logs_the_exact_propensity_of_each_draw() -> None:
