@@ -143,8 +143,8 @@ def evaluate_command(policy_file: Path, events: tuple[IO[bytes], ...], as_json: 
             f"no whole trajectory of tenant {document.tenant!r} in the events: evaluation "
             "needs each trajectory's Decision events, its TrajectoryCompleted and a "
             f"RewardObserved (found {len(mine)} events of the tenant: {joined.unfinished} "
-            f"unfinished, {joined.unrewarded} unrewarded, {joined.incomplete} with decisions "
-            "missing)"
+            f"unfinished, {joined.unrewarded} unrewarded, {joined.incomplete} with a decision "
+            "missing or listing no candidates)"
         )
     target = TargetPolicy(graph, document.selection)
     _check_fold(joined, document.fold)
@@ -166,7 +166,8 @@ def evaluate_command(policy_file: Path, events: tuple[IO[bytes], ...], as_json: 
     console.print(
         f"{evaluation.matched} of {len(joined.trajectories)} trajectories are ones the policy "
         f"could have produced; left out: {joined.unfinished} unfinished, {joined.unrewarded} "
-        f"unrewarded, {joined.incomplete} with decisions missing; {other} other events"
+        f"unrewarded, {joined.incomplete} with a decision missing or listing no candidates "
+        f"(a deterministic router lists none where its prior chose); {other} other events"
     )
     if evaluation.matched == 0:
         console.print(
