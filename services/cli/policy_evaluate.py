@@ -121,9 +121,12 @@ def evaluate_command(policy_file: Path, events: tuple[IO[bytes], ...], as_json: 
     EVENTS are JSON-lines files (- for stdin) holding the Decision, TrajectoryCompleted and
     RewardObserved events of the logging deployment, e.g. from
 
-        agensbus tail decisions --from-beginning --timeout 5 --json > events.jsonl
+    \b
+        for t in decisions trajectories rewards; do
+          agensbus tail $t --from-beginning --timeout 5 --json >> events.jsonl
+        done
 
-    and the same for trajectories and rewards (appended). Each whole trajectory is
+    Each whole trajectory is
     weighed by how likely POLICY_FILE (its graph and its selection rules) was to take every
     logged step, over the propensity the router logged; a trajectory's reward is the
     policy's own reward (its `reward` section) of the judged quality, tokens and retries.
