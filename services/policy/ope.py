@@ -28,6 +28,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
 from schemas.events import Decision, DecisionReason, RewardObserved, TrajectoryCompleted
 from schemas.records import RewardConfig, SelectionConfig
@@ -163,19 +164,24 @@ def weigh(target: TargetPolicy, trajectory: LoggedTrajectory) -> Weighted:
 
 
 @dataclass
-class IPS:
+class _Mean:
+    """The mean over trajectories of one number each (``term``), with its standard error."""
+
     count: int = 0
     total: float = 0.0
     total_squares: float = 0.0
 
+    def term(self, item: Weighted) -> float:
+        raise NotImplementedError
+
     def add(self, item: Weighted) -> None:
-        term = item.weight * item.reward
+        term = self.term(item)
         self.count += 1
         self.total += term
         self.total_squares += term * term
 
-    def merge(self, other: "IPS") -> "IPS":
-        return IPS(
+    def merge(self, other: Self) -> Self:
+        return type(self)(
             self.count + other.count,
             self.total + other.total,
             self.total_squares + other.total_squares,
@@ -190,8 +196,31 @@ class IPS:
         return _standard_error(self.count, self.total, self.total_squares)
 
 
+class IPS(_Mean):
+    """The mean of ``w * r``."""
+
+    def term(self, item: Weighted) -> float:
+        return item.weight * item.reward
+
+
+class DoublyRobust(_Mean):
+    """The mean of the trajectories' doubly robust values."""
+
+    def term(self, item: Weighted) -> float:
+        return item.doubly_robust
+
+
+class LoggedMean(_Mean):
+    """What the logging policy itself earned: every trajectory at weight 1."""
+
+    def term(self, item: Weighted) -> float:
+        return item.reward
+
+
 @dataclass
 class SNIPS:
+    """``sum(w * r) / sum(w)``, and the effective sample size of the weights."""
+
     weights: float = 0.0
     weight_squares: float = 0.0
     total: float = 0.0
@@ -217,33 +246,6 @@ class SNIPS:
         return self.weights**2 / self.weight_squares if self.weight_squares > 0.0 else 0.0
 
 
-@dataclass
-class DoublyRobust:
-    count: int = 0
-    total: float = 0.0
-    total_squares: float = 0.0
-
-    def add(self, item: Weighted) -> None:
-        self.count += 1
-        self.total += item.doubly_robust
-        self.total_squares += item.doubly_robust * item.doubly_robust
-
-    def merge(self, other: "DoublyRobust") -> "DoublyRobust":
-        return DoublyRobust(
-            self.count + other.count,
-            self.total + other.total,
-            self.total_squares + other.total_squares,
-        )
-
-    @property
-    def estimate(self) -> float:
-        return self.total / self.count if self.count else math.nan
-
-    @property
-    def standard_error(self) -> float:
-        return _standard_error(self.count, self.total, self.total_squares)
-
-
 def _standard_error(count: int, total: float, squares: float) -> float:
     if count < 2:
         return math.nan
@@ -259,8 +261,7 @@ class Evaluation:
     ips: IPS = field(default_factory=IPS)
     snips: SNIPS = field(default_factory=SNIPS)
     doubly_robust: DoublyRobust = field(default_factory=DoublyRobust)
-    logged: IPS = field(default_factory=IPS)
-    """The logged rewards at weight 1: what the logging policy earned."""
+    logged: LoggedMean = field(default_factory=LoggedMean)
     matched: int = 0
     """Trajectories the target could have produced (weight above 0)."""
 
@@ -268,7 +269,7 @@ class Evaluation:
         self.ips.add(item)
         self.snips.add(item)
         self.doubly_robust.add(item)
-        self.logged.add(Weighted(1.0, item.reward, item.reward))
+        self.logged.add(item)
         self.matched += item.weight > 0.0
 
     def merge(self, other: "Evaluation") -> "Evaluation":
@@ -295,6 +296,7 @@ __all__ = [
     "Evaluation",
     "Joined",
     "LoggedDecision",
+    "LoggedMean",
     "LoggedTrajectory",
     "TargetPolicy",
     "Weighted",
