@@ -3,12 +3,12 @@ pointing at a scripted server, a sleep that records its waits instead of waiting
 nobody listens on, a trajectory state worth prompting with, and worker settings that pick
 the openai backend."""
 
-import socket
 from typing import Any
 
 from pydantic import SecretStr
 
 from schemas.records import TrajectoryState
+from services.runtime._ports import free_ports
 from services.runtime.settings import Settings
 from services.sim import load_scenario
 from services.worker.openai.models import ModelSpec
@@ -40,9 +40,8 @@ def spec_for(base_url: str, key: str | None = KEY, **values: Any) -> ModelSpec:
 
 
 def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
+    """A loopback port nobody listens on: one that was free a moment ago, left unbound."""
+    (port,) = free_ports(1)
     return port
 
 
