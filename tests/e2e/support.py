@@ -1,5 +1,7 @@
 """What the demo and fault tests share: a small scenario, a deployment (router, two workers,
-judge, learner as child processes) per test on its own topic prefix, a bounded replay."""
+judge, learner as child processes) per test on its own topic prefix, a bounded replay, and
+what a run shows: the decisions a worker has in flight, and the check that every task was
+backed up exactly once."""
 
 import asyncio
 import uuid
@@ -10,8 +12,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from schemas.events import PolicySnapshot, TrajectoryCompleted
 from services.demo.replay import Observed, Replay
-from services.demo.stack import Stack, StackConfig
+from services.demo.stack import Stack, StackConfig, metric_values
+from services.policy import PolicyGraph
 from services.sim.loader import load_scenario, shipped_scenarios
 from services.sim.scenario import Scenario
 from tests.e2e.conftest import Bus
@@ -94,3 +98,29 @@ async def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+def newest_snapshot(bus: Bus) -> PolicySnapshot:
+    records = bus.records("policy")
+    snapshots = [PolicySnapshot.model_validate_json(r.value) for r in records]
+    return max(snapshots, key=lambda s: s.version)
+
+
+def assert_backed_up_exactly_once(bus: Bus, submitted: int) -> None:
+    """Every submitted task completed once and was rewarded, and the learner's final
+    policy counts each rewarded trajectory once: its backups and its node visits."""
+    completed = [
+        TrajectoryCompleted.model_validate_json(r.value) for r in bus.records("trajectories")
+    ]
+    by_id = {c.trajectory_id: c for c in completed}
+    rewarded = {r.key for r in bus.records("rewards")}
+    assert len(by_id) == submitted
+    assert rewarded == {t.encode() for t in by_id}
+    snapshot = newest_snapshot(bus)
+    assert snapshot.backed_up == len(rewarded)
+    graph = PolicyGraph.from_document(snapshot.policy)
+    assert graph.total_node_visits == sum(len(c.state.visited) for c in by_id.values())
+
+
+def worker_in_flight(metrics_url: str) -> int:
+    return int(sum(metric_values(metrics_url, "agensbus_worker_in_flight") or [0.0]))

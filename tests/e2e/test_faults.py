@@ -15,52 +15,29 @@ from aiokafka import AIOKafkaProducer
 from schemas.events import (
     DeadLetter,
     Decision,
-    PolicySnapshot,
-    TrajectoryCompleted,
 )
 from services.demo.replay import Observed
 from services.demo.run import DemoConfig, run_demo
 from services.demo.stack import metric_values
-from services.policy import PolicyGraph
 from services.runtime.kafka import aiokafka_options
 from services.runtime.settings import Settings
 from services.sim.loader import load_scenario
 from tests.e2e.conftest import Bus
 from tests.e2e.support import (
     Deployment,
+    assert_backed_up_exactly_once,
     deployment,
     replay_with,
     run,
     small_scenario,
     until,
+    worker_in_flight,
 )
 
 
 @pytest.fixture(scope="module")
 def scenario_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return small_scenario(tmp_path_factory.mktemp("scenario"), per_class=2)
-
-
-def newest_snapshot(bus: Bus) -> PolicySnapshot:
-    records = bus.records("policy")
-    snapshots = [PolicySnapshot.model_validate_json(r.value) for r in records]
-    return max(snapshots, key=lambda s: s.version)
-
-
-def assert_backed_up_exactly_once(bus: Bus, submitted: int) -> None:
-    """Every submitted task completed once and was rewarded, and the learner's final
-    policy counts each rewarded trajectory once: its backups and its node visits."""
-    completed = [
-        TrajectoryCompleted.model_validate_json(r.value) for r in bus.records("trajectories")
-    ]
-    by_id = {c.trajectory_id: c for c in completed}
-    rewarded = {r.key for r in bus.records("rewards")}
-    assert len(by_id) == submitted
-    assert rewarded == {t.encode() for t in by_id}
-    snapshot = newest_snapshot(bus)
-    assert snapshot.backed_up == len(rewarded)
-    graph = PolicyGraph.from_document(snapshot.policy)
-    assert graph.total_node_visits == sum(len(c.state.visited) for c in by_id.values())
 
 
 def backed_up(observed: Observed) -> int:
@@ -155,10 +132,6 @@ def test_work_of_a_killed_worker_is_redone_by_the_other(
         assert len(observed.completed) == 16
         assert_backed_up_exactly_once(deployed.bus, 16)
         assert max(decisions_per_step(deployed.bus).values()) == 1
-
-
-def worker_in_flight(metrics_url: str) -> int:
-    return int(sum(metric_values(metrics_url, "agensbus_worker_in_flight") or [0.0]))
 
 
 def test_a_duplicate_outcome_does_not_fork_a_trajectory(

@@ -22,9 +22,16 @@ from services.demo.replay import Observed, Replay
 from services.demo.stack import metric_values
 from services.runtime._ports import free_ports
 from services.runtime.processes import HOST, first_exited
-from tests.e2e.support import deployment, replay_with, run, small_scenario, until
-from tests.e2e.test_faults import assert_backed_up_exactly_once, worker_in_flight
-from tests.e2e.test_up import SERVICES, Up, clean_env, cli, get
+from tests.e2e.support import (
+    assert_backed_up_exactly_once,
+    deployment,
+    replay_with,
+    run,
+    small_scenario,
+    until,
+    worker_in_flight,
+)
+from tests.e2e.support_up import SERVICES, Up, clean_env, cli, get
 
 READY_TIMEOUT_S = 120.0
 #: Bounds each wait on the deployment: traffic to flow, Prometheus to scrape.

@@ -3,39 +3,17 @@ submitted and watched through the CLI, and a clean stop that leaves nothing behi
 
 import json
 import os
-import queue
 import signal
-import subprocess
-import threading
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from schemas.events import PolicySnapshot, RewardObserved, TrajectoryCompleted
 from services.runtime.broker import broker_from_env
-from services.runtime.processes import agensbus_command
-from tests.e2e.conftest import CLI_TIMEOUT_S
+from tests.e2e.support_up import SERVICES, Up, clean_env, cli, get
 
 READY_TIMEOUT_S = 180.0
-STOP_TIMEOUT_S = 120.0
-#: Service name in `up`'s output → the name its metrics carry.
-SERVICES = {
-    "router": "router",
-    "worker-1": "worker",
-    "worker-2": "worker",
-    "judge": "judge",
-    "learner": "learner",
-}
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without AGENSBUS_* settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENSBUS_")}
-    return env | extra
 
 
 def descendants(pid: int) -> set[int]:
@@ -73,86 +51,6 @@ def command_line(pid: int) -> list[str]:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
     except OSError:
         return []
-
-
-class Up:
-    """``agensbus up`` in the background; its stdout is read line by line as it comes."""
-
-    def __init__(self, args: list[str], env: dict[str, str], stderr: Path) -> None:
-        self._stderr_path = stderr
-        with stderr.open("w") as err:
-            self.process = subprocess.Popen(
-                agensbus_command(["up", *args]),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-            )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        stdout = self.process.stdout
-        assert stdout is not None
-        threading.Thread(target=self._read, args=(stdout,), daemon=True).start()
-
-    def _read(self, stdout: IO[str]) -> None:
-        for line in stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    @property
-    def stderr(self) -> str:
-        return self._stderr_path.read_text()
-
-    def wait_for(self, start: str, timeout_s: float) -> None:
-        """Read output until a line starts with ``start``."""
-        while not any(line.startswith(start) for line in self.lines):
-            try:
-                line = self._queue.get(timeout=timeout_s)
-            except queue.Empty:
-                raise AssertionError(f"no {start!r} line in time:\n{self.output}") from None
-            if line is None:
-                raise AssertionError(f"up exited before {start!r}:\n{self.output}")
-            self.lines.append(line)
-
-    def value(self, label: str) -> str:
-        """What a ``LABEL  VALUE`` line (label padded to 16) says."""
-        (line,) = [line for line in self.lines if line[:16].rstrip() == label]
-        return line[16:].split()[0]
-
-    def finish(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
-        code = self.process.wait(timeout=timeout_s)
-        while (line := self._queue.get(timeout=5)) is not None:
-            self.lines.append(line)
-        return code
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines) + f"\n--- stderr ---\n{self.stderr}"
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def cli(env: dict[str, str], *args: str) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run(
-        agensbus_command(args),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        check=False,
-    )
 
 
 def tail_one(env: dict[str, str], topic: str) -> str:

@@ -1,21 +1,14 @@
 """The broker the services rely on, exercised with aiokafka: topics, keyed ordering, consumer
 groups with manual commits, compaction settings and durability across a broker restart."""
 
-import asyncio
 import re
 import tempfile
-import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.structs import RecordMetadata
 
 from services.runtime.broker import (
     KAFKA_VERSION,
@@ -25,73 +18,17 @@ from services.runtime.broker import (
     find_java,
     kafka_home,
 )
+from tests.integration.support_broker import (
+    admin_client,
+    consume,
+    create_topic,
+    group_consumer,
+    produce,
+    run,
+    unique,
+)
 
 POM = Path(__file__).parents[2] / "infra" / "kafka" / "pom.xml"
-SCENARIO_TIMEOUT_S = 60.0
-T = TypeVar("T")
-
-
-def run(scenario: Coroutine[Any, Any, T]) -> T:
-    # A hung broker or client fails the test instead of hanging the suite.
-    return asyncio.run(asyncio.wait_for(scenario, SCENARIO_TIMEOUT_S))
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@asynccontextmanager
-async def admin_client(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        yield admin
-    finally:
-        await admin.close()
-
-
-async def create_topic(
-    bootstrap: str, name: str, partitions: int, configs: dict[str, str] | None = None
-) -> None:
-    async with admin_client(bootstrap) as admin:
-        response = await admin.create_topics(
-            [NewTopic(name, partitions, 1, topic_configs=configs or {})]
-        )
-    assert [(topic, code) for topic, code, _ in response.topic_errors] == [(name, 0)]
-
-
-async def produce(
-    bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]
-) -> list[RecordMetadata]:
-    """Send (key, value) pairs in order; returns each one's RecordMetadata."""
-    async with AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all") as producer:
-        sent = [await producer.send(topic, value, key=key) for key, value in items]
-        return list(await asyncio.gather(*sent))
-
-
-def group_consumer(
-    bootstrap: str, topic: str, group: str, *, fetch_max_wait_ms: int = 500
-) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=fetch_max_wait_ms,
-    )
-
-
-async def consume(consumer: AIOKafkaConsumer, count: int) -> list[ConsumerRecord[bytes, bytes]]:
-    """Exactly ``count`` records: fetch until there are that many, then check that one more
-    poll brings nothing."""
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    while len(records) < count:
-        for batch in (await consumer.getmany(timeout_ms=500)).values():
-            records.extend(batch)
-    extra = await consumer.getmany(timeout_ms=500)
-    assert not any(extra.values()), f"expected {count} records, got more: {extra}"
-    return records
 
 
 def test_kafka_version_matches_the_fetched_jars() -> None:

@@ -12,7 +12,7 @@ from services.runtime import local_broker
 from services.runtime.broker import BrokerError, EmbeddedKafka
 from services.runtime.fallback_broker import INSTALL, FallbackKafka, fallback_installed
 from services.runtime.settings import Settings
-from tests.integration.test_broker import (
+from tests.integration.support_broker import (
     consume,
     create_topic,
     group_consumer,

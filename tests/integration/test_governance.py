@@ -23,8 +23,8 @@ from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
 from services.worker.app import build as build_worker
 from services.worker.openai.testing import Reply, Request, ScriptedServer, completion, scripted
-from tests.integration.test_worker import produce, serving, settings_for
-from tests.unit.test_openai_client import KEY
+from tests.integration.support_services import produce, serving, settings_for
+from tests.unit.support_openai import KEY
 
 #: Whatever role asks, this answer fits it (each role's schema ignores the other keys): the
 #: evaluator says done, so a trajectory that drafts an answer ends at the evaluator.

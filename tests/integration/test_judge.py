@@ -9,21 +9,21 @@ from services.policy.rubric import judge_confidence
 from services.router.app import build as router_build
 from services.runtime.codec import encode
 from services.runtime.topics import ensure_topics
-from services.sim import Engine, SimulatedJudge, World, load_scenario, policy_setup
+from services.sim import Engine, SimulatedJudge, World, policy_setup
 from services.sim.testing import completed_trajectory
 from services.worker.app import build
-from tests.integration.test_worker import (
+from tests.integration.support_broker import run
+from tests.integration.support_services import (
+    SCENARIO,
     SEED,
     committed,
     produce,
     read_until,
     reading,
-    run,
     serving,
     settings_for,
 )
 
-SCENARIO = load_scenario("security-advisories")
 GROUP_SIZE = 3
 
 

@@ -21,7 +21,7 @@ from services.policy import PolicyGraph
 from services.runtime.codec import encode
 from services.runtime.service import Service
 from services.runtime.settings import Settings
-from tests.unit.test_learner_core import Pair, backed_up_directly, real_pairs
+from tests.unit.support_learner import Pair, backed_up_directly, real_pairs
 
 SCENARIO_TIMEOUT_S = 90.0
 WAIT_S = 30.0

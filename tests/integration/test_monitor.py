@@ -2,7 +2,6 @@
 partition as records wait and are read, and the kafka and topics readiness checks."""
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +17,7 @@ from services.runtime.kafka import aiokafka_options
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
+from tests.integration.support_services import readyz
 
 TIMEOUT_S = 60.0
 WAIT_S = 20.0
@@ -67,15 +67,6 @@ def lag(service: Service) -> dict[tuple[str, str], float]:
     """(topic, partition) -> the lag the service exports now."""
     family = service.monitor.lag.gauge.collect()[0]
     return {(s.labels["topic"], s.labels["partition"]): s.value for s in family.samples}
-
-
-async def readyz(service: Service) -> tuple[int, dict[str, Any]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", service.http.port)
-    writer.write(b"GET /readyz HTTP/1.0\r\n\r\n")
-    response = await reader.read()
-    writer.close()
-    head, body = response.split(b"\r\n\r\n", 1)
-    return int(head.split()[1]), json.loads(body)
 
 
 def test_lag_counts_the_records_a_busy_consumer_has_not_read(kafka_bootstrap: str) -> None:

@@ -21,19 +21,19 @@ from services.sim import Engine, policy_setup
 from services.sim.testing import completed_trajectory
 from services.worker.app import build
 from services.worker.openai.testing import Reply, Request, completion, scripted
-from tests.integration.test_judge import SCENARIO
-from tests.integration.test_monitor import readyz
-from tests.integration.test_worker import (
+from tests.integration.support_broker import run
+from tests.integration.support_services import (
+    SCENARIO,
     SEED,
     committed,
     produce,
     read_until,
     reading,
-    run,
+    readyz,
     serving,
     settings_for,
 )
-from tests.unit.test_openai_client import KEY
+from tests.unit.support_openai import KEY
 
 AXES = [axis.value for axis in RUBRIC_WEIGHTS]
 #: What each judge model gives the answers of rollouts 0, 1, 2 (every axis alike).

@@ -12,20 +12,21 @@ from services.policy import PolicyGraph, StepResult, absorb, advance
 from services.sim import policy_setup
 from services.worker.app import build
 from services.worker.openai.testing import completion, scripted
-from tests.integration.test_monitor import readyz
-from tests.integration.test_openai_worker import backend_check, openai_settings
-from tests.integration.test_worker import (
+from tests.integration.support_broker import run
+from tests.integration.support_services import (
     SCENARIO,
+    backend_check,
+    openai_settings,
     outcomes,
     publish,
     read_until,
     reading,
-    run,
+    readyz,
     serving,
 )
-from tests.unit.test_openai_client import KEY
-from tests.unit.test_worker_invoke import decision_of, first_decision
-from tests.unit.test_worker_tools import corpus
+from tests.unit.support_decisions import decision_of, first_decision
+from tests.unit.support_openai import KEY
+from tests.unit.support_tools import corpus
 
 
 def next_decision(previous: Decision, result: StepResult) -> Decision:

@@ -2,60 +2,28 @@
 chat-completions server: a decision comes back as a StepOutcome with the model's output,
 usage and cost, and /readyz reports the endpoint probe (a missing key is not ready)."""
 
-import asyncio
-import contextlib
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from schemas.records import StepStatus
-from services.runtime.settings import Settings
 from services.worker.app import build
 from services.worker.openai.testing import completion, scripted
-from tests.integration.test_monitor import readyz
-from tests.integration.test_worker import (
+from tests.integration.support_broker import run
+from tests.integration.support_services import (
     SCENARIO,
+    backend_check,
+    openai_settings,
     outcomes,
     publish,
     read_until,
     reading,
-    run,
+    readyz,
     serving,
-    settings_for,
 )
-from tests.unit.test_openai_client import KEY
-from tests.unit.test_worker_invoke import first_decision
-
-
-def openai_settings(bootstrap: str, base_url: str, tmp_path: Path, **values: Any) -> Settings:
-    table = tmp_path / "models.yaml"
-    table.write_text(
-        "default_model: small\nmodels:\n  small:\n    model: tiny-1\n"
-        "    price_in_per_1k: 1.0\n    price_out_per_1k: 2.0\n"
-    )
-    return settings_for(
-        bootstrap,
-        worker_backend="openai",
-        openai_base_url=base_url,
-        openai_models_file=table,
-        **values,
-    )
-
-
-async def backend_check(service: Any) -> dict[str, Any]:
-    """The backend's /readyz entry once the first probe has run and the consumer runs
-    (stopping a service still starting up would leave its consumer unclosed)."""
-    for _ in range(400):
-        await asyncio.sleep(0.05)
-        with contextlib.suppress(RuntimeError):  # raised until the endpoint serves
-            _, body = await readyz(service)
-            check: dict[str, Any] = body["checks"]["backend"]
-            probed = not check["detail"].startswith("endpoints not probed yet")
-            if probed and body["checks"]["started"]["ok"]:
-                return check
-    raise AssertionError("the backend was never probed")
+from tests.unit.support_decisions import first_decision
+from tests.unit.support_openai import KEY
 
 
 def test_a_decision_runs_on_the_model_and_reports_usage_and_cost(

@@ -36,7 +36,7 @@ from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
 from services.sim import load_scenario
-from tests.unit.test_router_core import confident_graph, execute, snapshot
+from tests.unit.support_router import confident_graph, execute, snapshot
 
 SCENARIO = load_scenario("security-advisories")
 SCENARIO_TIMEOUT_S = 90.0

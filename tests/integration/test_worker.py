@@ -3,49 +3,30 @@ concurrent execution under the cap, commits that never pass unfinished work (and
 worker that picks it up), and bad decisions dead-lettered while the rest proceed."""
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
-
-from schemas.events import DeadLetter, Decision, FailureKind, StepOutcome
+from schemas.events import DeadLetter, Decision, FailureKind
 from schemas.records import StepStatus
 from services.policy import PolicyGraph, absorb, advance, start_state
 from services.runtime.codec import encode
 from services.runtime.service import Service
-from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
-from services.sim import World, load_scenario, policy_setup
+from services.sim import World, policy_setup
 from services.worker.app import build
 from services.worker.invoke import outcome_of
-from tests.unit.test_worker_invoke import as_skip, decision_of
-
-SCENARIO = load_scenario("security-advisories")
-SEED = 3
-SCENARIO_TIMEOUT_S = 60.0
-T = TypeVar("T")
-
-
-def run(scenario: Coroutine[Any, Any, T]) -> T:
-    # A hung broker or service fails the test instead of hanging the suite.
-    return asyncio.run(asyncio.wait_for(scenario, SCENARIO_TIMEOUT_S))
-
-
-def settings_for(bootstrap: str, **values: Any) -> Settings:
-    """Topics and group of the test's own; HTTP on any free port."""
-    tag = uuid.uuid4().hex[:8]
-    return Settings(
-        kafka_bootstrap=bootstrap,
-        topic_prefix=f"worker-{tag}.",
-        worker_group=f"worker-{tag}",
-        judge_group=f"judge-{tag}",
-        http_port=0,
-        seed=SEED,
-        **values,
-    )
+from tests.integration.support_broker import run
+from tests.integration.support_services import (
+    SCENARIO,
+    SEED,
+    committed,
+    outcomes,
+    produce,
+    publish,
+    read_until,
+    reading,
+    serving,
+    settings_for,
+)
+from tests.unit.support_decisions import as_skip, decision_of
 
 
 def walk(trajectory_id: str, task_class: str) -> list[tuple[Decision, float]]:
@@ -85,69 +66,6 @@ def decisions_between(low: float, high: float, count: int) -> list[Decision]:
         if len(chosen) >= count:
             return chosen[:count]
     raise AssertionError("the scenario has too few decisions in that latency band")
-
-
-async def produce(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> None:
-    async with AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all") as producer:
-        sent = [await producer.send(topic, value, key=key.encode()) for key, value in values]
-        await asyncio.gather(*sent)
-
-
-async def publish(settings: Settings, decisions: list[Decision]) -> None:
-    await ensure_topics(settings)
-    values = [(d.trajectory_id, encode(d)) for d in decisions]
-    await produce(settings.kafka_bootstrap or "", settings.topic("decisions"), values)
-
-
-@asynccontextmanager
-async def reading(bootstrap: str, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
-    """A reader of a whole topic, outside any group."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        yield consumer
-    finally:
-        await consumer.stop()
-
-
-async def read_until(
-    consumer: AIOKafkaConsumer, done: Callable[[list[bytes]], bool], quiet_s: float = 0.0
-) -> list[bytes]:
-    """Values until ``done`` holds, then whatever else arrives within ``quiet_s``."""
-    values: list[bytes] = []
-    while not done(values):
-        for batch in (await consumer.getmany(timeout_ms=200)).values():
-            values += [r.value for r in batch]
-    if quiet_s:
-        for batch in (await consumer.getmany(timeout_ms=int(quiet_s * 1000))).values():
-            values += [r.value for r in batch]
-    return values
-
-
-@asynccontextmanager
-async def serving(service: Service) -> AsyncIterator[Service]:
-    """The service running in this event loop; stopped as on SIGTERM on the way out."""
-    task = asyncio.create_task(service.run())
-    try:
-        yield service
-    finally:
-        service.stop()
-        await task
-
-
-async def committed(settings: Settings, group: str | None = None) -> dict[int, int]:
-    """The offsets committed by ``group`` (default: the settings' worker group)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group or settings.worker_group)
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items()}
-
-
-def outcomes(values: list[bytes]) -> list[StepOutcome]:
-    return [StepOutcome.model_validate_json(v) for v in values]
 
 
 def test_one_outcome_per_invoke_none_for_skips_executed_concurrently(

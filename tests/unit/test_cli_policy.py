@@ -16,7 +16,7 @@ from schemas.records import FoldSpec
 from services.cli.policy import policy
 from services.policy import PolicyGraph
 from services.runtime.policy_files import save_policy
-from tests.unit.test_policy_files import doc_example
+from tests.unit.support_policy_doc import doc_example
 
 SIG = "v1|straightforward|1000000|c1.u9.r5.e1"
 Edges = dict[str, dict[str, float]]

@@ -1,7 +1,6 @@
 """The learner's pure core: joins, reward, dedupe, TTL, tenants, snapshot and restore."""
 
 from collections.abc import Sequence
-from functools import cache
 
 import pytest
 from pydantic import ValidationError
@@ -10,42 +9,18 @@ from schemas.events import PolicySnapshot, RewardObserved, TrajectoryCompleted
 from schemas.records import FoldSpec, RewardConfig, StepStatus
 from services.learner import core as learner_core
 from services.learner.core import Applied, LearnerConfig, LearnerCore, Verdict, input_offsets
-from services.policy import PolicyGraph, backup, hybrid_reward
+from services.policy import PolicyGraph
 from services.runtime.codec import decode, encode
 from services.runtime.settings import Settings
-from services.sim import Engine, load_scenario, policy_setup
+from services.sim import policy_setup
 from services.sim.engine import arm_named
-
-SCENARIO = load_scenario("security-advisories")
-SETUP = policy_setup(SCENARIO, "paper")
-Pair = tuple[TrajectoryCompleted, RewardObserved]
-
-
-@cache
-def real_pairs(count: int, prefix: str = "t", seed: int = 0, tenant: str = "default") -> list[Pair]:
-    """Trajectories run by the in-process engine over the simulated world, each with the
-    simulated judge's reward."""
-    engine = Engine(SCENARIO, SETUP, seed=seed)
-    classes = list(SCENARIO.classes.values())
-    pairs = []
-    for i in range(count):
-        record = engine.trajectory(1, classes[i % len(classes)], f"{prefix}-{i:03d}")
-        reward = record.judgement.to_event(task_id=record.state.task_id, tenant=tenant)
-        pairs.append((record.completed(tenant), reward))
-    return pairs
-
-
-def reward_of(pair: Pair) -> float:
-    trajectory, reward = pair
-    return hybrid_reward(reward.quality, trajectory.state.tokens_used, trajectory.state.retries)
-
-
-def backed_up_directly(pairs: Sequence[Pair]) -> PolicyGraph:
-    """The graph the in-process engine would learn from these pairs, in this order."""
-    graph = PolicyGraph()
-    for pair in pairs:
-        backup(graph, [(pair[0].state, reward_of(pair))])
-    return graph
+from tests.unit.support_learner import (
+    SCENARIO,
+    SETUP,
+    backed_up_directly,
+    real_pairs,
+    reward_of,
+)
 
 
 def config(**changes: object) -> LearnerConfig:

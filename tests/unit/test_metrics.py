@@ -15,6 +15,7 @@ from services.router.metrics import RouterMetrics, WindowMin
 from services.runtime.monitor import KafkaMonitor
 from services.worker.metrics import WorkerMetrics
 from tests.contract.samples import build_samples
+from tests.unit.support_clock import Clock
 
 SAMPLES = build_samples()
 DECISION = cast(Decision, SAMPLES["Decision"])
@@ -27,16 +28,8 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None
     return registry.get_sample_value(name, labels)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_window_min_is_the_smallest_recent_value_and_nan_when_none() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     window = WindowMin(window_s=60.0, slice_s=10.0, clock=clock)
     assert math.isnan(window.value())
     window.add(0.5)

@@ -12,10 +12,8 @@ import pytest
 from pydantic import SecretStr
 
 from schemas.events import FailureKind
-from schemas.records import TrajectoryState, Verdict
+from schemas.records import Verdict
 from services.policy import Variant
-from services.runtime.settings import Settings
-from services.sim import load_scenario
 from services.worker import invoke
 from services.worker.backend import Unexecutable, make_backend
 from services.worker.openai import OpenAIBackend
@@ -24,30 +22,20 @@ from services.worker.openai.models import ModelSpec, ModelTable
 from services.worker.openai.outputs import output_schema
 from services.worker.openai.preflight import Preflight
 from services.worker.openai.testing import Reply, ScriptedServer, completion, scripted
-from tests.unit.test_openai_client import (
+from tests.unit.support_decisions import first_decision
+from tests.unit.support_openai import (
     KEY,
+    SCENARIO,
     Sleeps,
+    a_state,
     closed_port,
+    settings,
     spec_for,
 )
-from tests.unit.test_worker_invoke import first_decision
 
-SCENARIO = load_scenario("security-advisories")
 SOLVER = Variant("solver", "concise", "balanced")
 VERIFIER = Variant("verifier", None, "balanced")
 PLANNER = Variant("planner")
-
-
-def a_state() -> TrajectoryState:
-    state = first_decision(SCENARIO, "adv-1", "C1").state
-    handoff = state.handoff.model_copy(
-        update={
-            "goal": "Is CVE-2099-0001 exploitable remotely?",
-            "constraints": ["cite advisories"],
-            "evidence": ["NVD lists it as network-exploitable"],
-        }
-    )
-    return state.model_copy(update={"handoff": handoff})
 
 
 def backend_for(*specs: ModelSpec, default: str | None = None) -> tuple[OpenAIBackend, Sleeps]:
@@ -196,10 +184,6 @@ def test_a_prompt_beyond_the_context_window_is_unexecutable() -> None:
 
 
 # --- wiring and readiness ------------------------------------------------------------------
-
-
-def settings(**values: Any) -> Settings:
-    return Settings(kafka_bootstrap="localhost:1", worker_backend="openai", **values)
 
 
 def test_the_worker_builds_the_openai_backend_from_settings(tmp_path: Path) -> None:

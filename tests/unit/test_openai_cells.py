@@ -25,10 +25,9 @@ from services.worker.openai.models import ModelTable
 from services.worker.openai.testing import Reply, Request, ScriptedServer, completion, scripted
 from services.worker.tools import ToolConfigError, Tools
 from services.worker.tools.web_search import SearxNG
-from tests.unit.test_openai_backend import SCENARIO, a_state, settings
-from tests.unit.test_openai_client import spec_for
-from tests.unit.test_skills import card_text, write_card
-from tests.unit.test_worker_tools import corpus, index_of, searxng_answer
+from tests.unit.support_openai import SCENARIO, a_state, settings, spec_for
+from tests.unit.support_skills import card_text, write_card
+from tests.unit.support_tools import corpus, index_of, searxng_answer
 
 PROTOCOLS = ("concise", "chain_of_thought", "evidence_first")
 

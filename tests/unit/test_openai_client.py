@@ -6,12 +6,9 @@ key that never leaks. Also the pure helpers: backoff, Retry-After, classificatio
 import asyncio
 import logging
 import random
-import socket
 from email.utils import formatdate
-from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from schemas.events import FailureKind
 from services.worker.openai.client import (
@@ -22,31 +19,8 @@ from services.worker.openai.client import (
     classify,
     retry_after_s,
 )
-from services.worker.openai.models import ModelSpec
 from services.worker.openai.testing import Reply, completion, scripted
-
-KEY = "sk-test-0123456789abcdef-secret"
-
-
-class Sleeps:
-    """Records the waits the client asks for instead of waiting."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
-def spec_for(base_url: str, key: str | None = KEY, **values: Any) -> ModelSpec:
-    return ModelSpec(
-        name=values.pop("name", "balanced"),
-        model=values.pop("model", "provider-model-1"),
-        base_url=base_url,
-        api_key=SecretStr(key) if key else None,
-        key_source=values.pop("key_source", "env TEST_KEY"),
-        **values,
-    )
+from tests.unit.support_openai import KEY, Sleeps, closed_port, spec_for
 
 
 def client_with(sleeps: Sleeps, max_retries: int = 3) -> ChatClient:
@@ -55,13 +29,6 @@ def client_with(sleeps: Sleeps, max_retries: int = 3) -> ChatClient:
 
 FORMAT = {"type": "json_object"}
 MESSAGES = [{"role": "user", "content": "hello"}]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def test_a_completion_returns_its_content_and_usage() -> None:

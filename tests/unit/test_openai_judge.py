@@ -28,8 +28,8 @@ from services.worker.openai.judge import LLMJudge, Verdict, judge_name
 from services.worker.openai.models import CHARS_PER_TOKEN
 from services.worker.openai.testing import Reply, Request, ScriptedServer, completion, scripted
 from services.worker.scorers import LLMScorer, SimulatedScorer, make_scorer
-from tests.unit.test_openai_client import KEY, Sleeps, spec_for
-from tests.unit.test_worker_judge import SCENARIO, completed
+from tests.unit.support_judge import SCENARIO, completed
+from tests.unit.support_openai import KEY, Sleeps, spec_for
 
 AXES = [axis.value for axis in RUBRIC_WEIGHTS]
 GROUP = [completed("t-j", "C4", r) for r in range(3)]

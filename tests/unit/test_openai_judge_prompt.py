@@ -23,7 +23,7 @@ from services.worker.openai.judge_prompt import (
     score_schema,
 )
 from services.worker.openai.outputs import OutputError
-from tests.unit.test_worker_judge import completed
+from tests.unit.support_judge import completed
 
 AXES = [axis.value for axis in RUBRIC_WEIGHTS]
 

@@ -13,8 +13,8 @@ from schemas.policy_file import PolicyDocument
 from schemas.records import FoldSpec, SelectionConfig
 from services.policy import PolicyGraph
 from services.runtime.policy_files import PolicyFileError, load_graph, save_policy
+from tests.unit.support_policy_doc import doc_example
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "policy-format.md"
 S1 = "v1|straightforward|1000000|c1.u9.r5.e1|task_class=C1"
 S2 = "v1|ambiguous|1100000|c1.u8.r5.e1|task_class=-"
 
@@ -159,14 +159,6 @@ def test_the_valid_base_document_loads(tmp_path: Path) -> None:
     assert graph.node_count == 2
     assert graph.edge(S1, "planner").failures == 1
     assert document.fold.extra_keys == ["task_class"]
-
-
-def doc_example() -> str:
-    """The JSON block under 'A complete example' in docs/policy-format.md."""
-    section = DOC.read_text(encoding="utf-8").split("## A complete example", 1)[1]
-    match = re.search(r"```json\n(.*?)```", section, re.S)
-    assert match is not None, "docs/policy-format.md lost its example"
-    return match.group(1)
 
 
 def test_the_documented_example_loads(tmp_path: Path) -> None:

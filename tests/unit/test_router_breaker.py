@@ -11,10 +11,10 @@ from services.router.breaker import (
     CircuitBreaker,
     Transition,
 )
+from tests.unit.support_clock import T0, Clock
 
 CONFIG = BreakerConfig(window=4, window_s=60.0, failure_rate=0.5, min_calls=2, cooldown_s=10.0)
 CLOSED, HALF_OPEN, OPEN = BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN
-T0 = 1_780_000_000.0  # an instant of 2026, in seconds since the epoch
 #: Invokes are told apart by a key (the router uses the decision's trajectory and step).
 PROBE = ("probe", 0)
 _invokes = itertools.count()
@@ -23,14 +23,6 @@ _invokes = itertools.count()
 def call() -> tuple[str, int]:
     """The key of a new invoke (the breaker counts each invoke once)."""
     return ("t", next(_invokes))
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def board(config: BreakerConfig = CONFIG) -> tuple[Breakers, Clock]:

@@ -21,8 +21,8 @@ from services.router.app import breaker_config, governance_config, models_of
 from services.router.breaker import BreakerConfig, Breakers
 from services.router.core import RouterCore, RouterEvent
 from services.runtime.settings import Settings
-from tests.unit.test_router_breaker import Clock
-from tests.unit.test_router_core import SETUP, task
+from tests.unit.support_clock import Clock
+from tests.unit.support_router import SETUP, task
 
 POOL = make_pool(
     [

@@ -12,6 +12,7 @@ from services.cli import cli
 from services.policy import Cell, Variant, make_pool
 from services.skills import SkillError, Skills, load_skills, output_of, parse_card, read_cards
 from services.skills.load import SHIPPED_DIR
+from tests.unit.support_skills import card_text, write_card
 
 GOOD = """---
 name: solver-terse
@@ -22,25 +23,6 @@ output: solver_output
 ---
 Answer in one line.
 """
-
-
-def card_text(body: str = "Do the thing well.", **fields: str | None) -> str:
-    values: dict[str, str | None] = {
-        "name": "planner",
-        "description": "Plans.",
-        "role": "planner",
-        "output": "planner_output",
-    }
-    values.update(fields)
-    front = "\n".join(f"{k}: {v}" for k, v in values.items() if v is not None)
-    return f"---\n{front}\n---\n{body}\n"
-
-
-def write_card(directory: Path, folder: str, text: str) -> Path:
-    path = directory / folder / "SKILL.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def test_a_card_parses_into_its_fields_and_body() -> None:

@@ -10,7 +10,7 @@ import pytest
 from services.runtime.settings import Settings
 from services.sim import World, load_scenario
 from services.worker.backend import Unexecutable, make_backend
-from tests.unit.test_worker_invoke import first_decision
+from tests.unit.support_decisions import first_decision
 
 SCENARIO = load_scenario("security-advisories")
 

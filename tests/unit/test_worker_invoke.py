@@ -1,71 +1,17 @@
 """The worker's pure decision handling: which decisions it runs, refuses or ignores, and
-the StepOutcome it makes of an execution. Also the helpers other worker tests build on."""
+the StepOutcome it makes of an execution."""
 
 import pytest
 
-from schemas.events import ActionKind, Decision, FailureKind, StepOutcome
+from schemas.events import FailureKind, StepOutcome
 from schemas.records import HandoffDelta, StepStatus
-from services.policy import PolicyGraph, Step, StepResult, advance, start_state
+from services.policy import StepResult
 from services.runtime.codec import Rejected, encode
-from services.sim import Execution, Scenario, World, load_scenario, policy_setup
+from services.sim import Execution, World, load_scenario
 from services.worker.invoke import accept, outcome_of
+from tests.unit.support_decisions import as_skip, first_decision
 
 SCENARIO = load_scenario("security-advisories")
-
-
-def decision_of(step: Step, *, tenant: str = "default") -> Decision:
-    """The Decision a router publishes for ``step`` (DESIGN.md conventions)."""
-    state = step.state
-    return Decision(
-        tenant=tenant,
-        decision_id=f"{state.trajectory_id}:{step.step}",
-        trajectory_id=state.trajectory_id,
-        task_id=state.task_id,
-        step=step.step,
-        action=step.action,
-        action_kind=ActionKind.SKIP if step.is_skip else ActionKind.INVOKE,
-        cell=step.cell,
-        protocol=step.variant.protocol if step.variant else None,
-        model=step.variant.model if step.variant else None,
-        reason=step.selection.reason,
-        signature=step.signature,
-        propensity=step.selection.propensity,
-        policy_version=0,
-        exploration_c=step.selection.exploration_c,
-        state=state,
-    )
-
-
-def first_decision(
-    scenario: Scenario, trajectory_id: str, task_class: str, *, tenant: str = "default"
-) -> Decision:
-    """The first invoke of a fresh trajectory of ``task_class``."""
-    setup = policy_setup(scenario, "paper")
-    state = start_state(
-        task_id=trajectory_id,
-        trajectory_id=trajectory_id,
-        goal=scenario.classes[task_class].description,
-        features=scenario.classes[task_class].features,
-        setup=setup,
-        task_class=task_class,
-    )
-    steps, ended = advance(state, PolicyGraph(), setup)
-    assert ended is None
-    return decision_of(steps[-1], tenant=tenant)
-
-
-def as_skip(decision: Decision) -> Decision:
-    """A skip of the decision's cell at the same step (its state is not consulted)."""
-    return decision.model_copy(
-        update={
-            "action": f"skip:{decision.cell}",
-            "action_kind": ActionKind.SKIP,
-            "protocol": None,
-            "model": None,
-        }
-    )
-
-
 DECISION = first_decision(SCENARIO, "adv-1", "C1")
 TENANTS = ("default",)
 

@@ -7,18 +7,10 @@ import pytest
 from schemas.events import TrajectoryCompleted
 from services.policy.rubric import judge_confidence
 from services.runtime.codec import Rejected, encode
-from services.sim import Engine, SimulatedJudge, World, load_scenario, policy_setup
-from services.sim.testing import completed_trajectory
+from services.sim import SimulatedJudge, World
 from services.worker.judge import Grouper, accept, group_id, group_key, score_group, shape
-from tests.unit.test_router_core import core, run_to_end, task
-
-SCENARIO = load_scenario("security-advisories")
-ENGINE = Engine(SCENARIO, policy_setup(SCENARIO, "paper"), seed=5)
-
-
-def completed(task_id: str, task_class: str, rollout: int | None = None) -> TrajectoryCompleted:
-    """A real finished trajectory; ``rollout`` makes it one of several runs of the task."""
-    return completed_trajectory(ENGINE, task_class, task_id, rollout)
+from tests.unit.support_judge import SCENARIO, completed
+from tests.unit.support_router import core, run_to_end, task
 
 
 def test_rollouts_group_by_task_single_runs_by_class_and_tenants_apart() -> None:

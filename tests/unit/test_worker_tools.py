@@ -4,7 +4,6 @@ tools from settings (a bad documents_dir or provider is a configuration error)."
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,50 +13,9 @@ from services.runtime.settings import Settings
 from services.worker.openai.testing import Reply, scripted
 from services.worker.tools import ToolConfigError, build_tools, query_of
 from services.worker.tools.documents import read_documents, split_passages
-from services.worker.tools.retrieval import PassageIndex
 from services.worker.tools.web_search import PROVIDERS, SearchFailure, SearxNG
-
-ADVISORIES = {
-    "vendors/acme/ACME-2025-01.md": """# ACME-2025-01: Heap overflow in the Acme image decoder
-
-Affected versions: Acme Viewer 3.0 through 3.4.2. Fixed in 3.4.3.
-
-CVSS 3.1 base score 8.8 (AV:N/AC:L/PR:N/UI:R/S:U/C:H/I:H/A:H).
-
-## Mitigation
-
-Disable thumbnail previews until the update is installed.
-""",
-    "vendors/zen/ZEN-7.md": """# ZEN-7: Session fixation in Zen Portal
-
-Zen Portal 2.x accepts a session identifier chosen by the client before login.
-
-## Mitigation
-
-Upgrade to Zen Portal 2.9, which rotates the session identifier at login.
-""",
-    "notes/glossary.txt": """Glossary
-
-Session fixation: an attacker makes the victim use a session id the attacker knows.
-
-Heap overflow: a write past the end of a buffer allocated on the heap.
-""",
-    "notes/ignored.json": '{"not": "a document"}',
-}
-
-
-def corpus(directory: Path, documents: dict[str, str] = ADVISORIES) -> Path:
-    for name, text in documents.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return directory
-
-
-def index_of(directory: Path) -> PassageIndex:
-    passages, documents = read_documents(directory)
-    return PassageIndex(passages, documents, str(directory))
-
+from tests.unit.support_openai import closed_port
+from tests.unit.support_tools import corpus, index_of, searxng_answer
 
 # --- passages ------------------------------------------------------------------------------
 
@@ -134,10 +92,6 @@ def test_the_query_is_the_goal_and_the_plan() -> None:
 # --- web search: SearxNG against a local server --------------------------------------------
 
 
-def searxng_answer(*results: dict[str, Any]) -> Reply:
-    return Reply(body={"query": "q", "number_of_results": len(results), "results": list(results)})
-
-
 def test_searxng_returns_hits_from_its_json_api() -> None:
     async def run() -> None:
         async with scripted() as server:
@@ -194,8 +148,6 @@ def test_searxng_failures_carry_their_kind(reply: Reply, kind: FailureKind, deta
 
 def test_an_unreachable_searxng_is_a_network_failure() -> None:
     async def run() -> None:
-        from tests.unit.test_openai_client import closed_port
-
         provider = SearxNG(f"http://127.0.0.1:{closed_port()}")
         with pytest.raises(SearchFailure) as raised:
             await provider.search("q", 3)
