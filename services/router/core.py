@@ -114,6 +114,32 @@ def action_score(candidate: CandidateScore) -> ActionScore:
     )
 
 
+def decision_event(step: Step, tenant: str, version: int, note: str | None = None) -> Decision:
+    """The Decision the router publishes for ``step`` of a policy at ``version``; ``note``
+    says why candidates were withheld (an open circuit breaker)."""
+    state, selection, variant = step.state, step.selection, step.variant
+    return Decision(
+        tenant=tenant,
+        decision_id=decision_id(state.trajectory_id, step.step),
+        trajectory_id=state.trajectory_id,
+        task_id=state.task_id,
+        step=step.step,
+        action=step.action,
+        action_kind=ActionKind.SKIP if variant is None else ActionKind.INVOKE,
+        cell=step.cell,
+        protocol=None if variant is None else variant.protocol,
+        model=None if variant is None else variant.model,
+        reason=selection.reason,
+        reason_detail=note,
+        signature=step.signature,
+        scores=[action_score(c) for c in selection.scores],
+        propensity=selection.propensity,
+        policy_version=version,
+        exploration_c=selection.exploration_c,
+        state=state,
+    )
+
+
 def _finite(value: float) -> float | None:
     return None if value == math.inf else value
 
@@ -302,35 +328,12 @@ class RouterCore:
                 breakers.dispatched(model, (step.state.trajectory_id, step.step))
                 notes.append(breakers.note(model))
         events: list[RouterEvent] = [
-            self._decision(s, tenant, version, note) for s, note in zip(steps, notes, strict=True)
+            decision_event(s, tenant, version, note) for s, note in zip(steps, notes, strict=True)
         ]
         if ended is not None:
             final = steps[-1].state if steps else state
             events.append(trajectory_completed(final, ended, tenant, version))
         return events
-
-    def _decision(self, step: Step, tenant: str, version: int, note: str | None) -> Decision:
-        state, selection, variant = step.state, step.selection, step.variant
-        return Decision(
-            tenant=tenant,
-            decision_id=decision_id(state.trajectory_id, step.step),
-            trajectory_id=state.trajectory_id,
-            task_id=state.task_id,
-            step=step.step,
-            action=step.action,
-            action_kind=ActionKind.SKIP if variant is None else ActionKind.INVOKE,
-            cell=step.cell,
-            protocol=None if variant is None else variant.protocol,
-            model=None if variant is None else variant.model,
-            reason=selection.reason,
-            reason_detail=note,
-            signature=step.signature,
-            scores=[action_score(c) for c in selection.scores],
-            propensity=selection.propensity,
-            policy_version=version,
-            exploration_c=selection.exploration_c,
-            state=state,
-        )
 
 
 def _unknown_tenant(tenant: str) -> Rejected:

@@ -3,30 +3,13 @@ backends, the tool cells): built from the policy's own steps, so that their stat
 
 from schemas.events import ActionKind, Decision
 from services.policy import PolicyGraph, Step, advance, start_state
+from services.router.core import decision_event
 from services.sim import Scenario, policy_setup
 
 
 def decision_of(step: Step, *, tenant: str = "default") -> Decision:
-    """The Decision a router publishes for ``step`` (DESIGN.md conventions)."""
-    state = step.state
-    return Decision(
-        tenant=tenant,
-        decision_id=f"{state.trajectory_id}:{step.step}",
-        trajectory_id=state.trajectory_id,
-        task_id=state.task_id,
-        step=step.step,
-        action=step.action,
-        action_kind=ActionKind.SKIP if step.is_skip else ActionKind.INVOKE,
-        cell=step.cell,
-        protocol=step.variant.protocol if step.variant else None,
-        model=step.variant.model if step.variant else None,
-        reason=step.selection.reason,
-        signature=step.signature,
-        propensity=step.selection.propensity,
-        policy_version=0,
-        exploration_c=step.selection.exploration_c,
-        state=state,
-    )
+    """The Decision a router serving a cold policy publishes for ``step``."""
+    return decision_event(step, tenant, 0)
 
 
 def first_decision(
