@@ -169,7 +169,10 @@ FIELD_NOTES: dict[str, str] = {
     "Decision.protocol": "skill protocol of the invoked variant, if it names one",
     "Decision.model": "model bound to the invoked variant, if it names one",
     "Decision.reason": "why the selector chose this action",
-    "Decision.scores": "the selector's view of every candidate action",
+    "Decision.scores": (
+        "the selector's view of every candidate action; empty where the rule-based prior "
+        "chose, unless the arm is stochastic (temperature above 0)"
+    ),
     "Decision.exploration_c": "the exploration constant c in force for this signature",
     "Decision.state": "the state after this decision: a skip already applied, an invoke pending",
     # StepOutcome
