@@ -1,9 +1,11 @@
 """``agensbus policy evaluate``: estimate what a policy file would earn, from the decisions,
 trajectories and rewards another policy logged (services.policy.ope), without running it."""
 
+import asyncio
 import json
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -14,55 +16,82 @@ from schemas.events import Decision, RewardObserved, TrajectoryCompleted
 from schemas.records import FoldSpec
 from services.cli._errors import UserError
 from services.cli._render import echo_json, make_console
+from services.cli._settings import KAFKA_FIELDS, require_bootstrap, settings_from
 from services.cli.policy import POLICY_FILE, fold_mismatch, load_policy_file
+from services.cli.topics import check_topic
 from services.policy import Signature
 from services.policy.ope import Evaluation, Joined, TargetPolicy, evaluate, join
 from services.runtime.codec import Rejected, decode
+from services.runtime.reading import Record, read_to_end
+from services.runtime.settings import Settings, settings_options
 
 Logged = Decision | TrajectoryCompleted | RewardObserved
 _LOGGED: dict[str, type[Logged]] = {
     model.__name__: model for model in (Decision, TrajectoryCompleted, RewardObserved)
 }
+_TOPICS = ("decisions", "trajectories", "rewards")
 _SHOWN_PROBLEMS = 5
 #: z of a two-sided 95% normal interval.
 _Z95 = 1.96
 
 
-def read_events(files: Iterable[IO[bytes]]) -> tuple[list[Logged], int]:
-    """The Decision, TrajectoryCompleted and RewardObserved events of JSON-lines files (as
-    ``agensbus tail --json`` prints them), and how many other events were passed over."""
-    events: list[Logged] = []
-    other = 0
-    problems: list[str] = []
+@dataclass
+class Gathered:
+    """The logged events found, and what was passed over."""
+
+    events: list[Logged] = field(default_factory=list)
+    other: int = 0
+    """Events of other kinds (tasks, outcomes, ...)."""
+    unreadable: list[str] = field(default_factory=list)
+    """Where and why a record could not be read."""
+
+    def add(self, where: str, raw: bytes) -> None:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            self.unreadable.append(f"{where}: not JSON")
+            return
+        kind = data.get("event_type") if isinstance(data, dict) else None
+        if not isinstance(kind, str):
+            self.unreadable.append(f"{where}: not an agensbus event (no event_type)")
+            return
+        model = _LOGGED.get(kind)
+        if model is None:
+            self.other += 1
+            return
+        parsed = decode(raw, model)
+        if isinstance(parsed, Rejected):
+            self.unreadable.append(f"{where}: {parsed.reason}")
+        else:
+            self.events.append(parsed)
+
+
+def read_files(files: Iterable[IO[bytes]], gathered: Gathered) -> None:
+    """Every non-blank line of JSON-lines files (as ``agensbus tail --json`` prints them);
+    a line that is no readable event is the user's to fix (exit 2, naming each)."""
     for file in files:
         for number, line in enumerate(file, 1):
-            if not line.strip():
-                continue
-            where = f"{file.name} line {number}"
-            try:
-                data = json.loads(line)
-            except ValueError:
-                problems.append(f"{where}: not JSON")
-                continue
-            kind = data.get("event_type") if isinstance(data, dict) else None
-            if not isinstance(kind, str):
-                problems.append(f"{where}: not an agensbus event (no event_type)")
-                continue
-            model = _LOGGED.get(kind)
-            if model is None:
-                other += 1
-                continue
-            parsed = decode(line, model)
-            if isinstance(parsed, Rejected):
-                problems.append(f"{where}: {parsed.reason}")
-            else:
-                events.append(parsed)
-    if problems:
+            if line.strip():
+                gathered.add(f"{file.name} line {number}", line)
+    if gathered.unreadable:
+        problems = gathered.unreadable
         shown = problems[:_SHOWN_PROBLEMS]
         if len(problems) > _SHOWN_PROBLEMS:
             shown.append(f"(+{len(problems) - _SHOWN_PROBLEMS} more)")
         raise UserError("the events cannot be read:\n  " + "\n  ".join(shown))
-    return events, other
+
+
+async def read_topics(settings: Settings, gathered: Gathered, timeout_s: float) -> None:
+    """The three topics whole, as they are now. A record the services could not have
+    written (it would have been dead-lettered) is counted and passed over, not fatal."""
+    for name in _TOPICS:
+        topic = settings.topic(name)
+        await check_topic(settings, topic)
+
+        def add(record: Record, topic: str = topic) -> None:
+            gathered.add(f"{topic}[{record.partition}]@{record.offset}", record.value or b"")
+
+        await read_to_end(settings, topic, add, timeout_s=timeout_s)
 
 
 def _check_fold(joined: Joined, fold: FoldSpec) -> None:
@@ -92,7 +121,7 @@ def _finite(value: float | None) -> float | None:
 
 
 def evaluation_json(
-    path: Path, evaluation: Evaluation, joined: Joined, other: int
+    path: Path, evaluation: Evaluation, joined: Joined, gathered: Gathered
 ) -> dict[str, Any]:
     return {
         "policy": str(path),
@@ -106,30 +135,54 @@ def evaluation_json(
         "unfinished": joined.unfinished,
         "unrewarded": joined.unrewarded,
         "incomplete": joined.incomplete,
-        "other_events": other,
+        "other_events": gathered.other,
+        "unreadable_records": len(gathered.unreadable),
     }
 
 
 @click.command("evaluate")
 @POLICY_FILE
-@click.argument("events", metavar="EVENTS.jsonl...", nargs=-1, required=True, type=click.File("rb"))
+@click.argument("events", metavar="[EVENTS.jsonl]...", nargs=-1, type=click.File("rb"))
+@click.option(
+    "--from-kafka",
+    is_flag=True,
+    help="Read the decisions, trajectories and rewards topics whole, as they are now (no "
+    "consumer group: nobody's offsets move).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=1.0),
+    default=120.0,
+    show_default=True,
+    help="With --from-kafka: seconds allowed for reading each topic.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def evaluate_command(policy_file: Path, events: tuple[IO[bytes], ...], as_json: bool) -> None:
+@settings_options(KAFKA_FIELDS)
+def evaluate_command(
+    policy_file: Path,
+    events: tuple[IO[bytes], ...],
+    from_kafka: bool,
+    timeout_s: float,
+    as_json: bool,
+    **flags: Any,
+) -> None:
     """Estimate what POLICY_FILE would earn on the tasks another policy routed, from the
     events that policy logged (off-policy evaluation), without running it.
 
-    EVENTS are JSON-lines files (- for stdin) holding the Decision, TrajectoryCompleted and
-    RewardObserved events of the logging deployment, e.g. from
+    The events are the Decision, TrajectoryCompleted and RewardObserved events of the
+    logging deployment: read from its topics with --from-kafka, or from JSON-lines files
+    (- for stdin) such as
 
     \b
         for t in decisions trajectories rewards; do
           agensbus tail $t --from-beginning --timeout 5 --json >> events.jsonl
         done
 
-    Each whole trajectory is
-    weighed by how likely POLICY_FILE (its graph and its selection rules) was to take every
-    logged step, over the propensity the router logged; a trajectory's reward is the
-    policy's own reward (its `reward` section) of the judged quality, tokens and retries.
+    Each whole trajectory is weighed by how likely POLICY_FILE (its graph and its selection
+    rules) was to take every logged step, over the propensity the router logged; a
+    trajectory's reward is the policy's own reward (its `reward` section) of the judged
+    quality, tokens and retries.
     Prints the logging policy's mean reward and the IPS, SNIPS and doubly robust estimates
     of the target's, with 95% intervals where they exist.
 
@@ -137,9 +190,21 @@ def evaluate_command(policy_file: Path, events: tuple[IO[bytes], ...], as_json: 
     it chose, so a policy that differs from it can be evaluated only where they agree: log
     with a stochastic arm (selection temperature above 0, e.g. the +softmax switch).
     """
+    if not events and not from_kafka:
+        raise UserError("no events to evaluate on: give EVENTS.jsonl files, or --from-kafka")
     document, graph = load_policy_file(policy_file)
-    logged, other = read_events(events)
-    mine = [event for event in logged if event.tenant == document.tenant]
+    gathered = Gathered()
+    read_files(events, gathered)
+    if from_kafka:
+        settings = settings_from(flags)
+        require_bootstrap(settings)
+        try:
+            asyncio.run(read_topics(settings, gathered, timeout_s))
+        except TimeoutError:
+            raise UserError(
+                f"reading the topics took longer than --timeout {timeout_s:g} s"
+            ) from None
+    mine = [event for event in gathered.events if event.tenant == document.tenant]
     joined = join(mine, document.reward)
     if not joined.trajectories:
         raise UserError(
@@ -156,7 +221,7 @@ def evaluate_command(policy_file: Path, events: tuple[IO[bytes], ...], as_json: 
     except ValueError as error:
         raise UserError(str(error)) from None
     if as_json:
-        echo_json(evaluation_json(policy_file, evaluation, joined, other))
+        echo_json(evaluation_json(policy_file, evaluation, joined, gathered))
         return
     console = make_console()
     table = Table(title=f"{policy_file} on {len(joined.trajectories)} logged trajectories")
@@ -170,7 +235,8 @@ def evaluate_command(policy_file: Path, events: tuple[IO[bytes], ...], as_json: 
         f"{evaluation.matched} of {len(joined.trajectories)} trajectories are ones the policy "
         f"could have produced; left out: {joined.unfinished} unfinished, {joined.unrewarded} "
         f"unrewarded, {joined.incomplete} with a decision missing or listing no candidates "
-        f"(a deterministic router lists none where its prior chose); {other} other events"
+        f"(a deterministic router lists none where its prior chose); {gathered.other} other "
+        f"events, {len(gathered.unreadable)} unreadable records"
     )
     if evaluation.matched == 0:
         console.print(

@@ -1,11 +1,14 @@
 """Off-policy evaluation on what crossed Kafka: a deployment routing with a stochastic arm,
-its topics read back with ``agensbus tail --json``, and the learner's newest snapshot
-evaluated on them with ``agensbus policy evaluate``, all as a user runs them."""
+its topics read back with ``agensbus tail --json`` (and directly, with --from-kafka), and
+the learner's newest snapshot evaluated on them with ``agensbus policy evaluate``, all as a
+user runs them."""
 
 import json
 import os
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from schemas.events import PolicySnapshot
 from services.runtime.codec import decode
@@ -41,6 +44,18 @@ def test_the_learned_policy_is_evaluated_on_the_logged_topics(
     policy.write_text(newest.policy.model_dump_json())
 
     data = json.loads(agensbus(env, "policy", "evaluate", str(policy), str(events), "--json"))
+    # Read straight from the topics, the same events give the same figures (summed in
+    # another order: equal to rounding).
+    direct = json.loads(agensbus(env, "policy", "evaluate", str(policy), "--from-kafka", "--json"))
+    figures = ("estimates", "effective_sample_size")
+    assert {k: v for k, v in direct.items() if k not in figures} == {
+        k: v for k, v in data.items() if k not in figures
+    }
+    assert direct["effective_sample_size"] == pytest.approx(data["effective_sample_size"])
+    for name, numbers in data["estimates"].items():
+        for key, value in numbers.items():
+            expected = None if value is None else pytest.approx(value)
+            assert direct["estimates"][name][key] == expected
     # Every trajectory came back whole through the topics: all its decisions (each with the
     # candidates it was chosen among), its end and its reward.
     assert data["trajectories"] == len(observed.completed) == 2 * 2 * 8

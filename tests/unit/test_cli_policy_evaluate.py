@@ -134,6 +134,12 @@ def test_other_events_are_passed_over_and_bad_lines_named(tmp_path: Path) -> Non
     assert "Traceback" not in result.output
 
 
+def test_events_must_come_from_somewhere(tmp_path: Path) -> None:
+    logger = policy_file(tmp_path / "logger.json", LOGGER.selection)
+    result = CliRunner().invoke(cli, ["policy", "evaluate", str(logger)])
+    assert result.exit_code == 2 and "give EVENTS.jsonl files, or --from-kafka" in result.output
+
+
 def test_a_log_without_whole_trajectories_or_of_another_fold_is_refused(tmp_path: Path) -> None:
     logger = policy_file(tmp_path / "logger.json", LOGGER.selection)
     decisions_only = tmp_path / "decisions.jsonl"
