@@ -5,23 +5,16 @@ user runs them."""
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from schemas.events import PolicySnapshot
-from services.runtime.codec import decode
-from services.runtime.processes import agensbus_command
-from tests.e2e.support import deployment, run, small_scenario
-
-CLI_TIMEOUT_S = 120.0
+from tests.e2e.support import deployment, newest_snapshot, run, small_scenario
+from tests.e2e.support_up import cli
 
 
 def agensbus(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        agensbus_command(args), env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S
-    )
+    done = cli(env, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -38,8 +31,7 @@ def test_the_learned_policy_is_evaluated_on_the_logged_topics(
             read = agensbus(env, "tail", topic, "--from-beginning", "--timeout", "3", "--json")
             with events.open("a") as file:
                 file.write(read)
-        snapshots = [decode(r.value, PolicySnapshot) for r in deployed.bus.records("policy")]
-    newest = max((s for s in snapshots if isinstance(s, PolicySnapshot)), key=lambda s: s.version)
+        newest = newest_snapshot(deployed.bus)
     policy = tmp_path / "learned.json"
     policy.write_text(newest.policy.model_dump_json())
 
