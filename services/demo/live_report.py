@@ -6,7 +6,6 @@ does not exist. The tables say so rather than print zeros.
 """
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from services.demo.report import (
     per_epoch_plot,
     rich_table,
     save_figures,
+    save_report,
     setting_text,
     settings_of,
 )
@@ -207,9 +207,4 @@ def write_plots(result: LiveDemoResult, out: Path) -> list[Path]:
 
 def write_report(result: LiveDemoResult, out: Path) -> dict[str, Any]:
     """Write report.md, metrics.json and the plots into ``out``; returns the metrics."""
-    out.mkdir(parents=True, exist_ok=True)
-    data = metrics(result)
-    (out / "metrics.json").write_text(json.dumps(data, indent=2) + "\n")
-    write_plots(result, out)
-    (out / "report.md").write_text(markdown(result))
-    return data
+    return save_report(out, metrics(result), markdown(result), lambda d: write_plots(result, d))

@@ -7,7 +7,7 @@ directly (no pyplot): files only, no window, no global figure state.
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -375,11 +375,18 @@ def markdown(result: DemoResult) -> str:
     return "\n".join(lines)
 
 
+def save_report(
+    out: Path, data: dict[str, Any], page: str, draw: Callable[[Path], object]
+) -> dict[str, Any]:
+    """Write ``data`` as metrics.json, the plots ``draw`` makes and ``page`` as report.md
+    into ``out`` (created if missing); returns ``data``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(data, indent=2) + "\n")
+    draw(out)
+    (out / "report.md").write_text(page)
+    return data
+
+
 def write_report(result: DemoResult, out: Path) -> dict[str, Any]:
     """Write report.md, metrics.json and the plots into ``out``; returns the metrics."""
-    out.mkdir(parents=True, exist_ok=True)
-    data = metrics(result)
-    (out / "metrics.json").write_text(json.dumps(data, indent=2) + "\n")
-    write_plots(result, out)
-    (out / "report.md").write_text(markdown(result))
-    return data
+    return save_report(out, metrics(result), markdown(result), lambda d: write_plots(result, d))
