@@ -15,12 +15,11 @@ from services.demo.live import LiveArm, LiveEpoch
 from services.demo.report import (
     TextTable,
     epochs_span,
-    markdown_table,
+    markdown_page,
     per_epoch_plot,
     rich_table,
     save_figures,
     save_report,
-    setting_text,
     settings_of,
 )
 from services.demo.run import LiveDemoResult
@@ -165,33 +164,18 @@ def metrics(result: LiveDemoResult) -> dict[str, Any]:
 
 
 def markdown(result: LiveDemoResult) -> str:
-    settings = settings_of(result)
-    rows = [[k, setting_text(v)] for k, v in settings.items()]
-    lines = [
-        f"# agensbus demo on real models: {result.scenario.name}",
-        "",
+    return markdown_page(
+        result,
+        f"agensbus demo on real models: {result.scenario.name}",
         "Each arm ran on its own deployment (router, two workers on the openai backend, judge, "
         "learner) and topic prefix. " + NO_GROUND_TRUTH,
-        "",
-        "## Settings",
-        "",
-        markdown_table(
-            TextTable("", ("setting", "value"), [*rows, ["wall s", f"{result.wall_s:.1f}"]], 2)
-        ),
-    ]
-    for table in tables(result):
-        lines += ["", f"## {table.title[0].upper()}{table.title[1:]}", "", markdown_table(table)]
-    lines += [
-        "",
-        "## Plots",
-        "",
-        "![judge score per epoch](judge.png)",
-        "",
-        "![tokens per trajectory per epoch](tokens.png)",
-        "",
-        "![provider cost per trajectory per epoch](cost.png)",
-    ]
-    return "\n".join(lines) + "\n"
+        tables(result),
+        [
+            ("judge score per epoch", "judge.png"),
+            ("tokens per trajectory per epoch", "tokens.png"),
+            ("provider cost per trajectory per epoch", "cost.png"),
+        ],
+    )
 
 
 def write_plots(result: LiveDemoResult, out: Path) -> list[Path]:

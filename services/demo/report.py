@@ -337,42 +337,42 @@ def setting_text(value: object) -> str:
     return str(value)
 
 
+def markdown_page(
+    result: DemoResult | LiveDemoResult,
+    title: str,
+    intro: str,
+    sections: Sequence[TextTable],
+    plots: Sequence[tuple[str, str]],
+) -> str:
+    """A demo's report.md: the settings, a section per table, then the plots, each an
+    (alt text, file name) pair."""
+    rows = [[k, setting_text(v)] for k, v in settings_of(result).items()]
+    rows.append(["wall s", f"{result.wall_s:.1f}"])
+    lines = [f"# {title}", "", intro, "", "## Settings", ""]
+    lines.append(markdown_table(TextTable("", ("setting", "value"), rows, left=2)))
+    for table in sections:
+        lines += ["", f"## {table.title[0].upper()}{table.title[1:]}", "", markdown_table(table)]
+    lines += ["", "## Plots"]
+    for alt, name in plots:
+        lines += ["", f"![{alt}]({name})"]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(result: DemoResult) -> str:
-    settings = settings_of(result)
-    lines = [
-        f"# agensbus demo: {result.scenario.name}",
-        "",
+    return markdown_page(
+        result,
+        f"agensbus demo: {result.scenario.name}",
         "Each arm ran on its own deployment (router, two workers, judge, learner) and topic "
         "prefix; every task was replayed as a TaskSubmitted event and followed to its "
         "TrajectoryCompleted, RewardObserved and the policy snapshot that backed it up. "
         "docs/demo.md explains every number.",
-        "",
-        "## Settings",
-        "",
-        markdown_table(
-            TextTable(
-                "",
-                ("setting", "value"),
-                [[k, setting_text(v)] for k, v in settings.items()]
-                + [["wall s", f"{result.wall_s:.1f}"]],
-                left=2,
-            )
-        ),
-    ]
-    for table in tables(result):
-        lines += ["", f"## {table.title[0].upper()}{table.title[1:]}", "", markdown_table(table)]
-    lines += [
-        "",
-        "## Plots",
-        "",
-        "![true quality per epoch](quality.png)",
-        "",
-        "![tokens per trajectory per epoch](tokens.png)",
-        "",
-        "![true quality per class at the plateau](plateau.png)",
-        "",
-    ]
-    return "\n".join(lines)
+        tables(result),
+        [
+            ("true quality per epoch", "quality.png"),
+            ("tokens per trajectory per epoch", "tokens.png"),
+            ("true quality per class at the plateau", "plateau.png"),
+        ],
+    )
 
 
 def save_report(
