@@ -149,11 +149,12 @@ def weigh(target: TargetPolicy, trajectory: LoggedTrajectory) -> Weighted:
             )
         probabilities = target.probabilities(decision.signature, decision.candidates)
         values = [target.value(decision.signature, a) for a in decision.candidates]
-        ratio = probabilities[decision.candidates.index(decision.action)] / decision.propensity
+        chosen = decision.candidates.index(decision.action)
+        ratio = probabilities[chosen] / decision.propensity
         ratios.append(ratio)
         weight *= ratio
         expected = sum(p * v for p, v in zip(probabilities, values, strict=True))
-        corrections.append((expected, target.value(decision.signature, decision.action)))
+        corrections.append((expected, values[chosen]))
     following = 0.0
     last = len(ratios) - 1
     for t in range(last, -1, -1):
