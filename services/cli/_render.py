@@ -1,6 +1,7 @@
 """Output helpers shared by the commands: rich for people, plain JSON for machines."""
 
 import json
+from collections.abc import Sequence
 
 import click
 from rich.console import Console
@@ -19,3 +20,11 @@ def print_line(console: Console, label: str, text: str, *, width: int = 11) -> N
     """``label`` padded to ``width``, then ``text``; soft-wrapped because a signature or a
     command line is worth more whole than folded at the terminal's width."""
     console.print(f"{label:<{width}}{text}", soft_wrap=True)
+
+
+def listing(problems: Sequence[str], most: int = 20) -> str:
+    """Problems one per indented line, at most ``most`` of them and a count of the rest."""
+    shown = [f"  {p}" for p in problems[:most]]
+    if len(problems) > most:
+        shown.append(f"  (+{len(problems) - most} more)")
+    return "\n".join(shown)

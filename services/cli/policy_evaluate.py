@@ -15,7 +15,7 @@ from rich.table import Table
 from schemas.events import Decision, RewardObserved, TrajectoryCompleted
 from schemas.records import FoldSpec
 from services.cli._errors import UserError
-from services.cli._render import echo_json, make_console
+from services.cli._render import echo_json, listing, make_console
 from services.cli._settings import KAFKA_FIELDS, require_bootstrap, settings_from
 from services.cli.policy import POLICY_FILE, fold_mismatch, load_policy_file
 from services.cli.topics import check_topic
@@ -30,7 +30,6 @@ _LOGGED: dict[str, type[Logged]] = {
     model.__name__: model for model in (Decision, TrajectoryCompleted, RewardObserved)
 }
 _TOPICS = ("decisions", "trajectories", "rewards")
-_SHOWN_PROBLEMS = 5
 #: z of a two-sided 95% normal interval.
 _Z95 = 1.96
 
@@ -74,11 +73,7 @@ def read_files(files: Iterable[IO[bytes]], gathered: Gathered) -> None:
             if line.strip():
                 gathered.add(f"{file.name} line {number}", line)
     if gathered.unreadable:
-        problems = gathered.unreadable
-        shown = problems[:_SHOWN_PROBLEMS]
-        if len(problems) > _SHOWN_PROBLEMS:
-            shown.append(f"(+{len(problems) - _SHOWN_PROBLEMS} more)")
-        raise UserError("the events cannot be read:\n  " + "\n  ".join(shown))
+        raise UserError(f"the events cannot be read:\n{listing(gathered.unreadable)}")
 
 
 async def read_topics(settings: Settings, gathered: Gathered, timeout_s: float) -> None:

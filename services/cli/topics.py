@@ -27,6 +27,7 @@ from schemas.events import (
     TrajectoryCompleted,
 )
 from services.cli._errors import UserError
+from services.cli._render import listing
 from services.cli._settings import KAFKA_FIELDS, require_bootstrap, settings_from
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.kafka import aiokafka_options
@@ -36,7 +37,6 @@ from services.runtime.topics import TOPICS
 _SHORT_NAMES = tuple(spec.name for spec in TOPICS)
 _MODEL_OF_TOPIC: dict[str, type[Event]] = {model.TOPIC: model for model in EVENT_TYPES}
 _MODEL_OF_TYPE: dict[str, type[Event]] = {model.__name__: model for model in EVENT_TYPES}
-_SHOWN_PROBLEMS = 20
 
 
 def topic_name(settings: Settings, name: str) -> str:
@@ -88,13 +88,6 @@ def parse_tasks(data: bytes) -> tuple[list[TaskSubmitted], list[str]]:
     return tasks, problems
 
 
-def _listing(problems: Sequence[str]) -> str:
-    shown = [f"  {p}" for p in problems[:_SHOWN_PROBLEMS]]
-    if len(problems) > _SHOWN_PROBLEMS:
-        shown.append(f"  (+{len(problems) - _SHOWN_PROBLEMS} more)")
-    return "\n".join(shown)
-
-
 async def publish_tasks(settings: Settings, topic: str, tasks: Sequence[TaskSubmitted]) -> None:
     """Publish ``tasks`` keyed by task_id, waiting for every acknowledgement."""
     await check_topic(settings, topic)
@@ -141,11 +134,11 @@ def submit(file: IO[bytes], topic: str, skip_invalid: bool, **flags: Any) -> Non
     if problems and not skip_invalid:
         raise UserError(
             f"{source}: {len(problems)} invalid line(s), nothing published "
-            f"(--skip-invalid publishes the valid ones):\n{_listing(problems)}"
+            f"(--skip-invalid publishes the valid ones):\n{listing(problems)}"
         )
     if problems:
         click.echo(
-            f"{source}: skipped {len(problems)} invalid line(s):\n{_listing(problems)}", err=True
+            f"{source}: skipped {len(problems)} invalid line(s):\n{listing(problems)}", err=True
         )
     target = topic_name(settings, topic)
     asyncio.run(publish_tasks(settings, target, tasks))
