@@ -92,7 +92,10 @@ async def read_topics(settings: Settings, gathered: Gathered, timeout_s: float) 
 def _check_fold(joined: Joined, fold: FoldSpec) -> None:
     for trajectory in joined.trajectories:
         for decision in trajectory.decisions:
-            why = fold_mismatch(Signature.parse(decision.signature), fold)
+            try:
+                why = fold_mismatch(Signature.parse(decision.signature), fold)
+            except ValueError as error:
+                why = str(error)
             if why is not None:
                 raise UserError(
                     f"trajectory {trajectory.trajectory_id} was logged by a router that folds "

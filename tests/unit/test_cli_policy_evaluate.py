@@ -149,6 +149,16 @@ def test_a_log_without_whole_trajectories_or_of_another_fold_is_refused(tmp_path
     result = CliRunner().invoke(cli, ["policy", "evaluate", str(logger), str(decisions_only)])
     assert result.exit_code == 2 and "no whole trajectory of tenant 'default'" in result.output
 
+    garbled = tmp_path / "garbled.jsonl"
+    lines = list(logged_lines())
+    first = next(i for i, line in enumerate(lines) if '"event_type":"Decision"' in line)
+    decision = json.loads(lines[first])
+    lines[first] = json.dumps({**decision, "signature": "not a signature"})
+    garbled.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(cli, ["policy", "evaluate", str(logger), str(garbled)])
+    assert result.exit_code == 2 and "not a signature" in result.output
+    assert "Traceback" not in result.output
+
     keyed_fold = FoldSpec(extra_keys=["task_class"])
     keyed = policy_file(tmp_path / "keyed.json", LOGGER.selection, PolicyGraph(), keyed_fold)
     events = str(events_file(tmp_path))
