@@ -18,8 +18,9 @@ import yaml
 
 from services.bench._stats import Estimate
 from services.policy import PAPER_REWARD, PolicyGraph
+from services.policy.arms import Arm
 from services.policy.signature import Signature
-from services.sim.engine import Arm, Engine, EpochReport, TrajectoryRecord
+from services.sim.engine import Engine, EpochReport, TrajectoryRecord
 from services.sim.loader import shipped_scenarios
 from services.sim.oracle import Oracle, Paths
 from services.sim.scenario import Scenario, build_scenario

@@ -16,8 +16,8 @@ from pathlib import Path
 from services.bench.learning import LearningBench, Run, run_learning_bench
 from services.demo.results import ArmResult
 from services.demo.run import DemoConfig, Progress, kafka, new_run_id, run_arm
+from services.policy.arms import Arm
 from services.runtime.settings import Settings
-from services.sim.engine import Arm
 from services.sim.oracle import Oracle
 from services.sim.scenario import Scenario
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from services.bench.learning import LearningBench
-    from services.sim.engine import Arm
+    from services.policy.arms import Arm
 
 # A deployment per arm and seed gets a topic prefix of its own.
 _REPLAY_KAFKA_FIELDS = tuple(f for f in KAFKA_FIELDS if f != "topic_prefix")
@@ -325,7 +325,7 @@ def bench_learning(
         write_plots,
     )
     from services.bench.report import REPORT_FILE, learning_report
-    from services.sim.engine import arm_named
+    from services.policy.arms import arm_named
 
     try:
         chosen = [arm_named(name.strip()) for name in arms.split(",") if name.strip()]

@@ -14,9 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeE
 from services.cli._errors import UserError
 from services.cli._options import scenario_option
 from services.cli._settings import KAFKA_FIELDS, settings_from
+from services.policy.arms import deployed_arm
 from services.runtime.settings import Settings, settings_options
 from services.sim.corpus import CorpusError, corpus_for
-from services.sim.engine import deployed_arm
 from services.sim.loader import ScenarioError, load_scenario
 from services.sim.scenario import Scenario
 

@@ -16,16 +16,10 @@ from rich.table import Table
 from services.cli._errors import UserError
 from services.cli._options import scenario_option
 from services.policy import PAPER_REWARD, PolicyGraph
+from services.policy.arms import POLICIES, PolicyName, policy_setup
 from services.runtime.policy_files import PolicyFileError, load_graph
 from services.runtime.policy_files import save_policy as write_policy
-from services.sim.engine import (
-    POLICIES,
-    Engine,
-    EpochReport,
-    PolicyName,
-    TrajectoryRecord,
-    policy_setup,
-)
+from services.sim.engine import Engine, EpochReport, TrajectoryRecord
 from services.sim.loader import ScenarioError, load_scenario
 from services.sim.oracle import Oracle
 from services.sim.scenario import Scenario

@@ -14,8 +14,8 @@ from schemas.records import RewardConfig, StepStatus
 from services.demo.delivery import Delivery, per_epoch
 from services.demo.replay import EpochRun, Observed
 from services.policy import PAPER_REWARD, hybrid_reward
+from services.policy.outcomes import Judgement
 from services.sim.engine import EpochReport, TrajectoryRecord
-from services.sim.judge import Judgement
 from services.sim.oracle import Oracle
 from services.sim.scenario import Scenario
 from services.sim.world import World

@@ -19,10 +19,10 @@ from services.demo.replay import EpochRun, Observed, Replay
 from services.demo.results import ArmResult, arm_result
 from services.demo.stack import Stack, StackConfig
 from services.policy import PAPER_REWARD
+from services.policy.arms import deployed_arm
 from services.runtime.local_broker import choose_local_broker, settings_for
 from services.runtime.settings import Settings
 from services.sim.corpus import Corpus
-from services.sim.engine import deployed_arm
 from services.sim.oracle import Oracle
 from services.sim.scenario import Scenario
 

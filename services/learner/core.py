@@ -26,9 +26,10 @@ from schemas.events import (
 from schemas.policy_file import NodeRecord, PolicyDocument
 from schemas.records import FoldSpec, Regime, RewardConfig
 from services.policy import PAPER_REWARD, PolicyGraph, PolicySetup, backup, hybrid_reward
+from services.policy.arms import deployed_arm
 from services.runtime.codec import Rejected
 from services.runtime.settings import Settings
-from services.sim import Scenario, deployed_arm
+from services.sim import Scenario
 
 #: LearnerCheckpoint's bounds: a snapshot holding more would not validate.
 MAX_WAITING = 100_000

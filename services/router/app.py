@@ -26,6 +26,7 @@ from schemas.events import (
 )
 from schemas.records import Budget
 from services.policy import CellPool
+from services.policy.arms import deployed_arm
 from services.policy.governance import GovernanceConfig, parse_failure_kinds
 from services.router.breaker import BreakerConfig, Breakers, BreakerState, Transition
 from services.router.core import (
@@ -41,7 +42,7 @@ from services.runtime.codec import Rejected, decode, encode
 from services.runtime.kafka import aiokafka_options
 from services.runtime.service import Service
 from services.runtime.settings import Settings
-from services.sim import deployed_arm, load_scenario
+from services.sim import load_scenario
 
 #: Records per batch: enough to amortise a commit, few enough to keep a batch in milliseconds.
 BATCH_MAX_RECORDS = 500

@@ -12,6 +12,8 @@ import click
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.policy.arms import deployed_arm
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -266,9 +268,6 @@ class Settings(BaseSettings):
     @field_validator("policy_arm")
     @classmethod
     def _arm_is_deployable(cls, value: str) -> str:
-        # Imported here: the arm registry lives with the engine that defines the arms.
-        from services.sim.engine import deployed_arm
-
         try:
             deployed_arm(value)
         except KeyError as error:

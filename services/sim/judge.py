@@ -9,42 +9,11 @@ The simulated judge has no peer effects: a trajectory scores the same in any gro
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from schemas.events import RewardObserved
 from schemas.records import JudgeScore
-from services.policy.rubric import RUBRIC_WEIGHTS, judge_confidence, overall_score
+from services.policy.outcomes import Judgement
+from services.policy.rubric import RUBRIC_WEIGHTS, overall_score
 from services.sim.rng import stream
 from services.sim.spec import JudgeSpec
-
-
-@dataclass(frozen=True, slots=True)
-class Judgement:
-    """The judges' view of one trajectory, shaped like ``RewardObserved``."""
-
-    trajectory_id: str
-    quality: float
-    confidence: float
-    scores: tuple[JudgeScore, ...]
-
-    @classmethod
-    def of(cls, trajectory_id: str, scores: Sequence[JudgeScore]) -> "Judgement":
-        """The judges' mean overall score, and their agreement as the confidence."""
-        overall = [s.overall for s in scores]
-        return cls(
-            trajectory_id, sum(overall) / len(overall), judge_confidence(overall), tuple(scores)
-        )
-
-    def to_event(
-        self, *, task_id: str | None = None, group_id: str | None = None, tenant: str = "default"
-    ) -> RewardObserved:
-        return RewardObserved(
-            trajectory_id=self.trajectory_id,
-            task_id=task_id,
-            quality=self.quality,
-            confidence=self.confidence,
-            judges=list(self.scores),
-            group_id=group_id,
-            tenant=tenant,
-        )
 
 
 @dataclass(frozen=True)

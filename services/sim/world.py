@@ -18,29 +18,12 @@ from schemas.records import (
     Verification,
 )
 from services.policy import StepResult, Variant
+from services.policy.outcomes import Execution
 from services.sim.rng import draw, stream
 from services.sim.scenario import I64, Scenario, TaskClass
 
 #: Marks text written by the simulator, so nobody mistakes it for a model's output.
 SIM = "[simulated]"
-
-
-@dataclass(frozen=True, slots=True)
-class Execution:
-    """One executed step: what the router needs (``result``) and what a StepOutcome adds."""
-
-    result: StepResult
-    tokens_in: int
-    tokens_out: int
-    latency_s: float
-    attempts: int
-    failure_kind: FailureKind | None
-    #: What the provider charges for the step; the simulator charges nothing.
-    cost_usd: float = 0.0
-
-    @property
-    def status(self) -> StepStatus:
-        return StepStatus.SUCCEEDED if self.result.succeeded else StepStatus.FAILED
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from typing import Protocol
 from schemas.events import FailureKind
 from schemas.records import TrajectoryState
 from services.policy import StepResult, Variant
+from services.policy.outcomes import Execution
 from services.runtime.codec import Rejected
 from services.runtime.settings import Settings
-from services.sim import Execution, Scenario, World
+from services.sim import Scenario, World
 
 
 class Unexecutable(Exception):

@@ -6,8 +6,8 @@ from collections.abc import Collection
 from schemas.events import ActionKind, Decision, StepOutcome
 from schemas.records import StepStatus
 from services.policy import CellPool, parse_action
+from services.policy.outcomes import Execution
 from services.runtime.codec import Rejected, decode
-from services.sim import Execution
 from services.worker.ids import derived_id
 
 

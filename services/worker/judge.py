@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from schemas.events import RewardObserved, TrajectoryCompleted
+from services.policy.outcomes import Judgement
 from services.runtime.codec import Rejected, decode
-from services.sim import Judgement, Scenario, SimulatedJudge, World
+from services.sim import Scenario, SimulatedJudge, World
 from services.worker.ids import derived_id
 
 T = TypeVar("T")

@@ -16,8 +16,9 @@ from services.demo.results import ArmResult, trajectory_record
 from services.demo.run import DemoConfig, DemoResult, run_demo
 from services.demo.tasks import epoch_submissions
 from services.policy import PAPER_REWARD, trajectory_completed
+from services.policy.arms import PolicyName, policy_setup
 from services.runtime.settings import Settings
-from services.sim.engine import Engine, EpochReport, PolicyName, TrajectoryRecord, policy_setup
+from services.sim.engine import Engine, EpochReport, TrajectoryRecord
 from services.sim.loader import load_scenario
 from services.sim.oracle import Oracle
 from services.sim.scenario import Scenario

@@ -5,11 +5,12 @@ together and classes apart, every input committed once scored."""
 from collections import Counter, defaultdict
 
 from schemas.events import DeadLetter, RewardObserved, TaskSubmitted
+from services.policy.arms import policy_setup
 from services.policy.rubric import judge_confidence
 from services.router.app import build as router_build
 from services.runtime.codec import encode
 from services.runtime.topics import ensure_topics
-from services.sim import Engine, SimulatedJudge, World, policy_setup
+from services.sim import Engine, SimulatedJudge, World
 from services.sim.testing import completed_trajectory
 from services.worker.app import build
 from tests.integration.support_broker import run

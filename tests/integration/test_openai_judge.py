@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from schemas.events import RewardObserved, TrajectoryCompleted
+from services.policy.arms import policy_setup
 from services.policy.rubric import RUBRIC_WEIGHTS
 from services.runtime.codec import encode
 from services.runtime.service import Service
 from services.runtime.topics import ensure_topics
-from services.sim import Engine, policy_setup
+from services.sim import Engine
 from services.sim.testing import completed_trajectory
 from services.worker.app import build
 from services.worker.openai.testing import Reply, Request, completion, scripted

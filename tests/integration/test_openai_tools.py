@@ -9,7 +9,7 @@ from pathlib import Path
 from schemas.events import Decision, FailureKind
 from schemas.records import HandoffDelta, StepStatus
 from services.policy import PolicyGraph, StepResult, absorb, advance
-from services.sim import policy_setup
+from services.policy.arms import policy_setup
 from services.worker.app import build
 from services.worker.openai.testing import completion, scripted
 from tests.integration.support_broker import run

@@ -7,10 +7,11 @@ import asyncio
 from schemas.events import DeadLetter, Decision, FailureKind
 from schemas.records import StepStatus
 from services.policy import PolicyGraph, absorb, advance, start_state
+from services.policy.arms import policy_setup
 from services.runtime.codec import encode
 from services.runtime.service import Service
 from services.runtime.topics import ensure_topics
-from services.sim import World, policy_setup
+from services.sim import World
 from services.worker.app import build
 from services.worker.invoke import outcome_of
 from tests.integration.support_broker import run

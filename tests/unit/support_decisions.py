@@ -3,8 +3,9 @@ backends, the tool cells): built from the policy's own steps, so that their stat
 
 from schemas.events import ActionKind, Decision
 from services.policy import PolicyGraph, Step, advance, start_state
+from services.policy.arms import policy_setup
 from services.router.core import decision_event
-from services.sim import Scenario, policy_setup
+from services.sim import Scenario
 
 
 def decision_of(step: Step, *, tenant: str = "default") -> Decision:

@@ -2,7 +2,8 @@
 task) that the in-process engine ran over the shipped scenario's simulated world."""
 
 from schemas.events import TrajectoryCompleted
-from services.sim import Engine, load_scenario, policy_setup
+from services.policy.arms import policy_setup
+from services.sim import Engine, load_scenario
 from services.sim.testing import completed_trajectory
 
 SCENARIO = load_scenario("security-advisories")

@@ -7,7 +7,8 @@ from functools import cache
 
 from schemas.events import RewardObserved, TrajectoryCompleted
 from services.policy import PolicyGraph, backup, hybrid_reward
-from services.sim import Engine, load_scenario, policy_setup
+from services.policy.arms import policy_setup
+from services.sim import Engine, load_scenario
 
 SCENARIO = load_scenario("security-advisories")
 SETUP = policy_setup(SCENARIO, "paper")

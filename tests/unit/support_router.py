@@ -5,8 +5,9 @@ in the simulated world until the trajectory completes), plus policy snapshots of
 from schemas.events import ActionKind, Decision, PolicySnapshot, StepOutcome, TaskSubmitted
 from schemas.records import Budget, FoldSpec, TrajectoryState
 from services.policy import PolicyGraph, PolicySetup, signature_of, start_state
+from services.policy.arms import policy_setup
 from services.router.core import RouterCore, RouterEvent
-from services.sim import World, load_scenario, policy_setup
+from services.sim import World, load_scenario
 from services.worker.invoke import outcome_of
 
 SCENARIO = load_scenario("security-advisories")

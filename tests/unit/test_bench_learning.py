@@ -22,7 +22,7 @@ from services.bench.learning import (
 from services.bench.report import interval, learning_report
 from services.cli.bench import bench
 from services.policy import PAPER_REWARD, PolicyGraph
-from services.sim.engine import ARMS, arm_named
+from services.policy.arms import ARMS, arm_named
 from services.sim.loader import load_scenario
 from services.sim.oracle import Oracle
 

@@ -10,7 +10,8 @@ from services.bench.learning import Run, run_arm, run_learning_bench
 from services.bench.through_kafka import KafkaBench, as_run
 from services.demo.results import ArmResult
 from services.policy import PAPER_REWARD
-from services.sim.engine import Arm, Engine, TrajectoryRecord, arm_named
+from services.policy.arms import Arm, arm_named
+from services.sim.engine import Engine, TrajectoryRecord
 from services.sim.loader import load_scenario
 from services.sim.oracle import Oracle
 

@@ -15,9 +15,10 @@ from services.cli.demo import openai_preflight, parse_arms
 from services.demo.live import LiveEpoch, live_trajectory
 from services.demo.replay import Observed
 from services.demo.run import DemoConfig, backend_env, new_run_id, tasks_per_epoch
+from services.policy.arms import policy_setup
 from services.runtime.settings import Settings
 from services.sim.corpus import corpus_for
-from services.sim.engine import Engine, EpochReport, TrajectoryRecord, policy_setup
+from services.sim.engine import Engine, EpochReport, TrajectoryRecord
 from services.sim.loader import load_scenario
 
 OPENAI_VARIABLES = (

@@ -13,9 +13,10 @@ from schemas.events import Decision, PolicySnapshot, StepOutcome, TaskSubmitted
 from schemas.records import FoldSpec, SelectionConfig
 from services.cli import cli
 from services.policy import PolicyGraph, hybrid_reward
+from services.policy.arms import arm_named
 from services.router.core import RouterCore
 from services.sim import Engine, SimulatedJudge, World, load_scenario
-from services.sim.engine import arm_named, epoch_tasks
+from services.sim.engine import epoch_tasks
 from services.worker.invoke import outcome_of
 
 SCENARIO = load_scenario("security-advisories")

@@ -10,10 +10,9 @@ from schemas.records import FoldSpec, RewardConfig, StepStatus
 from services.learner import core as learner_core
 from services.learner.core import Applied, LearnerConfig, LearnerCore, Verdict, input_offsets
 from services.policy import PolicyGraph
+from services.policy.arms import arm_named, policy_setup
 from services.runtime.codec import decode, encode
 from services.runtime.settings import Settings
-from services.sim import policy_setup
-from services.sim.engine import arm_named
 from tests.unit.support_learner import (
     SCENARIO,
     SETUP,

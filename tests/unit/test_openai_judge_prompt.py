@@ -9,8 +9,8 @@ import pytest
 
 from schemas.events import TrajectoryCompleted
 from schemas.records import Axis, JudgeScore, Verdict, Verification
+from services.policy.outcomes import Judgement
 from services.policy.rubric import RUBRIC_WEIGHTS, overall_score
-from services.sim import Judgement
 from services.worker.openai.judge_prompt import (
     EVIDENCE_ITEMS,
     FIELD_CHARS,

@@ -20,9 +20,10 @@ from schemas.records import (
 )
 from services.policy import PolicyGraph, PolicySetup, backup, decide, hybrid_reward
 from services.policy.actions import candidate_actions
+from services.policy.arms import arm_named, policy_setup
 from services.policy.selection import select, select_batch, softmax
 from services.policy.trajectory import Step, decision_uniform, signature_of, start_state
-from services.sim.engine import Engine, arm_named, policy_setup
+from services.sim.engine import Engine
 from services.sim.loader import load_scenario
 
 SIG = "v1|straightforward|1000000|c1.u9.r5.e1"

@@ -13,10 +13,10 @@ from schemas.records import (
     VisitedEdge,
 )
 from services.policy import PolicyGraph, PolicySetup, backup
+from services.policy.arms import arm_named
 from services.policy.learning import expected_charge_reward, greedy_continuation_rewards
 from services.policy.selection import select, select_batch
 from services.policy.trajectory import start_state
-from services.sim.engine import arm_named
 
 SIG = "v1|straightforward|1000000|c1.u9.r5.e1"
 NEXT = "v1|straightforward|1100000|c1.u9.r5.e1"

@@ -12,6 +12,7 @@ import pytest
 from schemas.events import ActionKind, Decision, DecisionReason, RewardObserved
 from schemas.records import ActionScore, SelectionConfig
 from services.policy import PolicyGraph, absorb, advance, hybrid_reward, start_state
+from services.policy.arms import arm_named
 from services.policy.ope import (
     LoggedDecision,
     LoggedTrajectory,
@@ -21,7 +22,7 @@ from services.policy.ope import (
     weigh,
 )
 from services.sim import Engine, load_scenario
-from services.sim.engine import arm_named, epoch_tasks
+from services.sim.engine import epoch_tasks
 from services.sim.testing import completed_trajectory
 
 SCENARIO = load_scenario("security-advisories")

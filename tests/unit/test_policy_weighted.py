@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from schemas.policy_file import PolicyDocument
 from schemas.records import RewardConfig
 from services.policy import PolicyGraph, backup
+from services.policy.arms import arm_named
 from services.sim import load_scenario
-from services.sim.engine import Engine, arm_named
+from services.sim.engine import Engine
 
 SIG, ACTIONS = "v1|straightforward|1000000|c1.u9.r5.e1", ("a", "b")
 

@@ -21,6 +21,7 @@ from services.policy import (
     make_pool,
     trajectory_ids,
 )
+from services.policy.arms import arm_named
 from services.policy.cells import paper_cells
 from services.policy.selection import softmax
 from services.router.core import (
@@ -30,7 +31,6 @@ from services.router.core import (
 )
 from services.router.readiness import PolicyCatchUp
 from services.runtime.codec import Rejected
-from services.sim.engine import arm_named
 from tests.unit.support_router import (
     SCENARIO,
     SETUP,

@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from services.demo.tasks import epoch_submissions
+from services.policy.arms import policy_setup
 from services.sim.corpus import Corpus, CorpusError, check_against, corpus_for, load_corpus
-from services.sim.engine import Engine, policy_setup
+from services.sim.engine import Engine
 from services.sim.loader import load_scenario
 from services.sim.scenario import Scenario
 

@@ -7,8 +7,9 @@ import pytest
 from schemas.events import Termination
 from schemas.records import StepStatus
 from services.policy import PolicyGraph, fixed_pipeline
+from services.policy.arms import policy_setup
 from services.runtime.policy_files import load_graph, save_policy
-from services.sim import Engine, TrajectoryRecord, load_scenario, policy_setup
+from services.sim import Engine, TrajectoryRecord, load_scenario
 
 
 def run(policy: str, epochs: int, seed: int = 0) -> tuple[list[TrajectoryRecord], Engine]:

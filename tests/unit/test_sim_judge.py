@@ -6,7 +6,8 @@ import pytest
 
 from schemas.events import RewardObserved
 from schemas.records import Axis
-from services.sim import RUBRIC_WEIGHTS, SimulatedJudge, judge_confidence, overall_score
+from services.policy.rubric import RUBRIC_WEIGHTS, judge_confidence, overall_score
+from services.sim import SimulatedJudge
 from services.sim.spec import JudgeSpec
 
 

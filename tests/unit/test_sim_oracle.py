@@ -15,7 +15,8 @@ from schemas.records import (
     TrajectoryState,
     VisitedEdge,
 )
-from services.sim import Engine, Oracle, load_scenario, parse_scenario, policy_setup
+from services.policy.arms import policy_setup
+from services.sim import Engine, Oracle, load_scenario, parse_scenario
 
 #: A cost term that bites below the paper's 8,000 tokens, so cheap paths can win.
 REWARD = RewardConfig(token_cap=2_000)

@@ -1,7 +1,8 @@
 """The public testing helper: real finished trajectories, as the router reports them."""
 
 from services.policy import trajectory_ids
-from services.sim import Engine, load_scenario, policy_setup
+from services.policy.arms import policy_setup
+from services.sim import Engine, load_scenario
 from services.sim.testing import completed_trajectory
 
 SCENARIO = load_scenario("security-advisories")

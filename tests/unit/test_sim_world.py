@@ -8,7 +8,9 @@ import yaml
 from schemas.events import FailureKind
 from schemas.records import PendingStep, StepStatus, TrajectoryState, Verdict
 from services.policy import PolicyGraph, PolicySetup, Variant, absorb, advance, start_state
-from services.sim import Execution, Scenario, World, load_scenario, parse_scenario, policy_setup
+from services.policy.arms import policy_setup
+from services.policy.outcomes import Execution
+from services.sim import Scenario, World, load_scenario, parse_scenario
 
 
 def line_scenario(**class_fields: Any) -> dict[str, Any]:

@@ -6,8 +6,9 @@ import pytest
 from schemas.events import FailureKind, StepOutcome
 from schemas.records import HandoffDelta, StepStatus
 from services.policy import StepResult
+from services.policy.outcomes import Execution
 from services.runtime.codec import Rejected, encode
-from services.sim import Execution, World, load_scenario
+from services.sim import World, load_scenario
 from services.worker.invoke import accept, outcome_of
 from tests.unit.support_decisions import as_skip, first_decision
 

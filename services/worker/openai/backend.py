@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from schemas.events import FailureKind
 from schemas.records import Handoff, HandoffDelta, Role, TrajectoryState
 from services.policy import CellPool, StepResult, Variant
-from services.sim import Execution
+from services.policy.outcomes import Execution
 from services.skills import Skills, load_skills
 from services.worker.backend import Unexecutable
 from services.worker.openai.client import ChatClient, ChatFailure

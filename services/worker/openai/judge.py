@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from schemas.events import FailureKind, TrajectoryCompleted
 from schemas.records import JudgeScore
+from services.policy.outcomes import Judgement
 from services.policy.rubric import overall_score
-from services.sim import Judgement
 from services.worker.openai import judge_prompt
 from services.worker.openai.client import ChatClient, ChatFailure
 from services.worker.openai.models import ModelSpec
