@@ -77,11 +77,12 @@ def worker(role: Literal["worker", "judge"], **flags: Any) -> None:
 
     def build(settings: Settings) -> Service:
         from services.worker.app import build
+        from services.worker.cells import CellsError
         from services.worker.openai import CONFIG_ERRORS
 
         try:
             return build(settings, role=role)
-        except CONFIG_ERRORS as error:
+        except (*CONFIG_ERRORS, CellsError) as error:
             raise UserError(str(error)) from None
 
     serve(flags, build)

@@ -18,6 +18,7 @@ from services.sim import Scenario, load_scenario
 from services.worker import invoke
 from services.worker import judge as judging
 from services.worker.backend import Backend, Unexecutable, make_backend
+from services.worker.cells import ServedCells
 from services.worker.commits import Committer, Rebalance
 from services.worker.executor import Executor
 from services.worker.metrics import JudgeMetrics, WorkerMetrics
@@ -30,7 +31,7 @@ def build(settings: Settings, role: Role = "worker") -> Service:
     scenario = load_scenario(settings.scenario)
     match role:
         case "worker":
-            return _worker(settings, scenario, make_backend(settings, scenario))
+            return worker_service(settings, scenario, make_backend(settings, scenario))
         case "judge":
             return _judge(settings, scenario)
 
@@ -42,7 +43,9 @@ def _record(msg: KafkaMessage) -> ConsumerRecord[bytes, bytes]:
     return record
 
 
-def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service:
+def worker_service(settings: Settings, scenario: Scenario, backend: Backend) -> Service:
+    """A worker executing the cells ``settings`` name with ``backend`` (the SDK brings its own)."""
+    served = ServedCells.of(settings.worker_cells, settings.worker_cells_except, scenario.pool)
     service = Service("worker", settings)
     metrics = WorkerMetrics(service.registry)
     # The subscriber is created below; the consumer exists only once it has started.
@@ -80,8 +83,9 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
         decision = invoke.accept(record.value, scenario.pool, settings.tenant_list)
         if isinstance(decision, Rejected):
             await committer.tracked(record, lambda: service.dead_letter(record, decision))
-        elif decision.action_kind is ActionKind.SKIP:
-            # Nothing to run; the record still has to count as done for the commit.
+        elif decision.action_kind is ActionKind.SKIP or not served.serves(decision.cell):
+            # Nothing to run here (another worker set serves that cell); the record still
+            # has to count as done for the commit.
             committer.started(record)
             committer.finished(record)
         else:
