@@ -16,7 +16,7 @@ from services.runtime.service import Service, run_service
 from services.runtime.settings import Settings, settings_options
 from services.sim.loader import ScenarioError
 
-_RUNNING = """
+RUNNING = """
 \b
 Configuration: each flag above, else its AGENSBUS_* variable, else the default shown.
 A Kafka bootstrap is required (--kafka-bootstrap or AGENSBUS_KAFKA_BOOTSTRAP).
@@ -40,7 +40,7 @@ def serve(flags: dict[str, Any], build: Callable[[Settings], Service]) -> None:
         raise click.ClickException(f"cannot reach Kafka at {bootstrap}: {error}") from None
 
 
-@click.command("router", epilog=_RUNNING)
+@click.command("router", epilog=RUNNING)
 @settings_options()
 def router(**flags: Any) -> None:
     """Run a router: turn tasks into trajectories.
@@ -58,7 +58,7 @@ def router(**flags: Any) -> None:
     serve(flags, build)
 
 
-@click.command("worker", epilog=_RUNNING)
+@click.command("worker", epilog=RUNNING)
 @click.option(
     "--role",
     type=click.Choice(["worker", "judge"]),
@@ -88,7 +88,7 @@ def worker(role: Literal["worker", "judge"], **flags: Any) -> None:
     serve(flags, build)
 
 
-@click.command("learner", epilog=_RUNNING)
+@click.command("learner", epilog=RUNNING)
 @settings_options()
 def learner(**flags: Any) -> None:
     """Run the learner of one --tenant: learn the policy from outcomes.
