@@ -7,8 +7,9 @@
 #
 #   AGENSBUS_KAFKA_BOOTSTRAP=localhost:9092 bash examples/kb_lookup.sh
 #
-# The event id is the decision id, so a decision read twice (after a crash, say) gives the
-# same outcome and the router absorbs it once. Needs kcat and jq.
+# The event id is the decision id, so a decision read twice gives the same outcome and the
+# router absorbs it once. kcat commits what it has read, published or not: an outcome lost
+# in a crash is answered by the router's step timeout instead. Needs kcat and jq.
 set -euo pipefail
 
 bootstrap=${AGENSBUS_KAFKA_BOOTSTRAP:?set AGENSBUS_KAFKA_BOOTSTRAP to the Kafka bootstrap}
@@ -35,4 +36,7 @@ kcat -C -b "$bootstrap" -G "$group" -X auto.offset.reset=earliest -u -q -f '%s\n
         state
       }
     | "\(.trajectory_id)\t\(tojson)"' |
-  kcat -P -b "$bootstrap" -t "${prefix}outcomes" -K $'\t'
+  # One producer per outcome: kcat -P reading a pipe sends only once its input ends.
+  while IFS= read -r line; do
+    printf '%s\n' "$line" | kcat -P -b "$bootstrap" -t "${prefix}outcomes" -K $'\t'
+  done
