@@ -1,9 +1,9 @@
-"""The events on agensbus topics (DESIGN.md §2). Each names its topic in ``TOPIC``."""
+"""The events on agensbus topics (DESIGN.md §2); schemas.topics says which goes where."""
 
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import ClassVar, Final, Literal
+from typing import Final, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -45,8 +45,6 @@ def _new_id() -> str:
 class Event(Record):
     """Fields every event carries."""
 
-    TOPIC: ClassVar[str] = ""
-
     schema_version: Literal[1] = SCHEMA_VERSION
     event_id: Identifier = Field(default_factory=_new_id)
     produced_at: AwareDatetime = Field(default_factory=_now)
@@ -56,7 +54,6 @@ class Event(Record):
 class TaskSubmitted(Event):
     """A pipeline asks for a task to be solved."""
 
-    TOPIC: ClassVar[str] = "tasks"
     event_type: Literal["TaskSubmitted"] = "TaskSubmitted"
 
     task_id: Identifier
@@ -84,7 +81,6 @@ class DecisionReason(StrEnum):
 class Decision(Event):
     """The router's choice for one step, with everything needed to audit or replay it."""
 
-    TOPIC: ClassVar[str] = "decisions"
     event_type: Literal["Decision"] = "Decision"
 
     decision_id: DecisionId
@@ -125,7 +121,6 @@ class FailureKind(StrEnum):
 class StepOutcome(Event):
     """What executing one invoke decision produced; echoes the state it was given."""
 
-    TOPIC: ClassVar[str] = "outcomes"
     event_type: Literal["StepOutcome"] = "StepOutcome"
 
     decision_id: DecisionId
@@ -156,7 +151,6 @@ class Termination(StrEnum):
 class TrajectoryCompleted(Event):
     """A trajectory ended; judges score it, the learner backs it up."""
 
-    TOPIC: ClassVar[str] = "trajectories"
     event_type: Literal["TrajectoryCompleted"] = "TrajectoryCompleted"
 
     trajectory_id: Identifier
@@ -185,7 +179,6 @@ class RewardSource(StrEnum):
 class RewardObserved(Event):
     """A quality score for a trajectory, from the judge or from the pipeline itself."""
 
-    TOPIC: ClassVar[str] = "rewards"
     event_type: Literal["RewardObserved"] = "RewardObserved"
 
     trajectory_id: Identifier
@@ -228,7 +221,6 @@ class LearnerCheckpoint(Record):
 class PolicySnapshot(Event):
     """A versioned policy and the input offsets it reflects (the learner's checkpoint)."""
 
-    TOPIC: ClassVar[str] = "policy"
     event_type: Literal["PolicySnapshot"] = "PolicySnapshot"
 
     version: int = Field(ge=0)
@@ -244,7 +236,6 @@ class PolicySnapshot(Event):
 class DeadLetter(Event):
     """An input a service could not use, kept byte for byte with the reason."""
 
-    TOPIC: ClassVar[str] = "dlq"
     event_type: Literal["DeadLetter"] = "DeadLetter"
 
     service: Name

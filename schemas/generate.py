@@ -19,7 +19,6 @@ import re
 import sys
 import typing
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +31,11 @@ from schemas import _types
 from schemas.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
-    DeadLetter,
-    Decision,
     Event,
-    PolicySnapshot,
-    RewardObserved,
-    StepOutcome,
     TaskSubmitted,
-    TrajectoryCompleted,
 )
 from schemas.policy_file import POLICY_FORMAT, PolicyDocument
+from schemas.topics import TOPICS, Topic
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JSON_DIR = Path("schemas/json")
@@ -62,56 +56,6 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     PolicyDocument.__name__: PolicyDocument,
 }
 
-
-@dataclass(frozen=True)
-class Topic:
-    """One row of DESIGN.md §2: the topic an event travels on and who uses it."""
-
-    event: type[Event]
-    key_field: str | None
-    writers: tuple[str, ...]
-    readers: tuple[str, ...]
-    key_note: str = ""  # what the key is when it is not a single field of the event
-    compacted: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.event.TOPIC
-
-    @property
-    def key(self) -> str:
-        return f"`{self.key_field}`" if self.key_field else self.key_note
-
-
-TOPICS: tuple[Topic, ...] = (
-    Topic(TaskSubmitted, "task_id", ("pipelines", "CLI"), ("router",)),
-    Topic(
-        Decision,
-        "trajectory_id",
-        ("router",),
-        ("worker (invokes)", "auditors", "off-policy evaluation"),
-    ),
-    Topic(StepOutcome, "trajectory_id", ("worker",), ("router",)),
-    Topic(TrajectoryCompleted, "trajectory_id", ("router",), ("judge", "learner")),
-    Topic(
-        RewardObserved, "trajectory_id", ("judge", "pipelines (explicit feedback)"), ("learner",)
-    ),
-    Topic(
-        PolicySnapshot,
-        None,
-        ("learner", "CLI import"),
-        ("router", "CLI"),
-        key_note="the tenant, plus the shard when the policy is sharded",
-        compacted=True,
-    ),
-    Topic(
-        DeadLetter,
-        None,
-        ("every service",),
-        ("operators",),
-        key_note="the original message's key, unchanged",
-    ),
-)
 
 #: What each scalar type of ``schemas._types`` is for (the docs' "Scalar types" table).
 TYPE_NOTES: dict[str, str] = {
@@ -342,6 +286,25 @@ def _key_schema(topic: Topic) -> dict[str, Any]:
     return {**field, "description": f"the event's `{topic.key_field}`"}
 
 
+def _config_value(value: str) -> int | float | str:
+    # Kafka takes every topic config as text; the binding's schema wants numbers as numbers.
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _channel_binding(topic: Topic) -> dict[str, Any]:
+    configs: dict[str, object] = {k: _config_value(v) for k, v in topic.configs.items()}
+    # Kafka deletes unless told to compact; the binding says which either way.
+    configs["cleanup.policy"] = ["compact" if topic.compacted else "delete"]
+    binding: dict[str, Any] = {} if topic.partitions is None else {"partitions": topic.partitions}
+    binding["topicConfiguration"] = dict(sorted(configs.items()))
+    return {**binding, "bindingVersion": KAFKA_BINDING_VERSION}
+
+
 def asyncapi_document(prefix: str) -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -354,14 +317,7 @@ def asyncapi_document(prefix: str) -> dict[str, Any]:
             f"read by {', '.join(topic.readers)}. Key: {topic.key}.",
             "parameters": {"prefix": {"$ref": "#/components/parameters/prefix"}},
             "messages": {event: {"$ref": f"#/components/messages/{event}"}},
-            "bindings": {
-                "kafka": {
-                    "topicConfiguration": {
-                        "cleanup.policy": ["compact" if topic.compacted else "delete"]
-                    },
-                    "bindingVersion": KAFKA_BINDING_VERSION,
-                }
-            },
+            "bindings": {"kafka": _channel_binding(topic)},
         }
         for action, actors in (("send", topic.writers), ("receive", topic.readers)):
             operations[f"{action}{event}"] = {
