@@ -2,12 +2,14 @@
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import yaml
+from pydantic import Field
 
-from schemas import generate
+from schemas import _types, generate
+from schemas._base import Record
 from schemas.events import EVENT_TYPES
 from schemas.generate import (
     ASYNCAPI_FILE,
@@ -157,15 +159,20 @@ def test_the_docs_must_keep_every_generated_block() -> None:
         generate.render_events_doc(without_records, "agensbus.")
 
 
-def test_every_field_must_have_a_meaning(monkeypatch: pytest.MonkeyPatch) -> None:
-    notes = dict(generate.FIELD_NOTES)
-    del notes["Budget.max_tokens"]
-    monkeypatch.setattr(generate, "FIELD_NOTES", notes)
-    with pytest.raises(ValueError, match=r"Budget\.max_tokens has no description"):
+def test_a_field_without_a_description_stops_the_generation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Undescribed(Record):
+        count: int = 0
+
+    monkeypatch.setitem(generate.CONTRACTS, "Undescribed", Undescribed)
+    with pytest.raises(ValueError, match=r"Undescribed\.count has no description"):
         expected_files()
 
 
-def test_a_note_for_a_vanished_field_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(generate, "FIELD_NOTES", {**generate.FIELD_NOTES, "Budget.gone": "x"})
-    with pytest.raises(ValueError, match=r"Budget\.gone"):
+def test_a_scalar_type_without_a_meaning_stops_the_generation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_types, "Bare", Annotated[str, Field(max_length=3)], raising=False)
+    with pytest.raises(ValueError, match="Bare has no Meaning"):
         expected_files()
