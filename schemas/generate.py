@@ -1,4 +1,5 @@
-"""Generate the checked-in artefacts of the event contracts from the pydantic models.
+"""Generate the checked-in artefacts of the event contracts from the pydantic models and the
+topic table (schemas.topics).
 
     python -m schemas.generate [--check] [--out DIR] [--prefix PREFIX]
 
