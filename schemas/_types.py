@@ -1,50 +1,38 @@
 """Constrained scalar types shared by every contract."""
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+#: A probability-like score or feature, closed interval [0, 1].
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
-@dataclass(frozen=True, slots=True)
-class Meaning:
-    """What a scalar type is for, in the docs' table of scalar types; validation and the
-    JSON Schemas ignore it (a field says what it holds in its own description)."""
-
-    text: str
-
-
-Unit = Annotated[float, Field(ge=0.0, le=1.0), Meaning("a probability-like score or feature")]
-
+#: Names of tenants, task classes, cells, models, judges: short and log-safe.
 Name = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"),
-    Meaning("names of tenants, task classes, cells, models, judges: short and log-safe"),
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 ]
 
-# Kafka allows up to 249 of these characters.
+#: A Kafka topic name (Kafka allows up to 249 of these characters).
 TopicName = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._\-]+$"),
-    Meaning("a Kafka topic name, prefix included (up to 249 characters)"),
+    str, StringConstraints(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._\-]+$")
 ]
 
+#: Task, trajectory and event ids chosen by callers: printable, no whitespace.
 Identifier = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/~\-]+$"),
-    Meaning("ids chosen by callers (task, trajectory, event): printable, no whitespace"),
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/~\-]+$")
 ]
 
-# Longer than an Identifier so that every Identifier with any step up to 1000 still makes a
-# valid decision id.
+#: ``<trajectory_id>:<step>`` (DESIGN.md §3.2); longer than an Identifier so that every
+#: Identifier with any step up to 1000 still makes a valid decision id.
 DecisionId = Annotated[
     str,
     StringConstraints(
         min_length=3, max_length=128 + 5, pattern=r"^[A-Za-z0-9_.:@/~\-]+:[0-9]{1,4}$"
     ),
-    Meaning("`<trajectory_id>:<step>`, see [Ids and deduplication](#ids-and-deduplication)"),
 ]
 
+#: An action of the policy: a variant id (``cell``, ``cell.protocol``, ``cell.protocol@model``)
+#: or ``skip:<cell>``.
 ActionId = Annotated[
     str,
     StringConstraints(
@@ -55,23 +43,12 @@ ActionId = Annotated[
             r"|[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)?(@[A-Za-z0-9_.:/\-]+)?)$"
         ),
     ),
-    Meaning("`cell`, `cell.protocol`, `cell.protocol@model` or `skip:cell`"),
 ]
 
-SignatureText = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=512),
-    Meaning("the canonical text of a folded state (`services.policy.signature`)"),
-]
+#: A canonical signature string (see services.policy.signature).
+SignatureText = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
-Text = Annotated[
-    str,
-    StringConstraints(max_length=32_000),
-    Meaning("free text written by cells or supplied with a task"),
-]
+#: Free text produced by cells or supplied with a task.
+Text = Annotated[str, StringConstraints(max_length=32_000)]
 
-ShortText = Annotated[
-    str,
-    StringConstraints(max_length=2_000),
-    Meaning("short free text: constraints, rationales, reasons, metadata values"),
-]
+ShortText = Annotated[str, StringConstraints(max_length=2_000)]

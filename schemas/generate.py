@@ -58,6 +58,20 @@ CONTRACTS: dict[str, type[BaseModel]] = {
 }
 
 
+#: What each scalar type of ``schemas._types`` is for (the docs' "Scalar types" table).
+TYPE_NOTES: dict[str, str] = {
+    "Unit": "a probability-like score or feature",
+    "Name": "names of tenants, task classes, cells, models, judges: short and log-safe",
+    "Identifier": "ids chosen by callers (task, trajectory, event): printable, no whitespace",
+    "DecisionId": "`<trajectory_id>:<step>`, see [Ids and deduplication](#ids-and-deduplication)",
+    "ActionId": "`cell`, `cell.protocol`, `cell.protocol@model` or `skip:cell`",
+    "SignatureText": "the canonical text of a folded state (`services.policy.signature`)",
+    "Text": "free text written by cells or supplied with a task",
+    "ShortText": "short free text: constraints, rationales, reasons, metadata values",
+    "TopicName": "a Kafka topic name, prefix included (up to 249 characters)",
+}
+
+
 # --- JSON Schema -----------------------------------------------------------------------------
 
 
@@ -224,17 +238,18 @@ def _records() -> dict[str, type[BaseModel]]:
     return {n: m for n, m in sorted(found.items()) if not issubclass(m, Event)}
 
 
-def _scalar_types() -> dict[str, tuple[dict[str, Any], str]]:
-    """Every scalar type of ``schemas._types``: its JSON Schema and what it is for."""
-    found = {}
-    for name, value in vars(_types).items():
-        if typing.get_origin(value) is not typing.Annotated:
-            continue
-        meanings = [m.text for m in typing.get_args(value)[1:] if isinstance(m, _types.Meaning)]
-        if not meanings:
-            raise ValueError(f"schemas/_types.py: {name} has no Meaning")
-        found[name] = (TypeAdapter(value).json_schema(), meanings[0])
-    return found
+def _scalar_types() -> dict[str, dict[str, Any]]:
+    aliases = {
+        name: TypeAdapter(value).json_schema()
+        for name, value in vars(_types).items()
+        if typing.get_origin(value) is typing.Annotated
+    }
+    if aliases.keys() != TYPE_NOTES.keys():
+        raise ValueError(
+            f"TYPE_NOTES must describe exactly the types of schemas/_types.py: "
+            f"{sorted(aliases)} vs {sorted(TYPE_NOTES)}"
+        )
+    return aliases
 
 
 def _number(value: float) -> str:
@@ -253,11 +268,11 @@ class _Tables:
         self.defs: dict[str, Any] = {}
         for name in CONTRACTS:
             self.defs.update(json_schema(name).get("$defs", {}))
-        self.scalars = _scalar_types()
+        self.aliases = _scalar_types()
 
     def _alias(self, schema: Mapping[str, Any]) -> str | None:
         bare = {k: v for k, v in schema.items() if k not in ("title", "description", "default")}
-        return next((name for name, (s, _) in self.scalars.items() if s == bare), None)
+        return next((name for name, s in self.aliases.items() if s == bare), None)
 
     def describe(self, schema: Mapping[str, Any]) -> tuple[str, str]:
         """(type, bounds) of a property schema, in words."""
@@ -425,9 +440,9 @@ def _records_block(tables: _Tables, prefix: str) -> str:
 
 def _types_block(tables: _Tables, prefix: str) -> str:
     rows = ["| type | JSON type | bounds | meaning |", "|---|---|---|---|"]
-    for name, (schema, meaning) in tables.scalars.items():
+    for name, schema in tables.aliases.items():
         bounds = _scalar_bounds(schema).replace("|", "\\|")
-        rows.append(f"| `{name}` | {schema['type']} | {bounds} | {meaning} |")
+        rows.append(f"| `{name}` | {schema['type']} | {bounds} | {TYPE_NOTES[name]} |")
     return "\n".join(rows) + "\n"
 
 

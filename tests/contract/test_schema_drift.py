@@ -2,13 +2,12 @@
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import pytest
 import yaml
-from pydantic import Field
 
-from schemas import _types, generate
+from schemas import generate
 from schemas._base import Record
 from schemas.events import EVENT_TYPES
 from schemas.generate import (
@@ -167,12 +166,4 @@ def test_a_field_without_a_description_stops_the_generation(
 
     monkeypatch.setitem(generate.CONTRACTS, "Undescribed", Undescribed)
     with pytest.raises(ValueError, match=r"Undescribed\.count has no description"):
-        expected_files()
-
-
-def test_a_scalar_type_without_a_meaning_stops_the_generation(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(_types, "Bare", Annotated[str, Field(max_length=3)], raising=False)
-    with pytest.raises(ValueError, match="Bare has no Meaning"):
         expected_files()
