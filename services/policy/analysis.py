@@ -44,6 +44,7 @@ def prior_acts(config: SelectionConfig, node_visits: int) -> bool:
 
 
 def why_prior_acts(config: SelectionConfig, node_visits: int) -> str:
+    """Why the prior chooses, in words, for a node where :func:`prior_acts` holds."""
     return (
         "selection mode is fixed"
         if config.mode == "fixed"
