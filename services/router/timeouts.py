@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from schemas.events import Decision, StepOutcome
+from schemas.topics import topic_of
 from services.router.deadlines import Deadlines, timeout_outcome
 from services.runtime.codec import encode
 from services.runtime.kafka import aiokafka_options
@@ -32,8 +33,8 @@ class StepTimeouts:
         self.deadlines = Deadlines(
             settings.step_timeout_s, settings.step_timeout_replay_s, settings.dedupe_window
         )
-        self.decisions_topic = service.topic(Decision.TOPIC)
-        self.outcomes_topic = service.topic(StepOutcome.TOPIC)
+        self.decisions_topic = service.topic(topic_of(Decision))
+        self.outcomes_topic = service.topic(topic_of(StepOutcome))
         self.caught_up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.timeouts = Counter(
