@@ -116,11 +116,13 @@ class StepTimeouts:
         self, consumer: AIOKafkaConsumer, topics: tuple[str, ...]
     ) -> dict[TopicPartition, int]:
         """Seek every partition to the start of the replay window; the ends to catch up to."""
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        partitions: list[TopicPartition] = []
+        for topic in topics:
+            known = consumer.partitions_for_topic(topic)
+            if not known:
+                # Following nothing would time nothing out: fail, and try again.
+                raise RuntimeError(f"no partitions known for {topic}")
+            partitions += [TopicPartition(topic, p) for p in sorted(known)]
         consumer.unsubscribe()
         consumer.assign(partitions)
         since_ms = int((time.time() - self.deadlines.horizon_s) * 1000)
