@@ -120,6 +120,7 @@ class FailureKind(StrEnum):
     SERVER = "server"
     UPSTREAM = "upstream"
     SIMULATED = "simulated"
+    OVERSIZE = "oversize"
 
 
 class StepOutcome(Event):
@@ -252,7 +253,16 @@ class DeadLetter(Event):
     partition: int | None = Field(default=None, ge=0)
     offset: int | None = Field(default=None, ge=0)
     key_b64: str | None = Field(default=None, max_length=4_096)
-    payload_b64: str = Field(max_length=8_000_000, description="the original bytes, base64")
+    payload_b64: str = Field(
+        max_length=8_000_000,
+        description="the original bytes, base64; only their head when payload_truncated",
+    )
+    payload_bytes: int | None = Field(
+        default=None, ge=0, description="size of the original value (null: not recorded)"
+    )
+    payload_truncated: bool = Field(
+        default=False, description="the value was too large to keep whole in a dead letter"
+    )
     reason: ShortText
     error_type: Name
 

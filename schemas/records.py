@@ -6,7 +6,16 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from schemas._base import Record
-from schemas._types import ActionId, Identifier, Name, ShortText, SignatureText, Text, Unit
+from schemas._types import (
+    ActionId,
+    Identifier,
+    Name,
+    PayloadDigest,
+    ShortText,
+    SignatureText,
+    Text,
+    Unit,
+)
 
 
 class Regime(StrEnum):
@@ -55,6 +64,20 @@ class Verification(Record):
     rationale: ShortText = ""
 
 
+#: What a handoff field holds in place of content stored by reference, before the digest.
+PAYLOAD_MARKER = "agensbus-payload:"
+
+
+class PayloadRef(Record):
+    """Handoff content stored outside the event (a claim check). The handoff field holds
+    ``agensbus-payload:<digest>`` in its place; the bytes are in the payload store under
+    the digest, which whoever reads them checks."""
+
+    digest: PayloadDigest = Field(description="the key of the content in the payload store")
+    bytes: int = Field(ge=0, description="size of the stored UTF-8 content")
+    field: Name = Field(description="the handoff field whose value it replaces")
+
+
 class Handoff(Record):
     """What the cells of a trajectory have written so far."""
 
@@ -66,6 +89,9 @@ class Handoff(Record):
     critique: Text | None = None
     verification: Verification | None = None
     merged_answer: Text | None = None
+    payloads: list[PayloadRef] = Field(
+        default_factory=list, max_length=128, description="content stored by reference"
+    )
 
 
 class HandoffDelta(Record):
@@ -77,6 +103,9 @@ class HandoffDelta(Record):
     critique: Text | None = None
     verification: Verification | None = None
     merged_answer: Text | None = None
+    payloads: list[PayloadRef] = Field(
+        default_factory=list, max_length=128, description="content stored by reference"
+    )
 
 
 class Beliefs(Record):
