@@ -63,8 +63,9 @@ class PayloadStore:
         hexdigest = digest.removeprefix("sha256:")
         return self.directory / hexdigest[:2] / hexdigest
 
-    def put(self, text: str) -> PayloadRef:
-        """Store ``text`` (once: the same content again only renews its retention)."""
+    def put(self, text: str, field: str) -> PayloadRef:
+        """Store ``text``, the value of handoff field ``field`` (once: the same content
+        again only renews its retention)."""
         data = text.encode()
         digest = digest_of(data)
         path = self._path(digest)
@@ -76,7 +77,7 @@ class PayloadStore:
                 partial.write(data)
             os.replace(partial.name, path)
             self._count("stored")
-        return PayloadRef(digest=digest, bytes=len(data), field="")
+        return PayloadRef(digest=digest, bytes=len(data), field=field)
 
     def get(self, digest: str) -> str:
         """The content stored under ``digest``; a missing or altered payload is poison:
@@ -109,7 +110,7 @@ def check_out(delta: HandoffDelta, store: PayloadStore, inline_bytes: int) -> Ha
     def claim(name: str, text: str) -> str:
         if utf8_bytes(text) <= inline_bytes:
             return text
-        ref = store.put(text).model_copy(update={"field": name})
+        ref = store.put(text, name)
         refs.append(ref)
         return marker(ref.digest)
 
