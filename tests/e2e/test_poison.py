@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas.events import DeadLetter, Decision, StepOutcome, TrajectoryCompleted
 from schemas.records import PayloadRef
 from services.demo.replay import Observed
+from services.runtime.broker import EmbeddedKafka
 from services.runtime.payloads import marker
 from tests.e2e.support import (
     SHIPPED,
@@ -23,6 +24,7 @@ from tests.e2e.support import (
     deployment,
     replay_with,
     run,
+    small_scenario,
     until,
 )
 from tests.e2e.test_faults import publish
@@ -191,3 +193,27 @@ def test_poison_records_are_dead_lettered_once_and_documents_travel_by_reference
     # The cells after it and the judge read it from the store.
     assert fetched["worker"] >= len(bulky.state.visited) - 3
     assert fetched["judge"] >= 1
+
+
+def test_a_broker_killed_and_restarted_mid_run_loses_nothing_and_poisons_nothing(
+    tmp_path: Path,
+) -> None:
+    # A broker of its own: the test kills it.
+    scenario = small_scenario(tmp_path, per_class=4)
+    with EmbeddedKafka() as broker, deployment(broker.bootstrap, scenario, tmp_path) as deployed:
+        replay = deployed.replay(concurrency=8)
+        # The outage itself is a pause in everything: it must not count as a stall.
+        replay.stall_s = 180.0
+        restarted: list[bool] = []
+
+        async def crash_the_broker(observed: Observed) -> None:
+            await until(lambda: len(observed.completed) >= 4, timeout_s=120)
+            await asyncio.to_thread(broker.restart, kill=True)
+            restarted.append(True)
+
+        observed = run(replay_with(replay, range(1, 2), crash_the_broker), timeout_s=600)
+        assert restarted
+        assert len(observed.learned) == 32
+        assert_backed_up_exactly_once(deployed.bus, 32)
+        # An outage is a transient failure: nothing was dead-lettered for it.
+        assert deployed.bus.records("dlq") == []
