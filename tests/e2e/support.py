@@ -106,9 +106,7 @@ def newest_snapshot(bus: Bus) -> PolicySnapshot:
     return max(snapshots, key=lambda s: s.version)
 
 
-def assert_backed_up_exactly_once(
-    bus: Bus, submitted: int, injected: Collection[str] = ()
-) -> None:
+def assert_backed_up_exactly_once(bus: Bus, submitted: int, injected: Collection[str] = ()) -> None:
     """Every submitted task completed once and was rewarded, and the learner's final
     policy counts each rewarded trajectory once: its backups and its node visits.
     ``injected``: ids of trajectories and rewards a test wrote itself, left out."""
