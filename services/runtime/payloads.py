@@ -144,6 +144,8 @@ def fetched(text: str | None, store: PayloadStore) -> str | None:
 
 async def check_in_async(handoff: Handoff, store: PayloadStore) -> Handoff:
     """:func:`check_in` off the event loop (it reads files)."""
+    if not handoff.payloads:
+        return handoff
     return await asyncio.to_thread(check_in, handoff, store)
 
 

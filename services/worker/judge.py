@@ -52,6 +52,8 @@ def accept(
 async def readable(trajectory: TrajectoryCompleted, store: PayloadStore) -> TrajectoryCompleted:
     """``trajectory`` with the content its state and answer stored by reference in place;
     raises Poison when a payload is missing."""
+    if not trajectory.state.handoff.payloads:
+        return trajectory
     return await asyncio.to_thread(_readable, trajectory, store)
 
 
