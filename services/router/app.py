@@ -42,6 +42,7 @@ from services.router.readiness import PolicyCatchUp
 from services.router.timeouts import StepTimeouts
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.kafka import aiokafka_options
+from services.runtime.limits import Limits, task_problem
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.sim import load_scenario
@@ -52,6 +53,7 @@ BATCH_MAX_RECORDS = 500
 BATCH_TIMEOUT_MS = 50
 
 Records = Sequence["ConsumerRecord[bytes, bytes]"]
+Sent = list["asyncio.Future[RecordMetadata]"]
 E = TypeVar("E")
 R = TypeVar("R")
 
@@ -109,6 +111,7 @@ class Router:
         self.policy_topic = service.topic(topic_of(PolicySnapshot))
         timeout_s = service.settings.step_timeout_s
         self.timeouts = StepTimeouts(service) if timeout_s > 0 else None
+        self.limits = Limits.from_settings(service.settings)
 
     def register(self) -> None:
         broker = self.service.broker
@@ -153,8 +156,7 @@ class Router:
         if self.timeouts is not None:
             await self.timeouts.caught_up.wait()
         received = time.perf_counter()
-        sent: list[asyncio.Future[RecordMetadata]] = []
-        events: list[RouterEvent] = []
+        sent: list[tuple[ConsumerRecord[bytes, bytes], list[RouterEvent], Sent]] = []
         absorbed: list[tuple[str, int]] = []
         started = 0
         try:
@@ -166,10 +168,12 @@ class Router:
                     routed = await self._outcome(record, absorbed)
                 if not routed:
                     continue
-                sent += [await self._publish(event) for event in routed]
+                publishing = await self._publish_all(record, routed)
+                if publishing is None:
+                    continue
+                sent.append((record, routed, publishing))
                 self.metrics.decision_latency.observe(time.perf_counter() - received)
-                events += routed
-            await asyncio.gather(*sent)
+            events = await self._confirmed(sent)
         except BaseException:
             # Nothing of this batch is committed and it will be routed again: its outcomes
             # must then be absorbed, not dropped as duplicates of themselves.
@@ -182,8 +186,42 @@ class Router:
         if self.core.breakers is not None:
             self._breakers_moved(self.core.breakers.drain())
 
+    async def _publish_all(
+        self, record: "ConsumerRecord[bytes, bytes]", routed: list[RouterEvent]
+    ) -> Sent | None:
+        """Start publishing what ``record`` routed to; None when it is poison (an event too
+        large to send): dead-lettered, and the batch goes on without it."""
+        try:
+            return [await self._publish(event) for event in routed]
+        except Exception as error:
+            if await self.service.poisoned(record, error):
+                return None
+            raise
+
+    async def _confirmed(
+        self, sent: list[tuple["ConsumerRecord[bytes, bytes]", list[RouterEvent], Sent]]
+    ) -> list[RouterEvent]:
+        """Wait for every publish; a record the broker refused for good is dead-lettered,
+        any other failure fails the batch (it is routed again)."""
+        results = await asyncio.gather(
+            *(future for _, _, futures in sent for future in futures), return_exceptions=True
+        )
+        confirmed: list[RouterEvent] = []
+        at = 0
+        for record, routed, futures in sent:
+            failures = [r for r in results[at : at + len(futures)] if isinstance(r, BaseException)]
+            at += len(futures)
+            for failure in failures[:1]:
+                if not await self.service.poisoned(record, failure):
+                    raise failure
+            if not failures:
+                confirmed += routed
+        return confirmed
+
     async def _task(self, record: "ConsumerRecord[bytes, bytes]") -> list[RouterEvent]:
         task = decode(record.value, TaskSubmitted)
+        if not isinstance(task, Rejected):
+            task = task_problem(task, len(record.value or b""), self.limits) or task
         routed = (
             task if isinstance(task, Rejected) else self._guard(record, self.core.on_task, task)
         )
