@@ -19,8 +19,9 @@ def serve_cells(target: str, **flags: Any) -> None:
     TARGET is MODULE (the functions it decorated with services.sdk.cell) or MODULE:NAME (a
     services.sdk.CellSet); MODULE is a dotted name importable from the current directory or
     the path of a .py file. The worker executes only the invoke decisions of those cells,
-    in the consumer group <worker-group>.<cell>+<cell>; run the built-in worker with
-    --worker-cells-except CELL,... for the others. See docs/own-agents.md.
+    in the consumer group <worker-group>.<cell>+<cell> (its --worker-cells come from
+    TARGET); run the built-in worker with --worker-cells-except CELL,... for the others.
+    See docs/own-agents.md.
     """
 
     def build(settings: Settings) -> Service:

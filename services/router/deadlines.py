@@ -19,8 +19,10 @@ from collections import OrderedDict
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from schemas.events import ActionKind, Decision, FailureKind, StepOutcome
-from schemas.records import StepStatus
+from services.policy import StepResult
+from services.policy.outcomes import Execution
 from services.router.core import RecentSteps, decision_id
+from services.worker.invoke import outcome_of
 
 Key = tuple[str, int]
 
@@ -31,20 +33,12 @@ def timeout_event_id(decision_id: str) -> str:
 
 
 def timeout_outcome(decision: Decision, now: float) -> StepOutcome:
-    """The failed step the router records for ``decision`` when nobody answered it."""
-    return StepOutcome(
-        event_id=timeout_event_id(decision.decision_id),
-        tenant=decision.tenant,
-        decision_id=decision.decision_id,
-        trajectory_id=decision.trajectory_id,
-        step=decision.step,
-        action=decision.action,
-        cell=decision.cell,
-        status=StepStatus.FAILED,
-        failure_kind=FailureKind.TIMEOUT,
-        latency_s=max(0.0, now - decision.produced_at.timestamp()),
-        state=decision.state,
-    )
+    """The failed step the router records for ``decision`` when nobody answered it: nothing
+    spent, the state echoed as a worker would."""
+    waited = max(0.0, now - decision.produced_at.timestamp())
+    execution = Execution(StepResult(succeeded=False), 0, 0, waited, 0, FailureKind.TIMEOUT)
+    outcome = outcome_of(decision, execution)
+    return outcome.model_copy(update={"event_id": timeout_event_id(decision.decision_id)})
 
 
 class _Head(BaseModel):

@@ -3,11 +3,13 @@
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from schemas.events import Decision, FailureKind
 from schemas.records import StepStatus
 from services.router.deadlines import Deadlines, timeout_outcome
 from services.runtime.codec import encode
+from services.runtime.settings import Settings
 from services.sim import load_scenario
 from tests.unit.support_decisions import as_skip, first_decision
 from tests.unit.support_router import execute
@@ -103,3 +105,9 @@ def test_unreadable_records_are_ignored_and_bad_windows_refused() -> None:
     assert deadlines.waiting == 0
     with pytest.raises(ValueError, match="horizon"):
         Deadlines(timeout_s=10.0, horizon_s=5.0)
+
+
+def test_the_settings_refuse_a_replay_window_shorter_than_the_timeout() -> None:
+    with pytest.raises(ValidationError, match="shorter than step_timeout_s"):
+        Settings(step_timeout_s=600.0, step_timeout_replay_s=300.0)
+    assert Settings(step_timeout_s=0.0).step_timeout_replay_s == 1_800.0
