@@ -89,10 +89,15 @@ class CellsBackend:
                 again = retried(error, kind) and attempt <= handler.registration.retries
                 self._log.warning(
                     "a cell function failed" + ("; trying again" if again else ""),
-                    extra={"cell": variant.action, "attempt": attempt, "kind": kind.value,
-                           "error": f"{type(error).__name__}: {error}"},
-                )  # fmt: skip
+                    extra={
+                        "cell": variant.action,
+                        "attempt": attempt,
+                        "kind": kind.value,
+                        "error": f"{type(error).__name__}: {error}",
+                    },
+                )
                 if again:
+                    await asyncio.sleep(handler.registration.backoff_s * 2 ** (attempt - 1))
                     continue
                 return _failed(kind, attempt, began)
             return _succeeded(result, delta, attempt, began)

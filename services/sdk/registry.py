@@ -47,6 +47,7 @@ class Registration:
     target: object
     retries: int
     timeout_s: float | None
+    backoff_s: float
 
     @property
     def where(self) -> str:
@@ -81,17 +82,23 @@ class CellSet:
         model: str | None = None,
         retries: int = 1,
         timeout_s: float | None = None,
+        backoff_s: float = 0.5,
     ) -> Callable[[Any], Any]:
         """Serve the invokes of cell ``name`` (of ``protocol`` / ``model`` only, when given)
         with the decorated function; an attempt that raises is tried again up to ``retries``
-        times, one that takes longer than ``timeout_s`` fails with kind timeout."""
+        times, after ``backoff_s`` and then twice as long each time; one that takes longer
+        than ``timeout_s`` fails with kind timeout."""
         if not 0 <= retries <= MAX_RETRIES or (timeout_s is not None and timeout_s <= 0):
             raise SdkError(
                 f"cell {name!r}: retries must be 0 to {MAX_RETRIES} and timeout_s positive"
             )
+        if backoff_s < 0:
+            raise SdkError(f"cell {name!r}: backoff_s must be >= 0")
 
         def register(target: Any) -> Any:
-            registration = Registration(name, protocol, model, target, retries, timeout_s)
+            registration = Registration(
+                name, protocol, model, target, retries, timeout_s, backoff_s
+            )
             _check_callable(registration)
             key = (name, protocol, model)
             if key in self._registered:

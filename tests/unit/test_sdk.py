@@ -103,7 +103,7 @@ def test_a_raising_function_is_retried_then_fails_the_step_with_its_kind() -> No
     cells = CellSet()
     attempts: list[int] = []
 
-    @cells.cell("drafter", retries=2)
+    @cells.cell("drafter", retries=2, backoff_s=0)
     def draft(task: Task) -> str:
         attempts.append(task.attempt)
         raise ConnectionError("the model server went away")
@@ -122,7 +122,7 @@ def test_a_raising_function_is_retried_then_fails_the_step_with_its_kind() -> No
 def test_a_retry_that_succeeds_counts_the_failed_attempts() -> None:
     cells = CellSet()
 
-    @cells.cell("drafter", retries=3)
+    @cells.cell("drafter", retries=3, backoff_s=0)
     def draft(task: Task) -> str:
         if task.attempt < 3:
             raise CellFailed("rate_limited")
@@ -148,7 +148,7 @@ def test_failures_map_to_kinds_and_final_ones_are_not_retried(
 ) -> None:
     cells = CellSet()
 
-    @cells.cell("drafter")
+    @cells.cell("drafter", backoff_s=0)
     def draft(task: Task) -> str:
         raise failure
 
