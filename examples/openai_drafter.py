@@ -48,7 +48,9 @@ def failure_kind(status: int) -> str:
 @cell("drafter", timeout_s=TIMEOUT_S)
 async def draft(task: Task) -> Result:
     base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
-    headers = {"Authorization": f"Bearer {os.environ.get('OPENAI_API_KEY', '')}"}
+    key = os.environ.get("OPENAI_API_KEY")
+    # A local server (Ollama, vLLM) may take no key at all.
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     body = {"model": model_for(task.model), "messages": messages(task)}
     async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
         response = await client.post(f"{base_url}/chat/completions", json=body, headers=headers)

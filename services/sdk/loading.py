@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from services.sdk.registry import DEFAULT_CELLS, CellSet, SdkError
+from services.sdk.registry import CellSet, SdkError, default_cells
 
 
 def load_cells(target: str) -> CellSet:
@@ -17,7 +17,7 @@ def load_cells(target: str) -> CellSet:
         raise SdkError(f"{target!r} names no module (MODULE or MODULE:NAME)")
     module = _import(module_name)
     if not attribute:
-        return DEFAULT_CELLS
+        return default_cells()
     found = getattr(module, attribute, None)
     if found is None:
         raise SdkError(f"module {module_name} has no {attribute!r}")

@@ -12,7 +12,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from schemas.events import FailureKind
 from schemas.records import Role
@@ -20,6 +20,8 @@ from services.policy import CellPool, Variant
 from services.sdk.task import RETURNS, Result, Task
 
 MAX_RETRIES = 10
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Return annotations a cell function may carry (unannotated is fine too).
 _RETURNABLE: frozenset[object] = frozenset({Result, str, list[str]})
@@ -197,4 +199,19 @@ def _awaitable(function: Any) -> Callable[[Task], Awaitable[Any]]:
 
 #: The cells registered with the module-level :func:`cell` decorator.
 DEFAULT_CELLS = CellSet()
-cell = DEFAULT_CELLS.cell
+
+
+def default_cells() -> CellSet:
+    """The set :func:`cell` registers into (looked up at each call, so tests can swap it)."""
+    return DEFAULT_CELLS
+
+
+def _on_default_cells(method: Callable[Concatenate[CellSet, P], R]) -> Callable[P, R]:
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(default_cells(), *args, **kwargs)
+
+    return call
+
+
+#: :meth:`CellSet.cell` of the default set, which ``agensbus serve-cells MODULE`` serves.
+cell = _on_default_cells(CellSet.cell)

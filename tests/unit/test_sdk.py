@@ -14,7 +14,7 @@ from schemas.records import TrajectoryState, Verdict
 from services.cli.serve_cells import serve_cells
 from services.policy import Variant
 from services.policy.outcomes import Execution
-from services.sdk import CellFailed, CellSet, Result, SdkError, Task
+from services.sdk import CellFailed, CellSet, Result, SdkError, Task, registry
 from services.sdk.backend import CellsBackend
 from services.sim import load_scenario
 from services.worker.backend import Unexecutable
@@ -278,6 +278,7 @@ def test_serve_cells_ends_misuse_with_one_line_and_exit_2(
     (tmp_path / "not_a_set.py").write_text("cells = 'not a set'\n")
     (tmp_path / "broken.py").write_text("1 / 0\n")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(registry, "DEFAULT_CELLS", CellSet())
 
     result = CliRunner().invoke(
         serve_cells,
