@@ -104,4 +104,4 @@ def test_the_readme_set_up_run_again_in_a_fresh_clone_does_nothing(
         "setup: done; run the tests with: python3 -m pytest -q",
     ], done.stdout + done.stderr
     assert editable_target() == before
-    assert git("status", "--porcelain", "--ignored", cwd=clone) == ""
+    assert git("status", "--porcelain", cwd=clone) == ""
