@@ -1,4 +1,4 @@
-"""The events on agensbus topics (DESIGN.md §2). Each names its topic in ``TOPIC``."""
+"""The events on agensbus topics (docs/events.md). Each names its topic in ``TOPIC``."""
 
 import uuid
 from datetime import UTC, datetime

@@ -65,7 +65,7 @@ CONTRACTS: dict[str, type[BaseModel]] = {
 
 @dataclass(frozen=True)
 class Topic:
-    """One row of DESIGN.md §2: the topic an event travels on and who uses it."""
+    """One row of the topic table: the topic an event travels on and who uses it."""
 
     event: type[Event]
     key_field: str | None

@@ -1,4 +1,4 @@
-"""The topics of agensbus and how to create them (DESIGN.md §2)."""
+"""The topics of agensbus and how to create them (docs/architecture.md, Topics)."""
 
 import asyncio
 import time

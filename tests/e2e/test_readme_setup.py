@@ -4,6 +4,7 @@ has set up (CI has, before these tests) is a no-op that exits 0."""
 
 import importlib.metadata
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -18,9 +19,9 @@ CHECKS = [
 ]
 
 
-def git(*args: str, cwd: Path) -> str:
+def git(*args: str, cwd: Path, check: bool = True) -> str:
     done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 or not check, done.stderr
     return done.stdout
 
 
@@ -105,3 +106,17 @@ def test_the_readme_set_up_run_again_in_a_fresh_clone_does_nothing(
     ], done.stdout + done.stderr
     assert editable_target() == before
     assert git("status", "--porcelain", cwd=clone) == ""
+
+
+def test_the_clone_links_to_no_file_outside_it(clone: Path) -> None:
+    # A new user has the clone only: every relative link of its Markdown must land inside.
+    broken = []
+    for page in [clone / "README.md", *sorted((clone / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            resolved = (page.parent / target).resolve()
+            if not resolved.is_relative_to(clone.resolve()) or not resolved.exists():
+                broken.append(f"{page.relative_to(clone)}: {target}")
+    assert broken == []
+    assert git("grep", "-n", "-e", "shared/DESIGN", "-e", "DESIGN.md", cwd=clone, check=False) == ""
