@@ -149,9 +149,9 @@ def _shut_down(processes: list[ServiceProcess], timeout_s: float) -> list[str]:
     return [f"{p.name} ({p.describe_exit()})" for p in processes if p.returncode != 0]
 
 
-def _stop_broker(broker: LocalBroker, run_dir: Path, *, kept: bool) -> None:
+def _stop_broker(broker: LocalBroker, run_dir: Path) -> None:
     click.echo("stopping kafka")
-    if not kept:
+    if not broker.keep:
         # The broker's directory goes with it; its log is worth keeping with the services'.
         shutil.copyfile(broker.log_path, run_dir / "kafka.log")
     broker.stop()
@@ -247,7 +247,7 @@ def up(
         finally:
             unclean = _shut_down(processes, settings.graceful_timeout_s + _STOP_MARGIN_S)
             if broker is not None:
-                _stop_broker(broker, run_dir, kept=kept is not None)
+                _stop_broker(broker, run_dir)
     if unclean:
         raise click.ClickException(f"not every service stopped cleanly: {', '.join(unclean)}")
     click.echo("stopped")

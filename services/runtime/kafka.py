@@ -47,7 +47,9 @@ def make_broker(settings: Settings, client_id: str, **extra: Any) -> KafkaBroker
     replica has it, so a leader that dies right after cannot take it along; consumers
     deduplicate what a retry repeats, and idempotence keeps a retry from storing it twice."""
     return KafkaBroker(
-        bootstrap_of(settings),
+        # One address per entry: FastStream would hand a comma-separated string to aiokafka
+        # as one host name.
+        [address.strip() for address in bootstrap_of(settings).split(",")],
         client_id=client_id,
         acks="all",
         enable_idempotence=settings.kafka_idempotence,

@@ -22,6 +22,8 @@ from services.runtime.broker import (
     find_java,
     kafka_home,
 )
+from services.runtime.local_broker import settings_for
+from services.runtime.settings import Settings
 from tests.integration.support_broker import (
     admin_client,
     consume,
@@ -206,6 +208,10 @@ def test_a_kept_directory_is_formatted_once_and_reused(tmp_path: Path) -> None:
     with EmbeddedKafka(directory=home) as first:
         bootstrap = first.bootstrap
         run(write(bootstrap))
+        # Services started on it create topics with one copy, and idempotent producers.
+        suited = settings_for(first, Settings())
+        assert (suited.kafka_replication, suited.kafka_min_insync_replicas) == (1, 1)
+        assert suited.kafka_idempotence is True
     state = (home / STATE_FILE).read_text()
     assert home.is_dir(), "a kept directory outlives its broker"
 
