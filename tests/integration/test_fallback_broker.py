@@ -85,6 +85,9 @@ def test_services_on_the_fallback_wait_briefly_for_records_unless_told_otherwise
     assert tuned.kafka_bootstrap == chosen.kafka_bootstrap == bootstrap
     assert tuned.kafka_fetch_max_wait_ms == local_broker.FALLBACK_FETCH_MAX_WAIT_MS
     assert chosen.kafka_fetch_max_wait_ms == 250
+    # One node, and no InitProducerId: one copy of each topic, producers not idempotent.
+    assert (tuned.kafka_replication, tuned.kafka_min_insync_replicas) == (1, 1)
+    assert tuned.kafka_idempotence is False
     assert Settings().kafka_fetch_max_wait_ms == 500  # aiokafka's own default elsewhere
 
 
