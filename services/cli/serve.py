@@ -11,6 +11,7 @@ import click
 from aiokafka.errors import KafkaConnectionError
 
 from services.cli._errors import UserError
+from services.cli._extras import require_extra
 from services.cli._settings import require_bootstrap, settings_from
 from services.runtime.service import Service, run_service
 from services.runtime.settings import Settings, settings_options
@@ -78,11 +79,16 @@ def worker(role: Literal["worker", "judge"], **flags: Any) -> None:
     def build(settings: Settings) -> Service:
         from services.worker.app import build
         from services.worker.cells import CellsError
-        from services.worker.openai import CONFIG_ERRORS
 
+        mistakes: tuple[type[Exception], ...] = (CellsError,)
+        if settings.worker_backend == "openai":
+            require_extra("openai", "--worker-backend openai")
+            from services.worker.openai import CONFIG_ERRORS
+
+            mistakes += CONFIG_ERRORS
         try:
             return build(settings, role=role)
-        except (*CONFIG_ERRORS, CellsError) as error:
+        except mistakes as error:
             raise UserError(str(error)) from None
 
     serve(flags, build)
