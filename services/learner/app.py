@@ -41,6 +41,14 @@ from services.runtime.settings import Settings
 from services.runtime.topics import POLICY_MAX_BYTES
 from services.sim import load_scenario
 
+#: What the learner dead-letters beyond undecodable input (their series start at 0).
+DEAD_LETTERS = (
+    "unknown_tenant",
+    "inconsistent_trajectory",
+    "unknown_action",
+    "invalid_signature",
+    "learner_error",
+)
 BATCH_RECORDS = 500
 BATCH_TIMEOUT_MS = 100
 #: How often, at most, joins are expired and the snapshot interval is checked.
@@ -53,15 +61,17 @@ class Learner:
         self.service = service = Service(
             "learner",
             settings,
+            DEAD_LETTERS,
             # Snapshots carry the whole graph and join state: compress them, and let the
             # producer send as much as the policy topic accepts.
             compression_type="gzip",
             max_request_size=POLICY_MAX_BYTES,
         )
         self.log = service.log
-        self.config = LearnerConfig.from_settings(settings, load_scenario(settings.scenario))
+        scenario = load_scenario(settings.scenario)
+        self.config = LearnerConfig.from_settings(settings, scenario)
         self.core = LearnerCore(self.config)
-        self.metrics = LearnerMetrics(service.registry)
+        self.metrics = LearnerMetrics(service.registry, scenario)
         self.version = 0
         self.offsets: dict[tuple[str, int], int] = {}
         self._kinds = {

@@ -49,13 +49,24 @@ BATCH_MAX_RECORDS = 500
 #: How long an idle poll waits for records; it bounds the latency a quiet router adds.
 BATCH_TIMEOUT_MS = 50
 
+#: What the router dead-letters beyond undecodable input (their series start at 0).
+DEAD_LETTERS = (
+    "invalid_task",
+    "invalid_state",
+    "unknown_tenant",
+    "unknown_action",
+    "unknown_trajectory",
+    "unknown_step",
+    "internal_error",
+)
+
 Records = Sequence["ConsumerRecord[bytes, bytes]"]
 E = TypeVar("E")
 R = TypeVar("R")
 
 
 def build(settings: Settings) -> Service:
-    service = Service("router", settings)
+    service = Service("router", settings, DEAD_LETTERS)
     scenario = load_scenario(settings.scenario)
     setup = deployed_arm(settings.policy_arm).setup(scenario, settings.seed)
     core = RouterCore(

@@ -11,6 +11,8 @@ from schemas.events import DeadLetter, Event
 E = TypeVar("E", bound=Event)
 
 _MAX_REASON = 2_000
+#: The error types :func:`decode` rejects with, which any reader may dead-letter.
+DECODE_ERRORS = ("empty", "malformed_json", "schema_invalid")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@ logging and graceful shutdown. A service module supplies its subscribers and rea
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from importlib.metadata import version
 from typing import Any
 
@@ -12,7 +12,7 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry, Counter, Info, disable_created_metrics
 
-from services.runtime.codec import Rejected, dead_letter, encode
+from services.runtime.codec import DECODE_ERRORS, Rejected, dead_letter, encode
 from services.runtime.http import HttpEndpoint
 from services.runtime.kafka import make_broker
 from services.runtime.logs import configure_logging
@@ -29,7 +29,15 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 class Service:
     """One agensbus process. Build it, register subscribers on ``broker``, then ``run()``."""
 
-    def __init__(self, name: str, settings: Settings, **broker_options: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        dead_letter_reasons: Collection[str] = (),
+        **broker_options: Any,
+    ) -> None:
+        """``dead_letter_reasons``: the error types this service dead-letters beyond the
+        decoding ones every reader has; their series start at 0."""
         self.name = name
         self.settings = settings
         self.log = logging.getLogger(f"agensbus.{name}")
@@ -37,15 +45,19 @@ class Service:
         self.broker: KafkaBroker = make_broker(
             settings, client_id=f"agensbus-{name}", **broker_options
         )
+        # One family for every service, told apart by a `service` label, so a rule or a
+        # panel reads one name.
         self.dead_letters_total = Counter(
-            f"agensbus_{name}_dead_letters_total",
-            "Inputs sent to the dead-letter topic, by reason.",
-            ["reason"],
+            "agensbus_dead_letters_total",
+            "Inputs sent to the dead-letter topic, by service and reason.",
+            ["service", "reason"],
             registry=self.registry,
         )
-        Info(
-            f"agensbus_{name}_build", "Version of the running agensbus.", registry=self.registry
-        ).info({"version": version("agensbus"), "service": name})
+        for reason in dict.fromkeys([*DECODE_ERRORS, *dead_letter_reasons]):
+            self.dead_letters_total.labels(service=name, reason=reason)
+        Info("agensbus_build", "Version of the running agensbus.", registry=self.registry).info(
+            {"version": version("agensbus"), "service": name}
+        )
         self._checks: dict[str, Check] = {}
         self.monitor = KafkaMonitor(
             name,
@@ -107,7 +119,7 @@ class Service:
             rejected=rejected,
         )
         await self.broker.publish(encode(letter), self.topic("dlq"), key=record.key)
-        self.dead_letters_total.labels(reason=rejected.error_type).inc()
+        self.dead_letters_total.labels(service=self.name, reason=rejected.error_type).inc()
         self.log.warning(
             "dead letter",
             extra={"topic": record.topic, "offset": record.offset, "reason": rejected.reason},

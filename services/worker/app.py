@@ -24,6 +24,17 @@ from services.worker.metrics import JudgeMetrics, WorkerMetrics
 from services.worker.scorers import make_scorer
 
 Role = Literal["worker", "judge"]
+#: What each role dead-letters beyond undecodable input (their series start at 0).
+WORKER_DEAD_LETTERS = (
+    "unknown_tenant",
+    "unknown_action",
+    "unknown_trajectory",
+    "unknown_step",
+    "unknown_task_class",
+    "unknown_model",
+    "context_overflow",
+)
+JUDGE_DEAD_LETTERS = ("unknown_tenant", "unknown_trajectory", "unknown_task_class")
 
 
 def build(settings: Settings, role: Role = "worker") -> Service:
@@ -43,8 +54,8 @@ def _record(msg: KafkaMessage) -> ConsumerRecord[bytes, bytes]:
 
 
 def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service:
-    service = Service("worker", settings)
-    metrics = WorkerMetrics(service.registry)
+    service = Service("worker", settings, WORKER_DEAD_LETTERS)
+    metrics = WorkerMetrics(service.registry, scenario.pool)
     # The subscriber is created below; the consumer exists only once it has started.
     committer = Committer(lambda: subscriber.consumer, service.log)
     executor = Executor(committer, settings.worker_concurrency, metrics.in_flight, service.log)
@@ -109,7 +120,7 @@ class _Held:
 
 
 def _judge(settings: Settings, scenario: Scenario) -> Service:
-    service = Service("judge", settings)
+    service = Service("judge", settings, JUDGE_DEAD_LETTERS)
     metrics = JudgeMetrics(service.registry)
     scorer = make_scorer(settings, scenario, metrics, service.log)
     window_s = settings.judge_window_ms / 1000
