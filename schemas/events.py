@@ -32,6 +32,8 @@ from schemas.records import (
 )
 
 SCHEMA_VERSION: Final = 1
+#: Revisions within SCHEMA_VERSION, which only add optional fields (docs/events.md).
+SCHEMA_MINOR: Final = 0
 
 
 def _now() -> datetime:
@@ -48,6 +50,13 @@ class Event(Record):
     TOPIC: ClassVar[str] = ""
 
     schema_version: Literal[1] = SCHEMA_VERSION
+    schema_minor: int = Field(
+        default=SCHEMA_MINOR,
+        ge=0,
+        le=1_000,
+        description="revision within schema_version that wrote the event; a reader of an "
+        "older revision drops the fields it does not know instead of rejecting them",
+    )
     event_id: Identifier = Field(default_factory=_new_id)
     produced_at: AwareDatetime = Field(default_factory=_now)
     tenant: Name = "default"

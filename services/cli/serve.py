@@ -14,6 +14,7 @@ from services.cli._errors import UserError
 from services.cli._settings import require_bootstrap, settings_from
 from services.runtime.service import Service, run_service
 from services.runtime.settings import Settings, settings_options
+from services.runtime.tracing import TracingUnavailable
 from services.sim.loader import ScenarioError
 
 _RUNNING = """
@@ -32,7 +33,7 @@ def serve(flags: dict[str, Any], build: Callable[[Settings], Service]) -> None:
     bootstrap = require_bootstrap(settings)
     try:
         service = build(settings)
-    except ScenarioError as error:
+    except (ScenarioError, TracingUnavailable) as error:
         raise UserError(str(error)) from None
     try:
         run_service(service)

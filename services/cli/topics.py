@@ -30,9 +30,11 @@ from services.cli._errors import UserError
 from services.cli._render import listing
 from services.cli._settings import KAFKA_FIELDS, require_bootstrap, settings_from
 from services.runtime.codec import Rejected, decode, encode
+from services.runtime.envelope import as_kafka, event_headers
 from services.runtime.kafka import aiokafka_options
 from services.runtime.settings import Settings, settings_options
 from services.runtime.topics import TOPICS
+from services.runtime.tracing import TracingUnavailable, start_tracing
 
 _SHORT_NAMES = tuple(spec.name for spec in TOPICS)
 _MODEL_OF_TOPIC: dict[str, type[Event]] = {model.TOPIC: model for model in EVENT_TYPES}
@@ -89,15 +91,23 @@ def parse_tasks(data: bytes) -> tuple[list[TaskSubmitted], list[str]]:
 
 
 async def publish_tasks(settings: Settings, topic: str, tasks: Sequence[TaskSubmitted]) -> None:
-    """Publish ``tasks`` keyed by task_id, waiting for every acknowledgement."""
+    """Publish ``tasks`` keyed by task_id, waiting for every acknowledgement; with tracing
+    configured, each task starts its trace here."""
     await check_topic(settings, topic)
+    tracing = start_tracing(settings, "cli")
     producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all")
     await producer.start()
     try:
-        sent = [await producer.send(topic, encode(t), key=t.task_id.encode()) for t in tasks]
+        sent = []
+        for task in tasks:
+            with tracing.span("submit", task_id=task.task_id):
+                headers = event_headers(task, "cli") | dict(tracing.headers())
+                value, key = encode(task), task.task_id.encode()
+                sent.append(await producer.send(topic, value, key=key, headers=as_kafka(headers)))
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
+        tracing.shutdown()
 
 
 @click.command("submit")
@@ -141,7 +151,10 @@ def submit(file: IO[bytes], topic: str, skip_invalid: bool, **flags: Any) -> Non
             f"{source}: skipped {len(problems)} invalid line(s):\n{listing(problems)}", err=True
         )
     target = topic_name(settings, topic)
-    asyncio.run(publish_tasks(settings, target, tasks))
+    try:
+        asyncio.run(publish_tasks(settings, target, tasks))
+    except TracingUnavailable as error:
+        raise UserError(str(error)) from None
     click.echo(f"published {len(tasks)} task(s) to {target}")
 
 

@@ -21,6 +21,7 @@ from schemas.events import PolicySnapshot, RewardObserved, StepOutcome, Trajecto
 from schemas.records import StepStatus
 from services.demo.tasks import epoch_submissions
 from services.runtime.codec import Rejected, decode, encode
+from services.runtime.envelope import as_kafka, event_headers
 from services.runtime.kafka import aiokafka_options
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
@@ -266,7 +267,10 @@ class Replay:
             )
             if self.sync_router is not None:
                 await self.sync_router(observed.version)
-            await producer.send_and_wait(topic, encode(task), key=task.task_id.encode())
+            headers = as_kafka(event_headers(task, "demo"))
+            await producer.send_and_wait(
+                topic, encode(task), key=task.task_id.encode(), headers=headers
+            )
             in_flight.add(task.task_id)
         await follower.until(
             lambda: settle() == 0, waiting_for=missing, stall_s=self.stall_s, check=self.check

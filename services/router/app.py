@@ -38,7 +38,7 @@ from services.router.core import (
 )
 from services.router.metrics import RouterMetrics
 from services.router.readiness import PolicyCatchUp
-from services.runtime.codec import Rejected, decode, encode
+from services.runtime.codec import Rejected, decode
 from services.runtime.kafka import aiokafka_options
 from services.runtime.service import Service
 from services.runtime.settings import Settings
@@ -97,6 +97,10 @@ def breaker_config(settings: Settings) -> BreakerConfig:
         min_calls=settings.breaker_min_calls,
         cooldown_s=settings.breaker_cooldown_s,
     )
+
+
+def _span_name(event: RouterEvent) -> str:
+    return "decision" if isinstance(event, Decision) else "trajectory completed"
 
 
 def models_of(pool: CellPool) -> set[str]:
@@ -160,16 +164,20 @@ class Router:
         events: list[RouterEvent] = []
         absorbed: list[tuple[str, int]] = []
         started = 0
+        tracing = self.service.tracing
         try:
             for record in records:
-                if record.topic == self.tasks_topic:
-                    routed = await self._task(record)
-                    started += len({e.trajectory_id for e in routed})
-                else:
-                    routed = await self._outcome(record, absorbed)
+                with tracing.span("route", record.headers, topic=record.topic):
+                    if record.topic == self.tasks_topic:
+                        routed = await self._task(record)
+                        started += len({e.trajectory_id for e in routed})
+                    else:
+                        routed = await self._outcome(record, absorbed)
+                    for event in routed:
+                        with tracing.span(_span_name(event), trajectory_id=event.trajectory_id):
+                            sent.append(await self._publish(event))
                 if not routed:
                     continue
-                sent += [await self._publish(event) for event in routed]
                 self.metrics.decision_latency.observe(time.perf_counter() - received)
                 events += routed
             await asyncio.gather(*sent)
@@ -231,12 +239,8 @@ class Router:
             return Rejected("internal_error", f"{type(error).__name__}: {error}")
 
     async def _publish(self, event: RouterEvent) -> "asyncio.Future[RecordMetadata]":
-        return await self.service.broker.publish(
-            encode(event),
-            self.service.topic(event.TOPIC),
-            key=event.trajectory_id.encode(),
-            no_confirm=True,
-        )
+        topic = self.service.topic(event.TOPIC)
+        return await self.service.send(event, topic, event.trajectory_id.encode())
 
     def _breakers_moved(self, transitions: list[Transition]) -> None:
         self.metrics.moved(transitions)
@@ -308,6 +312,10 @@ class Router:
         # Every replica replays every snapshot at every start, so a bad one is logged and
         # counted here rather than dead-lettered once per replica and restart.
         self.catch_up.read(record.partition, record.offset)
+        with self.service.tracing.span("follow policy", record.headers, offset=record.offset):
+            self._follow(record)
+
+    def _follow(self, record: "ConsumerRecord[bytes, bytes]") -> None:
         snapshot = decode(record.value, PolicySnapshot)
         if isinstance(snapshot, Rejected):
             self._refused(snapshot.error_type, snapshot.reason, offset=record.offset)

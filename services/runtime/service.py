@@ -7,18 +7,21 @@ from collections.abc import Awaitable, Callable, Collection
 from importlib.metadata import version
 from typing import Any
 
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, RecordMetadata
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry, Counter, Info, disable_created_metrics
 
+from schemas.events import Event
 from services.runtime.codec import DECODE_ERRORS, Rejected, dead_letter, encode
+from services.runtime.envelope import event_headers
 from services.runtime.http import HttpEndpoint
 from services.runtime.kafka import make_broker
 from services.runtime.logs import configure_logging
 from services.runtime.monitor import KafkaMonitor
 from services.runtime.settings import Settings
 from services.runtime.topics import TOPICS, ensure_topics
+from services.runtime.tracing import start_tracing
 
 Check = Callable[[], tuple[bool, str]]
 
@@ -42,6 +45,7 @@ class Service:
         self.settings = settings
         self.log = logging.getLogger(f"agensbus.{name}")
         self.registry = CollectorRegistry()
+        self.tracing = start_tracing(settings, name)
         self.broker: KafkaBroker = make_broker(
             settings, client_id=f"agensbus-{name}", **broker_options
         )
@@ -79,6 +83,36 @@ class Service:
 
     def topic(self, name: str) -> str:
         return self.settings.topic(name)
+
+    async def publish(
+        self, event: Event, topic: str, key: bytes | None, *, encoded: bytes | None = None
+    ) -> None:
+        """Publish ``event`` to the full topic name ``topic`` and wait for its delivery.
+        ``encoded``: the event's bytes, when the caller has them already."""
+        await self.broker.publish(
+            encode(event) if encoded is None else encoded,
+            topic,
+            key=key,
+            headers=self._headers(event),
+            correlation_id=event.event_id,
+        )
+
+    async def send(
+        self, event: Event, topic: str, key: bytes | None
+    ) -> "asyncio.Future[RecordMetadata]":
+        """Publish ``event`` without waiting: the future tells its delivery."""
+        return await self.broker.publish(
+            encode(event),
+            topic,
+            key=key,
+            headers=self._headers(event),
+            correlation_id=event.event_id,
+            no_confirm=True,
+        )
+
+    def _headers(self, event: Event) -> dict[str, str]:
+        """The envelope of ``event`` and the current trace context."""
+        return event_headers(event, self.name) | dict(self.tracing.headers())
 
     def add_check(self, name: str, check: Check) -> None:
         """A readiness condition shown on /readyz; the service is ready when all hold."""
@@ -118,7 +152,7 @@ class Service:
             value=record.value,
             rejected=rejected,
         )
-        await self.broker.publish(encode(letter), self.topic("dlq"), key=record.key)
+        await self.publish(letter, self.topic("dlq"), record.key)
         self.dead_letters_total.labels(service=self.name, reason=rejected.error_type).inc()
         self.log.warning(
             "dead letter",
@@ -159,6 +193,7 @@ class Service:
         finally:
             await self.monitor.stop()
             await self.http.stop()
+            self.tracing.shutdown()
 
     def stop(self) -> None:
         """Ask a running service to shut down as it would on SIGTERM (for in-process use)."""

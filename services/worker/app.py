@@ -11,7 +11,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from schemas.events import ActionKind, Decision, TrajectoryCompleted
-from services.runtime.codec import Rejected, encode
+from services.runtime.codec import Rejected
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.sim import Scenario, load_scenario
@@ -69,6 +69,10 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
     )
 
     async def execute(record: ConsumerRecord[bytes, bytes], decision: Decision) -> None:
+        with service.tracing.span("execution", record.headers, action=decision.action):
+            await run(record, decision)
+
+    async def run(record: ConsumerRecord[bytes, bytes], decision: Decision) -> None:
         variant = scenario.pool.variant(decision.action)
         try:
             execution = await backend.execute(decision.state, variant)
@@ -78,9 +82,8 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
             await service.dead_letter(record, error.rejected)
             execution = error.as_failure()
         outcome = invoke.outcome_of(decision, execution)
-        await service.broker.publish(
-            encode(outcome), service.topic("outcomes"), key=decision.trajectory_id.encode()
-        )
+        key = decision.trajectory_id.encode()
+        await service.publish(outcome, service.topic("outcomes"), key)
         metrics.executed(decision, outcome)
 
     @subscriber
@@ -142,16 +145,16 @@ def _judge(settings: Settings, scenario: Scenario) -> Service:
     scoring: set[asyncio.Task[None]] = set()
 
     async def settle(group: judging.Group[_Held]) -> None:
+        began = time.time_ns()
         rewards = await scorer.score([h.trajectory for h in group.members])
-        sent = [
-            await service.broker.publish(
-                encode(reward),
-                service.topic("rewards"),
-                key=reward.trajectory_id.encode(),
-                no_confirm=True,
-            )
-            for reward in rewards
-        ]
+        records = {h.trajectory.trajectory_id: h.record for h in group.members}
+        sent = []
+        for reward in rewards:
+            # One span per trajectory, in its own trace: the group's scoring and its reward.
+            parent = records[reward.trajectory_id].headers
+            with service.tracing.span("judgement", parent, start_ns=began, group=group.key):
+                key = reward.trajectory_id.encode()
+                sent.append(await service.send(reward, service.topic("rewards"), key))
         await asyncio.gather(*sent)
         # Committed only once the rewards are on the broker (at least once); a trajectory
         # no judge scored is finished too: retrying would not make a judge appear, and its
