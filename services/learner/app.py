@@ -27,6 +27,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from schemas.events import RewardObserved, TrajectoryCompleted
+from schemas.topics import POLICY_MAX_BYTES
 from services.learner.core import (
     Applied,
     LearnerConfig,
@@ -40,7 +41,6 @@ from services.runtime.codec import Rejected, decode, encode
 from services.runtime.envelope import as_kafka
 from services.runtime.service import Service
 from services.runtime.settings import Settings
-from services.runtime.topics import POLICY_MAX_BYTES
 from services.sim import load_scenario
 
 #: What the learner dead-letters beyond undecodable input (their series start at 0).

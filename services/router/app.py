@@ -25,6 +25,7 @@ from schemas.events import (
     TaskSubmitted,
 )
 from schemas.records import Budget
+from schemas.topics import topic_of
 from services.policy import CellPool
 from services.policy.arms import deployed_arm
 from services.policy.governance import GovernanceConfig, parse_failure_kinds
@@ -117,9 +118,9 @@ class Router:
         if core.breakers is not None:
             self.metrics.watch(core.breakers)
         self.catch_up = PolicyCatchUp()
-        self.tasks_topic = service.topic(TaskSubmitted.TOPIC)
-        self.outcomes_topic = service.topic(StepOutcome.TOPIC)
-        self.policy_topic = service.topic(PolicySnapshot.TOPIC)
+        self.tasks_topic = service.topic(topic_of(TaskSubmitted))
+        self.outcomes_topic = service.topic(topic_of(StepOutcome))
+        self.policy_topic = service.topic(topic_of(PolicySnapshot))
 
     def register(self) -> None:
         broker = self.service.broker
@@ -239,7 +240,7 @@ class Router:
             return Rejected("internal_error", f"{type(error).__name__}: {error}")
 
     async def _publish(self, event: RouterEvent) -> "asyncio.Future[RecordMetadata]":
-        topic = self.service.topic(event.TOPIC)
+        topic = self.service.topic(topic_of(type(event)))
         return await self.service.send(event, topic, event.trajectory_id.encode())
 
     def _breakers_moved(self, transitions: list[Transition]) -> None:

@@ -13,6 +13,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry, Counter, Info, disable_created_metrics
 
 from schemas.events import Event
+from schemas.topics import TOPICS
 from services.runtime.codec import DECODE_ERRORS, Rejected, dead_letter, encode
 from services.runtime.envelope import event_headers
 from services.runtime.http import HttpEndpoint
@@ -20,7 +21,7 @@ from services.runtime.kafka import make_broker
 from services.runtime.logs import configure_logging
 from services.runtime.monitor import KafkaMonitor
 from services.runtime.settings import Settings
-from services.runtime.topics import TOPICS, ensure_topics
+from services.runtime.topics import ensure_topics
 from services.runtime.tracing import start_tracing
 
 Check = Callable[[], tuple[bool, str]]
