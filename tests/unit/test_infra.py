@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.topics import TOPICS
 from services.learner import app as learner_app
@@ -231,6 +232,24 @@ def test_the_services_export_exactly_the_expected_metrics() -> None:
     # So every metric a panel or a rule reads (checked against EXPECTED_METRICS below) is one
     # the services export, and a metric added to a service is listed (and documented).
     assert exported_metrics() == EXPECTED_METRICS
+
+
+def test_every_dead_letter_reason_the_code_names_starts_at_0() -> None:
+    # A reason no role declares would have no series until its first letter.
+    named = {
+        reason
+        for path in (ROOT / "services").rglob("*.py")
+        for reason in re.findall(r'\b(?:Rejected|Unexecutable)\(\s*"(\w+)"', path.read_text())
+    }
+    started = {
+        sample.labels["reason"]
+        for text in scrapes().values()
+        for family in text_string_to_metric_families(text)
+        if family.name == "agensbus_dead_letters"
+        for sample in family.samples
+    }
+    assert len(named) > 10
+    assert named <= started
 
 
 def test_every_counter_and_histogram_has_its_series_at_0_before_any_event() -> None:
