@@ -26,12 +26,12 @@ from schemas.events import (
     TaskSubmitted,
     TrajectoryCompleted,
 )
+from schemas.headers import as_kafka, event_headers
 from schemas.topics import TOPIC_NAMES, event_of
 from services.cli._errors import UserError
 from services.cli._render import listing
 from services.cli._settings import KAFKA_FIELDS, require_bootstrap, settings_from
 from services.runtime.codec import Rejected, decode, encode
-from services.runtime.envelope import as_kafka, event_headers
 from services.runtime.kafka import aiokafka_options
 from services.runtime.settings import Settings, settings_options
 from services.runtime.tracing import TracingUnavailable, start_tracing

@@ -18,10 +18,10 @@ from typing import Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.events import PolicySnapshot, RewardObserved, StepOutcome, TrajectoryCompleted
+from schemas.headers import as_kafka, event_headers
 from schemas.records import StepStatus
 from services.demo.tasks import epoch_submissions
 from services.runtime.codec import Rejected, decode, encode
-from services.runtime.envelope import as_kafka, event_headers
 from services.runtime.kafka import aiokafka_options
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics

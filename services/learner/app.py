@@ -27,6 +27,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from schemas.events import RewardObserved, TrajectoryCompleted
+from schemas.headers import as_kafka
 from schemas.topics import POLICY_MAX_BYTES
 from services.learner.core import (
     Applied,
@@ -38,7 +39,6 @@ from services.learner.core import (
 from services.learner.metrics import LearnerMetrics
 from services.learner.restore import newest_snapshot
 from services.runtime.codec import Rejected, decode, encode
-from services.runtime.envelope import as_kafka
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.sim import load_scenario

@@ -13,9 +13,9 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry, Counter, Info, disable_created_metrics
 
 from schemas.events import Event
+from schemas.headers import event_headers
 from schemas.topics import TOPICS
 from services.runtime.codec import DECODE_ERRORS, Rejected, dead_letter, encode
-from services.runtime.envelope import event_headers
 from services.runtime.http import HttpEndpoint
 from services.runtime.kafka import make_broker
 from services.runtime.logs import configure_logging

@@ -5,13 +5,15 @@ import json
 import struct
 from typing import cast
 
+import jsonschema
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from schemas.events import TaskSubmitted, TrajectoryCompleted
+from schemas.headers import as_kafka, event_headers, headers_schema
 from services.runtime.codec import Rejected, decode, encode
-from services.runtime.envelope import as_kafka, event_headers
 from services.runtime.settings import Settings
 from services.runtime.tracing import Tracing, start_tracing
 from tests.contract.samples import build_samples
@@ -31,6 +33,12 @@ def test_the_cloudevents_headers_come_from_the_events_own_fields() -> None:
         "ce_time": TASK.produced_at.isoformat().replace("+00:00", "Z"),
     }
     assert as_kafka(headers)[0] == ("content-type", b"application/json")
+
+
+def test_the_asyncapi_headers_schema_describes_the_headers_sent() -> None:
+    jsonschema.validate(event_headers(TASK, "router"), headers_schema("TaskSubmitted"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(event_headers(TASK, "router"), headers_schema("Decision"))
 
 
 def test_a_value_in_the_confluent_wire_format_decodes_as_plain_json() -> None:
