@@ -17,6 +17,9 @@ DECODE_ERRORS = ("empty", "malformed_json", "schema_invalid")
 #: The Confluent Schema Registry wire format: this byte, then a 4-byte schema id.
 CONFLUENT_MAGIC = b"\x00"
 CONFLUENT_PREFIX = 5
+#: The most of a rejected value a dead letter keeps: its base64 and the envelope stay well
+#: under the producer's 1 MiB request limit, so a too-large record can be dead-lettered.
+MAX_KEPT_BYTES = 262_144
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ def _of_newer_revision(raw: bytes, model: type[E], error: ValidationError) -> E 
 
 def dead_letter(
     *,
+    event_id: str,
     service: str,
     tenant: str,
     topic: str,
@@ -102,14 +106,19 @@ def dead_letter(
     reason = rejected.reason
     if len(reason) > _MAX_REASON:
         reason = reason[: _MAX_REASON - 1] + "…"
+    original = value or b""
+    kept = original[:MAX_KEPT_BYTES]
     return DeadLetter(
+        event_id=event_id,
         tenant=tenant,
         service=service,
         source_topic=topic,
         partition=partition,
         offset=offset,
         key_b64=base64.b64encode(key).decode() if key is not None else None,
-        payload_b64=base64.b64encode(value or b"").decode(),
+        payload_b64=base64.b64encode(kept).decode(),
+        payload_bytes=len(original),
+        payload_truncated=len(kept) < len(original),
         reason=reason,
         error_type=rejected.error_type,
     )

@@ -83,6 +83,8 @@ EXPECTED_METRICS: dict[str, str] = {
     "agensbus_learner_policy_edges": "gauge",
     "agensbus_router_snapshots_refused_total": "counter",
     # every service (the Service shell), told apart by their `service` label
+    "agensbus_poison_records_total": "counter",
+    "agensbus_payloads_total": "counter",
     "agensbus_dead_letters_total": "counter",
     "agensbus_build_info": "gauge",
     "agensbus_consumer_lag": "gauge",
@@ -239,7 +241,9 @@ def test_every_dead_letter_reason_the_code_names_starts_at_0() -> None:
     named = {
         reason
         for path in (ROOT / "services").rglob("*.py")
-        for reason in re.findall(r'\b(?:Rejected|Unexecutable)\(\s*"(\w+)"', path.read_text())
+        for reason in re.findall(
+            r'\b(?:Rejected|Unexecutable|Poison)\(\s*"(\w+)"', path.read_text()
+        )
     }
     started = {
         sample.labels["reason"]
@@ -505,6 +509,42 @@ RULE_CASES: dict[str, tuple[str, list[dict[str, str]], str, list[dict[str, str]]
         ],
         "30m",
         [{"severity": "warning", "service": "learner", "topic": "agensbus.rewards"}],
+    ),
+    "a router partition makes no progress while tasks arrive": (
+        "AgensbusPartitionStuck",
+        [
+            series(
+                "agensbus_consumer_lag",
+                "0x5 40+10x40",
+                topic="agensbus.tasks",
+                partition="1",
+                **ROUTER,
+            )
+        ],
+        "30m",
+        [
+            {
+                "severity": "critical",
+                "job": "agensbus",
+                "topic": "agensbus.tasks",
+                "partition": "1",
+                **ROUTER,
+            }
+        ],
+    ),
+    "a busy partition that drains now and then": (
+        "AgensbusPartitionStuck",
+        [
+            series(
+                "agensbus_consumer_lag",
+                "50 80 20 90 60 30 100 70 10 " * 5,
+                topic="agensbus.decisions",
+                partition="0",
+                **WORKER,
+            )
+        ],
+        "30m",
+        [],
     ),
     "router decides on an old policy": (
         "AgensbusRouterPolicyStale",
