@@ -138,8 +138,8 @@ def start_tracing(settings: Settings, service: str) -> Tracing:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
         raise TracingUnavailable(
-            f"tracing to {endpoint} needs OpenTelemetry: pip install 'agensbus[tracing]' "
-            "(or unset AGENSBUS_OTEL_ENDPOINT and OTEL_EXPORTER_OTLP_ENDPOINT)"
+            f"tracing to {endpoint} needs the tracing extra (opentelemetry is not "
+            "installed): pip install 'agensbus[tracing]'"
         ) from None
     provider = TracerProvider(resource=Resource.create({"service.name": f"agensbus-{service}"}))
     # The setting is a base URL as the standard variable is; the exporter reads that one
