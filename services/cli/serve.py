@@ -15,6 +15,7 @@ from services.cli._extras import require_extra
 from services.cli._settings import require_bootstrap, settings_from
 from services.runtime.service import Service, run_service
 from services.runtime.settings import Settings, settings_options
+from services.runtime.tracing import TracingUnavailable
 from services.sim.loader import ScenarioError
 
 RUNNING = """
@@ -33,7 +34,7 @@ def serve(flags: dict[str, Any], build: Callable[[Settings], Service]) -> None:
     bootstrap = require_bootstrap(settings)
     try:
         service = build(settings)
-    except ScenarioError as error:
+    except (ScenarioError, TracingUnavailable) as error:
         raise UserError(str(error)) from None
     try:
         run_service(service)

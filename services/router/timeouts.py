@@ -17,7 +17,6 @@ from prometheus_client import Counter, Gauge
 from schemas.events import Decision, StepOutcome
 from schemas.topics import topic_of
 from services.router.deadlines import Deadlines, timeout_outcome
-from services.runtime.codec import encode
 from services.runtime.kafka import aiokafka_options
 from services.runtime.service import Service
 
@@ -153,8 +152,8 @@ class StepTimeouts:
         for decision in self.deadlines.due(now):
             outcome = timeout_outcome(decision, now)
             try:
-                await self.service.broker.publish(
-                    encode(outcome), self.outcomes_topic, key=decision.trajectory_id.encode()
+                await self.service.publish(
+                    outcome, self.outcomes_topic, key=decision.trajectory_id.encode()
                 )
             except KafkaError:
                 self.log.warning(
