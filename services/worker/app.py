@@ -37,6 +37,7 @@ WORKER_DEAD_LETTERS = (
     "unknown_task_class",
     "unknown_model",
     "context_overflow",
+    "unserved_variant",
 )
 JUDGE_DEAD_LETTERS = ("unknown_tenant", "unknown_trajectory", "unknown_task_class")
 
