@@ -248,6 +248,57 @@ class SelectionConfig(Record):
         "take instead the one of least token mean among the tried actions whose reward mean "
         "is within this margin of the best tried mean; null takes the best score, as the paper",
     )
+    baseline_tolerance: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="baseline-safe selection: the fixed pipeline's action (the plan's next "
+        "cell on its default variant) is kept at a node unless an alternative has at least "
+        "baseline_min_visits visits there and its lower confidence bound (mean less "
+        "baseline_z standard errors) is at least the baseline's mean less this tolerance; "
+        "null selects by score alone, as the paper",
+    )
+    baseline_min_visits: int = Field(
+        default=5,
+        ge=1,
+        description="visits an alternative needs at a node before baseline-safe selection "
+        "may prefer it to the baseline (the SPIBB count threshold)",
+    )
+    baseline_z: float = Field(
+        default=1.645,
+        ge=0.0,
+        description="standard errors below its mean at which baseline-safe selection reads "
+        "an alternative's lower confidence bound (1.645: one-sided 95%)",
+    )
+    explore_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="with baseline-safe selection: the probability that a decision whose "
+        "best score is neither the baseline nor a proven alternative explores it anyway "
+        "(drawn with the decision's uniform, logged as the propensity); 0 never explores "
+        "away from what the evidence supports",
+    )
+    protected_classes: list[Name] = Field(
+        default_factory=list,
+        max_length=256,
+        description="task classes on which baseline-safe selection never explores",
+    )
+    protected_regimes: list[Regime] = Field(
+        default_factory=list,
+        description="regimes on which baseline-safe selection never explores",
+    )
+
+    @model_validator(mode="after")
+    def _baseline_safe_is_greedy(self) -> "SelectionConfig":
+        if self.baseline_tolerance is not None and (
+            self.temperature > 0.0 or self.cheap_within is not None
+        ):
+            raise ValueError(
+                "baseline_tolerance (baseline-safe selection) takes neither a temperature "
+                "nor cheap_within: it draws its own exploration with explore_share"
+            )
+        return self
 
 
 class RewardConfig(Record):

@@ -89,6 +89,9 @@ SWITCHES: dict[str, Callable[[Arm], Arm]] = {
             update={"cost_weight": 0.0, "retry_penalty": 0.0, "tokens_to_go": True}
         ),
     ),
+    # Baseline-safe selection: keep the fixed pipeline's action unless an alternative is
+    # proven no worse than it less 0.01; explore otherwise on a decaying share of decisions.
+    "baseline_safe": _selection(baseline_tolerance=0.01, explore_share=0.4),
     # Softmax over scores, the exact propensity logged on every decision.
     "softmax": _selection(temperature=0.01),
     # One node visit per trajectory: a skip chain at one signature does not inflate N.
@@ -136,6 +139,10 @@ ARMS: dict[str, Arm] = {
     # Trades some plateau quality on the hardest classes for tokens (docs/learning.md).
     "agensbus-lean": PAPER_ARM.with_switches(
         "agensbus-lean", (*AGENSBUS_SWITCHES, "linear_cost_16k")
+    ),
+    # Never leaves the fixed pipeline without evidence for the move (docs/learning.md).
+    "agensbus-safe": PAPER_ARM.with_switches(
+        "agensbus-safe", (*AGENSBUS_SWITCHES, "baseline_safe")
     ),
     "agensbus-warm": replace(
         PAPER_ARM.with_switches("agensbus-warm", (*AGENSBUS_SWITCHES, "warm_prior")),

@@ -145,9 +145,15 @@ def decide(
     if ended is not None:
         return ended
     signature = signature_of(state, setup)
-    stochastic = setup.selection.temperature > 0.0
-    u = decision_uniform(setup.seed, state.trajectory_id, state.step) if stochastic else None
-    selection = select(graph, signature, candidates, setup.selection, u=u)
+    config = setup.selection
+    stochastic = config.temperature > 0.0
+    explores = config.baseline_tolerance is not None and config.explore_share > 0.0
+    drawn = stochastic or explores
+    u = decision_uniform(setup.seed, state.trajectory_id, state.step) if drawn else None
+    protected = (
+        state.task_class in config.protected_classes or state.regime in config.protected_regimes
+    )
+    selection = select(graph, signature, candidates, config, u=u, protected=protected)
     if stochastic and not selection.scores:
         # Where the rule-based prior acted, a stochastic arm's log still lists every
         # candidate, so that off-policy evaluation can ask any target policy about it. A
