@@ -264,7 +264,9 @@ FIELD_NOTES: dict[str, str] = {
     "TopicOffset.topic": "an input topic, prefix included",
     "TopicOffset.partition": "a partition of that topic",
     # policy file
-    "PolicyDocument.format": "the document format; always `agensbus.policy/1`",
+    "PolicyDocument.format": (
+        "the document format; always `agensbus.policy/2` (a reader migrates `agensbus.policy/1`)"
+    ),
     "PolicyDocument.version": "version of the policy",
     "PolicyDocument.created_at": "when the document was written",
     "PolicyDocument.fold": "how states fold into signatures",

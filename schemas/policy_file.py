@@ -1,6 +1,10 @@
-"""The ``agensbus.policy/1`` document: a learned policy as plain, language-neutral JSON."""
+"""The ``agensbus.policy/2`` document: a learned policy as plain, language-neutral JSON.
 
-from typing import Final, Literal
+Version 2 adds ``classes`` (the class floor of baseline-safe selection); an
+``agensbus.policy/1`` document reads as version 2 without classes, everything else equal.
+"""
+
+from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
@@ -8,7 +12,9 @@ from schemas._base import Record
 from schemas._types import ActionId, Name, SignatureText
 from schemas.records import FoldSpec, RewardConfig, SelectionConfig
 
-POLICY_FORMAT: Final = "agensbus.policy/1"
+POLICY_FORMAT: Final = "agensbus.policy/2"
+#: The formats a reader accepts: every earlier one migrates to ``POLICY_FORMAT``.
+READABLE_FORMATS: Final = ("agensbus.policy/1", POLICY_FORMAT)
 
 
 class EdgeRecord(Record):
@@ -41,8 +47,32 @@ class NodeRecord(Record):
     edges: dict[ActionId, EdgeRecord] = Field(default_factory=dict)
 
 
+class StreamRecord(Record):
+    """Count, mean and M2 (sum of squared deviations) of a stream of judged qualities; the
+    count is fractional after a weighted merge (a warm start's prior strength)."""
+
+    count: float = Field(default=0.0, ge=0.0, description="trajectories counted")
+    mean: float = Field(default=0.0, description="their mean judged quality")
+    m2: float = Field(
+        default=0.0, ge=0.0, description="sum of squared deviations from the mean (Welford)"
+    )
+
+
+class ClassRecord(Record):
+    """The class floor of one task class (``services.policy.floor``)."""
+
+    baseline: StreamRecord = Field(
+        default_factory=StreamRecord,
+        description="judged quality of the class's trajectories that ran the fixed pipeline",
+    )
+    deviated: StreamRecord = Field(
+        default_factory=StreamRecord,
+        description="judged quality of the class's trajectories that left it somewhere",
+    )
+
+
 class PolicyDocument(Record):
-    format: Literal["agensbus.policy/1"] = POLICY_FORMAT
+    format: Literal["agensbus.policy/2"] = POLICY_FORMAT
     tenant: Name = "default"
     version: int = Field(default=0, ge=0)
     created_at: AwareDatetime | None = None
@@ -50,6 +80,21 @@ class PolicyDocument(Record):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     nodes: list[NodeRecord] = Field(default_factory=list)
+    classes: dict[Name, ClassRecord] = Field(
+        default_factory=dict,
+        description="per task class, the judged quality on and off its fixed pipeline, which "
+        "the class floor of baseline-safe selection reads (absent in agensbus.policy/1)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        """An ``agensbus.policy/1`` document is version 2 without classes."""
+        if isinstance(data, dict) and data.get("format") == READABLE_FORMATS[0]:
+            if "classes" in data:
+                raise ValueError("an agensbus.policy/1 document has no classes")
+            return {**data, "format": POLICY_FORMAT}
+        return data
 
     @model_validator(mode="after")
     def _signatures_unique(self) -> "PolicyDocument":
@@ -61,4 +106,13 @@ class PolicyDocument(Record):
         return self
 
 
-__all__ = ["POLICY_FORMAT", "EdgeRecord", "Name", "NodeRecord", "PolicyDocument"]
+__all__ = [
+    "POLICY_FORMAT",
+    "READABLE_FORMATS",
+    "ClassRecord",
+    "EdgeRecord",
+    "Name",
+    "NodeRecord",
+    "PolicyDocument",
+    "StreamRecord",
+]

@@ -258,6 +258,15 @@ class SelectionConfig(Record):
         "baseline_z standard errors) is at least the baseline's mean less this tolerance; "
         "null selects by score alone, as the paper",
     )
+    baseline_floor: Literal["node", "class"] = Field(
+        default="node",
+        description="where baseline-safe selection keeps the floor: node, the rule above at "
+        "every node; class, a conservative gate per task class: the class follows its scores "
+        "while the judged quality of its trajectories off the fixed pipeline, at their lower "
+        "confidence bound, keeps the class's cumulative quality at the pipeline's less the "
+        "tolerance per trajectory, and runs the pipeline otherwise (protected classes and "
+        "regimes keep the node rule, without exploration)",
+    )
     baseline_min_visits: int = Field(
         default=5,
         ge=1,
@@ -278,6 +287,13 @@ class SelectionConfig(Record):
         "best score is neither the baseline nor a proven alternative explores it anyway "
         "(drawn with the decision's uniform, logged as the propensity); 0 never explores "
         "away from what the evidence supports",
+    )
+    explore_budget: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="with the class floor: the judged quality a class may lose, summed over "
+        "its trajectories off the fixed pipeline and counted at their lower confidence bound, "
+        "beyond the tolerance per trajectory, while it learns; 0 leaves it only the tolerance",
     )
     protected_classes: list[Name] = Field(
         default_factory=list,

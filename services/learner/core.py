@@ -246,7 +246,13 @@ class LearnerCore:
     def _join(self, trajectory: TrajectoryCompleted, reward: RewardObserved) -> Applied:
         state = trajectory.state
         value = hybrid_reward(reward.quality, state.tokens_used, state.retries, self.config.reward)
-        edges = backup(self.graph, [(state, value)], self.config.reward, [reward.confidence])
+        edges = backup(
+            self.graph,
+            [(state, value)],
+            self.config.reward,
+            [reward.confidence],
+            floor=(self.config.setup.pool, [reward.quality]),
+        )
         self._remember(trajectory.trajectory_id)
         self.backed_up += 1
         return Applied(

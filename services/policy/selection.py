@@ -17,7 +17,8 @@ when it is the baseline or a *proven* alternative (at least ``baseline_min_visit
 at the node and ``mean - penalty - z*se`` at least the baseline's ``mean - penalty`` less
 the tolerance, the SPIBB rule on counts with a conservative-bandit bound on values). Any
 other best score is exploration: taken with probability ``explore_share`` (never on a
-protected class or regime), else the proven action of best mean, the baseline by default.
+protected class or regime, and once per trajectory: at its first such decision, drawn or
+not), else the proven action of best mean, the baseline by default.
 
 ``select`` serves one decision with Python floats (``ucb_score``); ``select_batch`` scores
 many decisions in one pass of numpy (``ucb_scores``) for replays, off-policy evaluation and
@@ -27,6 +28,7 @@ benchmarks; it is greedy only. A property test checks that the two agree on ever
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import NamedTuple
 
 import numpy as np
@@ -60,6 +62,20 @@ class Selection:
     exploration_c: float
     node_visits: int
     scores: tuple[CandidateScore, ...]
+
+
+class Guard(Enum):
+    """How baseline-safe selection constrains one decision (``guard_for`` in the router)."""
+
+    #: the scores alone decide (paper mode, or a class whose floor is open)
+    FREE = "free"
+    #: the node rule, and this decision may explore
+    NODE = "node"
+    #: the node rule, without exploration (a protected class or regime, or the trajectory
+    #: has had its one chance)
+    NODE_ONLY = "node_only"
+    #: the class floor is closed: the fixed pipeline's action
+    BASELINE = "baseline"
 
 
 def exploration_constant(
@@ -124,16 +140,22 @@ def select(
     config: SelectionConfig = PAPER_SELECTION,
     *,
     u: float | None = None,
-    protected: bool = False,
+    guard: Guard | None = None,
 ) -> Selection:
     """Choose one of ``candidates`` (legal actions, in tie order) at node ``signature``;
     ``u`` in [0, 1) drives the draw when ``config.temperature`` is above 0 or baseline-safe
-    selection may explore; ``protected`` forbids that exploration."""
+    selection may explore. ``guard`` None is the node rule, free to explore, when
+    ``config.baseline_tolerance`` is set, else no constraint."""
     if not candidates:
         raise ValueError("no candidate actions to select from")
     row = graph.find_row(signature)
     n_node = 0 if row is None else int(graph.node_visits[row])
     c = exploration_constant(n_node, config)
+    if guard is None:
+        guard = Guard.FREE if config.baseline_tolerance is None else Guard.NODE
+    if guard is Guard.BASELINE:
+        index = _prior_index(candidates)
+        return Selection(candidates[index], index, DecisionReason.BASELINE_KEPT, 1.0, c, n_node, ())
     if config.mode == "fixed" or n_node < config.confidence_threshold:
         index = _prior_index(candidates)
         reason = (
@@ -155,10 +177,10 @@ def select(
         propensity = 1.0
         if config.cheap_within is not None and row is not None and scores[chosen].visits > 0:
             chosen = _cheapest_near_best(graph, row, candidates, scores, config.cheap_within)
-        elif config.baseline_tolerance is not None:
+        elif guard is not Guard.FREE:
             # exploration decays with the node's visits as the exploration constant does
             decay = 2.0 ** (-n_node / config.c_half_life)
-            share = 0.0 if protected else config.explore_share * decay
+            share = config.explore_share * decay if guard is Guard.NODE else 0.0
             best = chosen
             chosen, propensity = _baseline_safe(
                 graph, row, candidates, scores, best, config, share, u

@@ -176,7 +176,13 @@ class Engine:
         quality = self.world.true_quality(state)
         judgement = self.judge.score(state.trajectory_id, quality)
         reward = hybrid_reward(judgement.quality, state.tokens_used, state.retries, self.reward)
-        backup(self.graph, [(state, reward)], self.reward, [judgement.confidence])
+        backup(
+            self.graph,
+            [(state, reward)],
+            self.reward,
+            [judgement.confidence],
+            floor=(self.setup.pool, [judgement.quality]),
+        )
         return TrajectoryRecord(
             epoch=epoch,
             task_class=task_class.name,

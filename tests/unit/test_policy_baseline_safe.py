@@ -7,6 +7,7 @@ from pydantic import ValidationError
 from schemas.events import DecisionReason
 from schemas.records import SelectionConfig, TaskFeatures
 from services.policy import PolicyGraph, PolicySetup, decide, select, start_state
+from services.policy.selection import Guard
 from services.policy.trajectory import Step
 
 SIG = "v1|straightforward|1000000|c1.u9.r5.e1"
@@ -73,7 +74,9 @@ def test_exploration_takes_the_best_score_with_its_logged_share() -> None:
 
 def test_a_protected_decision_never_explores() -> None:
     config = SAFE.model_copy(update={"explore_share": 1.0, "untried_score": 0.9})
-    sel = select(_untried_alternative_graph(), SIG, CANDIDATES, config, u=0.0, protected=True)
+    sel = select(
+        _untried_alternative_graph(), SIG, CANDIDATES, config, u=0.0, guard=Guard.NODE_ONLY
+    )
     assert (sel.action, sel.propensity) == ("a", 1.0)
 
 
