@@ -90,10 +90,12 @@ class Settings(BaseSettings):
         "tenant go to the dead-letter topic.",
     )
     policy_arm: str = Field(
-        default="paper",
+        default="agensbus",
         description="The policy arm the router routes by and the learner learns as (its "
-        "selection, fold, skips and reward): fixed, noskip, paper, agensbus, agensbus-lean, "
-        "or ARM+SWITCH[+SWITCH...] as `agensbus bench learning --arms` takes them.",
+        "selection, fold, skips and reward): agensbus (recommended: learns, with the fixed "
+        "pipeline's quality as a floor per class), paper (the paper's rules exactly), fixed, "
+        "noskip, agensbus-free, agensbus-lean, or ARM+SWITCH[+SWITCH...] as `agensbus bench "
+        "learning --arms` takes them.",
     )
     max_steps: int = Field(default=24, ge=1, le=1000, description="Step budget per trajectory.")
     max_tokens: int = Field(default=60_000, ge=1, description="Token budget per trajectory.")

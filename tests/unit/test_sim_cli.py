@@ -66,6 +66,16 @@ def test_bad_flag_value_exits_with_two() -> None:
     code, _, err = invoke("--policy", "greedy")
     assert code == 2
     assert "greedy" in err
+    assert "Traceback" not in err
+
+
+def test_any_deployable_arm_runs_and_a_warm_one_is_refused() -> None:
+    code, out, err = invoke("--epochs", "1", "--policy", "agensbus+linear_cost", "--json")
+    assert code == 0, err
+    assert json.loads(out)["policy"] == "agensbus+linear_cost"
+    code, _, err = invoke("--epochs", "1", "--policy", "agensbus-warm")
+    assert code == 2
+    assert "starts warm" in err
 
 
 def test_save_then_load_policy(tmp_path: Path) -> None:
