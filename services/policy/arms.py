@@ -148,9 +148,10 @@ ARMS: dict[str, Arm] = {
     "agensbus-lean": PAPER_ARM.with_switches(
         "agensbus-lean", (*AGENSBUS_SWITCHES, "linear_cost_16k")
     ),
-    # Never leaves the fixed pipeline without evidence for the move (docs/learning.md).
-    "agensbus-safe": PAPER_ARM.with_switches(
-        "agensbus-safe", (*AGENSBUS_SWITCHES, "baseline_safe")
+    # The node rule instead of the class floor: never leaves the pipeline at a node without
+    # evidence for the move there (docs/learning.md).
+    "agensbus-node-safe": PAPER_ARM.with_switches(
+        "agensbus-node-safe", (*FREE_SWITCHES, "baseline_safe")
     ),
     "agensbus-warm": replace(
         PAPER_ARM.with_switches("agensbus-warm", (*AGENSBUS_SWITCHES, "warm_prior")),
