@@ -472,7 +472,9 @@ def run_learning_bench(
         twin = cold_twin(arm)
         if arm.warm_weight is not None and all(a.name != twin.name for a in plan):
             plan.append(twin)
-    classes = list(scenario.classes)
+    # per-class figures are of the plateau's world: the one after a shift
+    world = scenario if shift is None else shift.after
+    classes = list(world.classes)
     runs: dict[str, list[Run]] = {arm.name: [] for arm in plan}
     for arm in plan:
         for seed in range(seeds):
@@ -480,7 +482,9 @@ def run_learning_bench(
             start = None
             if arm.warm_weight is not None:
                 start = warm_graph(
-                    _source_graph(source, source_oracle, arm, seed, epochs), arm, classes
+                    _source_graph(source, source_oracle, arm, seed, epochs),
+                    arm,
+                    list(scenario.classes),
                 )
             if runner is not None:
                 runs[arm.name].append(runner(arm, seed, oracle))
@@ -499,7 +503,7 @@ def run_learning_bench(
         epochs=epochs,
         arms={name: ArmSummary.of(r, classes) for name, r in runs.items()},
         runs=runs,
-        coordination_gap=fixed_pipeline_gap(oracle, scenario),
+        coordination_gap=fixed_pipeline_gap(oracle if shift is None else shift.oracle, world),
         warm=warm_rows,
         seconds=clock() - started,
         shift_epoch=None if shift is None else shift.epoch,

@@ -295,6 +295,13 @@ def _ms(value: float | None) -> str:
     "worse and the balanced model costs twice as much; reports how many trajectories each "
     "arm needs to earn 90% of the new optimum's reward again. Default: no shift.",
 )
+@click.option(
+    "--shift-to",
+    default=None,
+    metavar="NAME|FILE",
+    help="With --shift-at: the world changes into this scenario (shipped name or file, on "
+    "the same cells) instead of the built-in shift; the per-class tables then refer to it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON on stdout instead of tables.")
 @settings_options(_REPLAY_KAFKA_FIELDS)
 def bench_learning(
@@ -307,6 +314,7 @@ def bench_learning(
     concurrency: int,
     out: Path,
     shift_at: int | None,
+    shift_to: str | None,
     as_json: bool,
     **flags: Any,
 ) -> None:
@@ -317,13 +325,7 @@ def bench_learning(
     epochs, as the paper's Table 3); a warm-start table (as its Table 4) comparing each warm
     arm with the same rules started cold; PNG plots and a JSON file with every number.
     """
-    from services.bench.learning import (
-        Shift,
-        run_learning_bench,
-        scenario_spec,
-        shifted,
-        write_plots,
-    )
+    from services.bench.learning import PLATEAU_EPOCHS, Shift, run_learning_bench, write_plots
     from services.bench.report import REPORT_FILE, learning_report
     from services.policy.arms import arm_named
 
@@ -342,11 +344,15 @@ def bench_learning(
     if shift_at is not None:
         if shift_at > epochs:
             raise UserError(f"--shift-at {shift_at} is after the last epoch ({epochs})")
-        try:
-            after = shifted(scenario_spec(scenario_name))
-        except ValueError as error:  # the shift names variants a custom scenario may lack
-            raise UserError(f"cannot shift {scenario.name}: {error}") from None
+        if shift_to is not None and shift_at > epochs - PLATEAU_EPOCHS + 1:
+            raise UserError(
+                f"--shift-to: the plateau (the last {PLATEAU_EPOCHS} epochs) must lie after "
+                f"the shift: --shift-at at most {epochs - PLATEAU_EPOCHS + 1}"
+            )
+        after = _shifted_world(scenario_name, scenario, shift_to)
         shift = Shift(shift_at, after, Oracle(after, PAPER_REWARD))
+    elif shift_to is not None:
+        raise UserError("--shift-to needs --shift-at EPOCH: when the world changes")
     if through_kafka:
         if source is not None or shift is not None:
             raise UserError("--through-kafka takes no warm arms and no --shift-at")
@@ -379,6 +385,7 @@ def bench_learning(
         through_kafka=through_kafka,
         concurrency=concurrency,
         shift_at=shift_at,
+        shift_to=shift_to,
         out=out,
     )
     report = out / REPORT_FILE
@@ -392,6 +399,28 @@ def bench_learning(
     click.echo(f"ran in {result.seconds:.1f} s", err=True)
 
 
+def _shifted_world(scenario_name: str, scenario: Scenario, shift_to: str | None) -> Scenario:
+    """The world after the shift: the scenario ``shift_to`` names, or the built-in shift."""
+    from services.bench.learning import scenario_spec, shifted
+
+    if shift_to is None:
+        try:
+            return shifted(scenario_spec(scenario_name))
+        except ValueError as error:  # the shift names variants a custom scenario may lack
+            raise UserError(f"cannot shift {scenario.name}: {error}") from None
+    try:
+        after = load_scenario(shift_to)
+    except ScenarioError as error:
+        raise UserError(f"--shift-to: {error}") from None
+    strangers = sorted(set(after.pool.actions) - set(scenario.pool.actions))
+    if strangers:
+        raise UserError(
+            f"--shift-to {shift_to}: its cells are not {scenario.name}'s "
+            f"(actions {', '.join(strangers[:5])} are new)"
+        )
+    return after
+
+
 def _learning_command(
     scenario: str,
     *,
@@ -402,6 +431,7 @@ def _learning_command(
     through_kafka: bool,
     concurrency: int,
     shift_at: int | None,
+    shift_to: str | None,
     out: Path,
 ) -> str:
     """The command line that runs this benchmark again (connection flags left out)."""
@@ -413,6 +443,8 @@ def _learning_command(
         words += ["--through-kafka", "--concurrency", str(concurrency)]
     if shift_at is not None:
         words += ["--shift-at", str(shift_at)]
+    if shift_to is not None:
+        words += ["--shift-to", shift_to]
     words += ["--out", str(out)]
     return shlex.join(words)
 
