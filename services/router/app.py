@@ -25,6 +25,7 @@ from schemas.events import (
     TaskSubmitted,
 )
 from schemas.records import Budget
+from schemas.topics import topic_of
 from services.policy import CellPool
 from services.policy.arms import deployed_arm
 from services.policy.governance import GovernanceConfig, parse_failure_kinds
@@ -40,6 +41,7 @@ from services.router.metrics import RouterMetrics
 from services.router.readiness import PolicyCatchUp
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.kafka import aiokafka_options
+from services.runtime.limits import Limits, task_problem
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.sim import load_scenario
@@ -50,6 +52,7 @@ BATCH_MAX_RECORDS = 500
 BATCH_TIMEOUT_MS = 50
 
 Records = Sequence["ConsumerRecord[bytes, bytes]"]
+Sent = list["asyncio.Future[RecordMetadata]"]
 E = TypeVar("E")
 R = TypeVar("R")
 
@@ -102,9 +105,10 @@ class Router:
         if core.breakers is not None:
             self.metrics.watch(core.breakers)
         self.catch_up = PolicyCatchUp()
-        self.tasks_topic = service.topic(TaskSubmitted.TOPIC)
-        self.outcomes_topic = service.topic(StepOutcome.TOPIC)
-        self.policy_topic = service.topic(PolicySnapshot.TOPIC)
+        self.tasks_topic = service.topic(topic_of(TaskSubmitted))
+        self.outcomes_topic = service.topic(topic_of(StepOutcome))
+        self.policy_topic = service.topic(topic_of(PolicySnapshot))
+        self.limits = Limits.from_settings(service.settings)
 
     def register(self) -> None:
         broker = self.service.broker
@@ -145,8 +149,7 @@ class Router:
 
     async def route_batch(self, records: Records) -> None:
         received = time.perf_counter()
-        sent: list[asyncio.Future[RecordMetadata]] = []
-        events: list[RouterEvent] = []
+        sent: list[tuple[ConsumerRecord[bytes, bytes], list[RouterEvent], Sent]] = []
         absorbed: list[tuple[str, int]] = []
         started = 0
         try:
@@ -158,10 +161,12 @@ class Router:
                     routed = await self._outcome(record, absorbed)
                 if not routed:
                     continue
-                sent += [await self._publish(event) for event in routed]
+                publishing = await self._publish_all(record, routed)
+                if publishing is None:
+                    continue
+                sent.append((record, routed, publishing))
                 self.metrics.decision_latency.observe(time.perf_counter() - received)
-                events += routed
-            await asyncio.gather(*sent)
+            events = await self._confirmed(sent)
         except BaseException:
             # Nothing of this batch is committed and it will be routed again: its outcomes
             # must then be absorbed, not dropped as duplicates of themselves.
@@ -174,8 +179,42 @@ class Router:
         if self.core.breakers is not None:
             self._breakers_moved(self.core.breakers.drain())
 
+    async def _publish_all(
+        self, record: "ConsumerRecord[bytes, bytes]", routed: list[RouterEvent]
+    ) -> Sent | None:
+        """Start publishing what ``record`` routed to; None when it is poison (an event too
+        large to send): dead-lettered, and the batch goes on without it."""
+        try:
+            return [await self._publish(event) for event in routed]
+        except Exception as error:
+            if await self.service.poisoned(record, error):
+                return None
+            raise
+
+    async def _confirmed(
+        self, sent: list[tuple["ConsumerRecord[bytes, bytes]", list[RouterEvent], Sent]]
+    ) -> list[RouterEvent]:
+        """Wait for every publish; a record the broker refused for good is dead-lettered,
+        any other failure fails the batch (it is routed again)."""
+        results = await asyncio.gather(
+            *(future for _, _, futures in sent for future in futures), return_exceptions=True
+        )
+        confirmed: list[RouterEvent] = []
+        at = 0
+        for record, routed, futures in sent:
+            failures = [r for r in results[at : at + len(futures)] if isinstance(r, BaseException)]
+            at += len(futures)
+            for failure in failures[:1]:
+                if not await self.service.poisoned(record, failure):
+                    raise failure
+            if not failures:
+                confirmed += routed
+        return confirmed
+
     async def _task(self, record: "ConsumerRecord[bytes, bytes]") -> list[RouterEvent]:
         task = decode(record.value, TaskSubmitted)
+        if not isinstance(task, Rejected):
+            task = task_problem(task, len(record.value or b""), self.limits) or task
         routed = (
             task if isinstance(task, Rejected) else self._guard(record, self.core.on_task, task)
         )
@@ -222,7 +261,7 @@ class Router:
     async def _publish(self, event: RouterEvent) -> "asyncio.Future[RecordMetadata]":
         return await self.service.broker.publish(
             encode(event),
-            self.service.topic(event.TOPIC),
+            self.service.topic(topic_of(type(event))),
             key=event.trajectory_id.encode(),
             no_confirm=True,
         )

@@ -126,6 +126,7 @@ class TaskClass:
     gains: F64
     absence: F64
     evidence: Mapping[str, int]
+    evidence_bytes: int
     feeds: npt.NDArray[np.bool_] = field(init=False, repr=False)
     drafts: npt.NDArray[np.bool_] = field(init=False, repr=False)
     needs_draft: npt.NDArray[np.bool_] = field(init=False, repr=False)
@@ -419,6 +420,7 @@ def _build_class(
         gains=gains,
         absence=absence,
         evidence=evidence,
+        evidence_bytes=spec.evidence_bytes,
     )
 
 

@@ -4,6 +4,7 @@ scores completed trajectories. Handlers stay thin: parse, call pure code, publis
 import asyncio
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from aiokafka import ConsumerRecord
@@ -12,12 +13,14 @@ from faststream.middlewares import AckPolicy
 
 from schemas.events import ActionKind, Decision, TrajectoryCompleted
 from services.runtime.codec import Rejected, encode
+from services.runtime.poison import Poison, poison_reason, raise_
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.sim import Scenario, load_scenario
 from services.worker import invoke
 from services.worker import judge as judging
 from services.worker.backend import Backend, Unexecutable, make_backend
+from services.worker.claims import Claims
 from services.worker.commits import Committer, Rebalance
 from services.worker.executor import Executor
 from services.worker.metrics import JudgeMetrics, WorkerMetrics
@@ -46,7 +49,8 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
     service = Service("worker", settings)
     metrics = WorkerMetrics(service.registry)
     # The subscriber is created below; the consumer exists only once it has started.
-    committer = Committer(lambda: subscriber.consumer, service.log)
+    committer = Committer(lambda: subscriber.consumer, service.log, service.poisoned)
+    claims = Claims(service)
     executor = Executor(committer, settings.worker_concurrency, metrics.in_flight, service.log)
     subscriber = service.broker.subscriber(
         service.topic("decisions"),
@@ -59,13 +63,17 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
 
     async def execute(record: ConsumerRecord[bytes, bytes], decision: Decision) -> None:
         variant = scenario.pool.variant(decision.action)
+        # A payload missing from the store raises Poison: the decision is dead-lettered
+        # and left unanswered, as every retry would fail the same way.
+        state = await claims.readable(decision.state)
         try:
-            execution = await backend.execute(decision.state, variant)
+            execution = await backend.execute(state, variant)
         except Unexecutable as error:
             # Keep the decision for operators, and still answer it: a failed step lets the
             # trajectory end instead of waiting forever for an outcome that never comes.
             await service.dead_letter(record, error.rejected)
             execution = error.as_failure()
+        execution = await claims.carried(decision.state, execution)
         outcome = invoke.outcome_of(decision, execution)
         await service.broker.publish(
             encode(outcome), service.topic("outcomes"), key=decision.trajectory_id.encode()
@@ -90,6 +98,8 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
     async def start() -> None:
         committer.start()
         await backend.start()
+        # A task of the subscriber's, so it stops with the subscriber.
+        subscriber.add_task(claims.sweep_every_hour)
 
     async def stop() -> None:
         await executor.drain(settings.graceful_timeout_s)
@@ -115,7 +125,8 @@ def _judge(settings: Settings, scenario: Scenario) -> Service:
     window_s = settings.judge_window_ms / 1000
     rollout_window_s = settings.judge_rollout_window_ms / 1000
     grouper: judging.Grouper[_Held] = judging.Grouper(settings.judge_group_size, window_s)
-    committer = Committer(lambda: subscriber.consumer, service.log)
+    committer = Committer(lambda: subscriber.consumer, service.log, service.poisoned)
+    store = Claims(service).store
     subscriber = service.broker.subscriber(
         service.topic("trajectories"),
         group_id=settings.judge_group,
@@ -151,11 +162,17 @@ def _judge(settings: Settings, scenario: Scenario) -> Service:
     async def guarded(group: judging.Group[_Held]) -> None:
         try:
             await settle(group)
-        except Exception:
-            service.log.exception(
-                "scoring or publishing a group failed; its records stay uncommitted",
-                extra={"group": group.key},
-            )
+        except Exception as error:
+            if poison_reason(error) is None:
+                service.log.exception(
+                    "scoring or publishing a group failed; its records stay uncommitted",
+                    extra={"group": group.key},
+                )
+                return
+            # It would fail the same way on every retry: each member is dead-lettered and
+            # finished.
+            for held in group.items:
+                await committer.finish_after(held.record, partial(raise_, error))
 
     def dispatch(groups: list[judging.Group[_Held]]) -> None:
         for group in groups:
@@ -173,11 +190,17 @@ def _judge(settings: Settings, scenario: Scenario) -> Service:
             await committer.tracked(record, lambda: service.dead_letter(record, trajectory))
             return
         committer.started(record)
-        key, member = judging.group_key(trajectory), trajectory.trajectory_id
+        try:
+            # The judge reads the text the trajectory stored by reference.
+            completed = await judging.readable(trajectory, store)
+        except Poison as error:
+            await committer.finish_after(record, partial(raise_, error))
+            return
+        key, member = judging.group_key(completed), completed.trajectory_id
         size, wait_s = judging.shape(
-            trajectory, settings.judge_group_size, window_s, rollout_window_s
+            completed, settings.judge_group_size, window_s, rollout_window_s
         )
-        held = _Held(record, trajectory)
+        held = _Held(record, completed)
         dispatch(grouper.add(key, member, held, time.monotonic(), size, wait_s))
 
     async def flush() -> None:
