@@ -46,8 +46,11 @@ SHIFT_EFFECTS: dict[str, ClassEffect] = {
 }
 
 #: Early in a run: the epochs over which a warm start's regret is compared with its cold
-#: twin's, and after which the skips each arm still takes are counted.
+#: twin's.
 EARLY_EPOCHS = 3
+
+#: The skips each arm still takes are counted per class and cell after this epoch.
+SETTLED_AFTER = 2
 
 #: Recovered: the expected reward of the last ``RECOVERY_WINDOW`` trajectories reaches this
 #: share of what the new optimum would earn on the same tasks (tasks come shuffled, so a
@@ -106,8 +109,8 @@ class Run:
     total_tokens: float
     trajectories: int
     recovery: int | None = None  # trajectories after the shift until recovered; None: never
-    #: per class, per cell: the class's trajectories after the early epochs, and how many of
-    #: them skipped the cell
+    #: per class: its trajectories after ``SETTLED_AFTER``, and per cell how many of them
+    #: skipped it
     late_tasks: dict[str, int] = field(default_factory=dict)
     late_skips: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -183,7 +186,7 @@ class RunTally:
         self.regret += record.regret
         self.tokens += record.state.tokens_used
         self.count += 1
-        if record.epoch > EARLY_EPOCHS:
+        if record.epoch > SETTLED_AFTER:
             name = record.task_class
             self.late_tasks[name] = self.late_tasks.get(name, 0) + 1
             skips = self.late_skips.setdefault(name, {})
@@ -267,7 +270,7 @@ class ArmSummary:
     per_class: dict[str, Estimate]
     per_epoch: dict[str, list[Estimate]]
     recovery: list[int | None] = field(default_factory=list)  # per seed, with a shift
-    #: per class, per cell: the share of the class's trajectories after the early epochs
+    #: per class, per cell: the share of the class's trajectories after ``SETTLED_AFTER``
     #: that skipped the cell, over every seed
     late_skip_share: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -307,7 +310,7 @@ class ArmSummary:
             "total_tokens": self.total_tokens.as_dict(),
             "per_class": {c: e.as_dict() for c, e in self.per_class.items()},
             "per_epoch": {m: [e.as_dict() for e in values] for m, values in self.per_epoch.items()},
-            "late_skip_share": self.late_skip_share,
+            f"skip_share_after_epoch_{SETTLED_AFTER}": self.late_skip_share,
         }
 
 
@@ -390,9 +393,26 @@ class LearningBench:
             result["plateau_at_least_fixed_where_coordination_matters"] = all(
                 mine.per_class[c].mean >= fixed.per_class[c].mean for c in self.coordination_classes
             )
+            result["plateau_within_0.01_of_fixed_on_every_class"] = all(
+                mine.per_class[c].mean >= fixed.per_class[c].mean - 0.01 for c in mine.per_class
+            )
+            result["plateau_at_least_fixed_plus_0.03"] = (
+                mine.plateau_quality.mean >= fixed.plateau_quality.mean + 0.03
+            )
+            result["regret_at_most_0.5x_fixed"] = (
+                mine.cumulative_regret.mean <= 0.5 * fixed.cumulative_regret.mean
+            )
+            result["tokens_at_most_0.85x_fixed"] = (
+                mine.tokens_per_trajectory.mean <= 0.85 * fixed.tokens_per_trajectory.mean
+            )
+        if mine is not None and paper is not None:
+            result["regret_at_most_0.25x_paper"] = (
+                mine.cumulative_regret.mean <= 0.25 * paper.cumulative_regret.mean
+            )
         for row in self.warm:
             result[f"{row.warm}_saves_30pct_tokens"] = row.savings.mean >= 0.30
             result[f"{row.warm}_plateau_not_lower"] = row.plateau_delta.mean >= 0.0
+            result[f"{row.warm}_early_regret_25pct_lower"] = row.early_regret_saving.mean >= 0.25
         return result
 
     def as_dict(self) -> dict[str, Any]:
