@@ -415,13 +415,12 @@ class SelectionConfig(Record):
     )
 
     @model_validator(mode="after")
-    def _baseline_safe_is_greedy(self) -> "SelectionConfig":
-        if self.baseline_tolerance is not None and (
-            self.temperature > 0.0 or self.cheap_within is not None
-        ):
+    def _node_rule_is_greedy(self) -> "SelectionConfig":
+        node_rule = self.baseline_tolerance is not None and self.baseline_floor == "node"
+        if node_rule and (self.temperature > 0.0 or self.cheap_within is not None):
             raise ValueError(
-                "baseline_tolerance (baseline-safe selection) takes neither a temperature "
-                "nor cheap_within: it draws its own exploration with explore_share"
+                "the node rule of baseline-safe selection takes neither a temperature nor "
+                "cheap_within: it draws its own exploration with explore_share"
             )
         return self
 

@@ -144,15 +144,17 @@ def select(
 ) -> Selection:
     """Choose one of ``candidates`` (legal actions, in tie order) at node ``signature``;
     ``u`` in [0, 1) drives the draw when ``config.temperature`` is above 0 or baseline-safe
-    selection may explore. ``guard`` None is the node rule, free to explore, when
-    ``config.baseline_tolerance`` is set, else no constraint."""
+    selection may explore. ``guard`` None, for a decision seen without its trajectory
+    (``policy explain``, off-policy evaluation), is the node rule free to explore when
+    ``config.baseline_floor`` is node, else no constraint: a class floor is read open."""
     if not candidates:
         raise ValueError("no candidate actions to select from")
     row = graph.find_row(signature)
     n_node = 0 if row is None else int(graph.node_visits[row])
     c = exploration_constant(n_node, config)
     if guard is None:
-        guard = Guard.FREE if config.baseline_tolerance is None else Guard.NODE
+        node_rule = config.baseline_tolerance is not None and config.baseline_floor == "node"
+        guard = Guard.NODE if node_rule else Guard.FREE
     if guard is Guard.BASELINE:
         index = _prior_index(candidates)
         return Selection(candidates[index], index, DecisionReason.BASELINE_KEPT, 1.0, c, n_node, ())

@@ -117,5 +117,7 @@ def test_the_router_protects_listed_classes_and_regimes(protect: str) -> None:
 
 
 def test_baseline_safe_selection_draws_its_own_exploration() -> None:
-    with pytest.raises(ValidationError, match="baseline_tolerance"):
+    with pytest.raises(ValidationError, match="node rule"):
         SelectionConfig(baseline_tolerance=0.01, temperature=0.1)
+    # the class floor decides per trajectory: within an open class the scores may be drawn
+    SelectionConfig(baseline_tolerance=0.01, baseline_floor="class", temperature=0.1)
