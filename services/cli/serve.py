@@ -11,9 +11,11 @@ import click
 from aiokafka.errors import KafkaConnectionError
 
 from services.cli._errors import UserError
+from services.cli._extras import require_extra
 from services.cli._settings import require_bootstrap, settings_from
 from services.runtime.service import Service, run_service
 from services.runtime.settings import Settings, settings_options
+from services.runtime.tracing import TracingUnavailable
 from services.sim.loader import ScenarioError
 
 _RUNNING = """
@@ -32,7 +34,7 @@ def serve(flags: dict[str, Any], build: Callable[[Settings], Service]) -> None:
     bootstrap = require_bootstrap(settings)
     try:
         service = build(settings)
-    except ScenarioError as error:
+    except (ScenarioError, TracingUnavailable) as error:
         raise UserError(str(error)) from None
     try:
         run_service(service)
@@ -77,6 +79,10 @@ def worker(role: Literal["worker", "judge"], **flags: Any) -> None:
 
     def build(settings: Settings) -> Service:
         from services.worker.app import build
+
+        if settings.worker_backend != "openai":
+            return build(settings, role=role)
+        require_extra("openai", "--worker-backend openai")
         from services.worker.openai import CONFIG_ERRORS
 
         try:

@@ -3,6 +3,7 @@
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.learner.core import Applied, LearnerCore, Verdict
+from services.sim import Scenario
 
 # Paper-mode rewards lie in [-0.45 - 0.15*retries, 1]; the upper buckets resolve quality.
 REWARD_BUCKETS = (-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -11,7 +12,9 @@ KINDS = ("trajectory", "reward")
 
 
 class LearnerMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, scenario: Scenario | None = None) -> None:
+        """``scenario``: the task classes whose reward series start at 0."""
+
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(f"agensbus_learner_{name}", doc, labels, registry=registry)
 
@@ -59,6 +62,10 @@ class LearnerMetrics:
         self.edges = gauge("policy_edges", "Visited (signature, action) edges in the graph.")
         self.waiting = gauge("waiting_joins", "Inputs waiting for their partner.", ("kind",))
         self._expired_seen = 0
+        for kind in KINDS:
+            self.duplicates.labels(kind=kind)
+        for task_class in () if scenario is None else scenario.classes.values():
+            self.reward.labels(task_class=task_class.name, regime=task_class.regime.value)
 
     def applied(self, kind: str, applied: Applied) -> None:
         if applied.verdict is Verdict.DUPLICATE:

@@ -5,6 +5,7 @@ import logging
 from typing import Any
 
 from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from services.runtime.settings import Settings
@@ -42,17 +43,30 @@ def faststream_security(settings: Settings) -> BaseSecurity | None:
     )
 
 
+async def undecoded(message: StreamMessage[Any]) -> Any:
+    """The body as received: handlers decode it themselves (services.runtime.codec), so a
+    body its content-type header misdescribes reaches them and is dead-lettered."""
+    return message.body
+
+
 def make_broker(settings: Settings, client_id: str, **extra: Any) -> KafkaBroker:
-    """A FastStream broker for one service; acks from the leader are enough because
-    delivery is at-least-once and every consumer deduplicates."""
+    """A FastStream broker for one service. A publish is acknowledged once every in-sync
+    replica has it, so a leader that dies right after cannot take it along; consumers
+    deduplicate what a retry repeats (idempotent producers are a setting: see
+    ``Settings.kafka_idempotence`` for why they are off by default)."""
     return KafkaBroker(
-        bootstrap_of(settings),
+        # One address per entry: FastStream would hand a comma-separated string to aiokafka
+        # as one host name.
+        [address.strip() for address in bootstrap_of(settings).split(",")],
         client_id=client_id,
+        acks="all",
+        enable_idempotence=settings.kafka_idempotence,
         security=faststream_security(settings),
         logger=logging.getLogger(f"agensbus.{client_id}.kafka"),
         # "Received"/"Processed" per message is debugging detail, not an operator's log.
         log_level=logging.DEBUG,
         graceful_timeout=settings.graceful_timeout_s,
+        decoder=undecoded,
         **extra,
     )
 

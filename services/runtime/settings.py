@@ -50,11 +50,27 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(
         default=3, ge=1, le=1024, description="Partitions of the topics this project creates."
     )
-    kafka_replication: int | None = Field(
-        default=None,
+    kafka_replication: int = Field(
+        default=3,
         ge=1,
         le=16,
-        description="Replication factor of created topics (unset: 1, for a single broker).",
+        description="Replication factor of created topics; a cluster with fewer brokers gets "
+        "one copy per broker, with a warning (the embedded broker: 1).",
+    )
+    kafka_min_insync_replicas: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="min.insync.replicas of created topics: copies a write needs before "
+        "it is acknowledged (at most the replication factor).",
+    )
+    kafka_idempotence: bool = Field(
+        default=False,
+        description="Idempotent producers, so that a retried write is stored once. Off by "
+        "default: aiokafka does not roll a partition's sequence number back when the broker "
+        "refuses a batch (a record over the topic's max.message.bytes), and every later write "
+        "to that partition then fails with OutOfOrderSequenceNumber. Consumers deduplicate "
+        "anyway, and producers wait for every in-sync replica either way.",
     )
     tenant: str = Field(default="default", description="Tenant of the events this process emits.")
 
@@ -67,6 +83,12 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the service's JSON logs."
+    )
+    otel_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP collector base URL that spans are exported to, e.g. "
+        "http://localhost:4318 (needs the agensbus[tracing] extra). Empty: the standard "
+        "OTEL_EXPORTER_OTLP_ENDPOINT when set, else no tracing.",
     )
 
     # --- service endpoints ---------------------------------------------------------------

@@ -1,2 +1,2 @@
-"""The agent-worker (DESIGN.md §1): executes invoke decisions concurrently and, run with the
+"""The agent-worker: executes invoke decisions concurrently and, run with the
 judge role, scores completed trajectories."""

@@ -12,7 +12,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from schemas.events import ActionKind, Decision, TrajectoryCompleted
-from services.runtime.codec import Rejected, encode
+from services.runtime.codec import Rejected
 from services.runtime.poison import Poison, poison_reason, raise_
 from services.runtime.service import Service
 from services.runtime.settings import Settings
@@ -27,6 +27,17 @@ from services.worker.metrics import JudgeMetrics, WorkerMetrics
 from services.worker.scorers import make_scorer
 
 Role = Literal["worker", "judge"]
+#: What each role dead-letters beyond undecodable input (their series start at 0).
+WORKER_DEAD_LETTERS = (
+    "unknown_tenant",
+    "unknown_action",
+    "unknown_trajectory",
+    "unknown_step",
+    "unknown_task_class",
+    "unknown_model",
+    "context_overflow",
+)
+JUDGE_DEAD_LETTERS = ("unknown_tenant", "unknown_trajectory", "unknown_task_class")
 
 
 def build(settings: Settings, role: Role = "worker") -> Service:
@@ -46,8 +57,8 @@ def _record(msg: KafkaMessage) -> ConsumerRecord[bytes, bytes]:
 
 
 def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service:
-    service = Service("worker", settings)
-    metrics = WorkerMetrics(service.registry)
+    service = Service("worker", settings, WORKER_DEAD_LETTERS)
+    metrics = WorkerMetrics(service.registry, scenario.pool)
     # The subscriber is created below; the consumer exists only once it has started.
     committer = Committer(lambda: subscriber.consumer, service.log, service.poisoned)
     claims = Claims(service)
@@ -62,6 +73,10 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
     )
 
     async def execute(record: ConsumerRecord[bytes, bytes], decision: Decision) -> None:
+        with service.tracing.span("execution", record.headers, action=decision.action):
+            await run(record, decision)
+
+    async def run(record: ConsumerRecord[bytes, bytes], decision: Decision) -> None:
         variant = scenario.pool.variant(decision.action)
         # A payload missing from the store raises Poison: the decision is dead-lettered
         # and left unanswered, as every retry would fail the same way.
@@ -75,9 +90,8 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
             execution = error.as_failure()
         execution = await claims.carried(decision.state, execution)
         outcome = invoke.outcome_of(decision, execution)
-        await service.broker.publish(
-            encode(outcome), service.topic("outcomes"), key=decision.trajectory_id.encode()
-        )
+        key = decision.trajectory_id.encode()
+        await service.publish(outcome, service.topic("outcomes"), key)
         metrics.executed(decision, outcome)
 
     @subscriber
@@ -119,7 +133,7 @@ class _Held:
 
 
 def _judge(settings: Settings, scenario: Scenario) -> Service:
-    service = Service("judge", settings)
+    service = Service("judge", settings, JUDGE_DEAD_LETTERS)
     metrics = JudgeMetrics(service.registry)
     scorer = make_scorer(settings, scenario, metrics, service.log)
     window_s = settings.judge_window_ms / 1000
@@ -142,16 +156,16 @@ def _judge(settings: Settings, scenario: Scenario) -> Service:
     scoring: set[asyncio.Task[None]] = set()
 
     async def settle(group: judging.Group[_Held]) -> None:
+        began = time.time_ns()
         rewards = await scorer.score([h.trajectory for h in group.members])
-        sent = [
-            await service.broker.publish(
-                encode(reward),
-                service.topic("rewards"),
-                key=reward.trajectory_id.encode(),
-                no_confirm=True,
-            )
-            for reward in rewards
-        ]
+        records = {h.trajectory.trajectory_id: h.record for h in group.members}
+        sent = []
+        for reward in rewards:
+            # One span per trajectory, in its own trace: the group's scoring and its reward.
+            parent = records[reward.trajectory_id].headers
+            with service.tracing.span("judgement", parent, start_ns=began, group=group.key):
+                key = reward.trajectory_id.encode()
+                sent.append(await service.send(reward, service.topic("rewards"), key))
         await asyncio.gather(*sent)
         # Committed only once the rewards are on the broker (at least once); a trajectory
         # no judge scored is finished too: retrying would not make a judge appear, and its

@@ -62,6 +62,7 @@ class LLMScorer:
         self.judge, table = build_judge(settings)
         self.preflight = Preflight(table, self.judge.client, log)
         self.metrics = metrics
+        metrics.expect(spec.name for spec in self.judge.judges)
 
     async def score(self, members: list[TrajectoryCompleted]) -> list[RewardObserved]:
         verdict = await self.judge.score_group(members)

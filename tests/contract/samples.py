@@ -219,6 +219,7 @@ def build_samples() -> dict[str, BaseModel]:
         "TaskSubmitted": TaskSubmitted(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="TaskSubmitted",
             task_id="incident-0042",
             goal="Find the root cause of the replication lag.",
@@ -232,6 +233,7 @@ def build_samples() -> dict[str, BaseModel]:
         "Decision": Decision(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="Decision",
             decision_id=f"{TRAJECTORY}:3",
             trajectory_id=TRAJECTORY,
@@ -254,6 +256,7 @@ def build_samples() -> dict[str, BaseModel]:
         "StepOutcome": StepOutcome(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="StepOutcome",
             decision_id=f"{TRAJECTORY}:3",
             trajectory_id=TRAJECTORY,
@@ -281,6 +284,7 @@ def build_samples() -> dict[str, BaseModel]:
         "TrajectoryCompleted": TrajectoryCompleted(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="TrajectoryCompleted",
             trajectory_id=TRAJECTORY,
             task_id="incident-0042",
@@ -298,6 +302,7 @@ def build_samples() -> dict[str, BaseModel]:
         "RewardObserved": RewardObserved(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="RewardObserved",
             trajectory_id=TRAJECTORY,
             task_id="incident-0042",
@@ -321,6 +326,7 @@ def build_samples() -> dict[str, BaseModel]:
         "PolicySnapshot": PolicySnapshot(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="PolicySnapshot",
             version=7,
             policy=_policy(),
@@ -333,6 +339,7 @@ def build_samples() -> dict[str, BaseModel]:
         "DeadLetter": DeadLetter(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="DeadLetter",
             service="router",
             source_topic="agensbus.tasks",

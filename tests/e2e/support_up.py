@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from services.runtime.processes import agensbus_command
+from tests.conftest import IDEMPOTENCE_ENV
 from tests.e2e.conftest import CLI_TIMEOUT_S
 
 STOP_TIMEOUT_S = 120.0
@@ -27,16 +28,23 @@ SERVICES = {
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without AGENSBUS_* settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENSBUS_")}
+    """This environment without AGENSBUS_* settings, plus ``extra``; but what the session's
+    broker cannot do stays said."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("AGENSBUS_") or k == IDEMPOTENCE_ENV
+    }
     return env | extra
 
 
 class Up:
-    """``agensbus up`` in the background; its stdout is read line by line as it comes."""
+    """``agensbus up`` in the background; its stdout is read line by line as it comes. Unless
+    the test names a data directory, the stack is ephemeral: a test never takes the user's
+    default data directory (nor its lock)."""
 
     def __init__(self, args: list[str], env: dict[str, str], stderr: Path) -> None:
         self._stderr_path = stderr
+        if "--data-dir" not in args and "--ephemeral" not in args:
+            args = [*args, "--ephemeral"]
         with stderr.open("w") as err:
             self.process = subprocess.Popen(
                 agensbus_command(["up", *args]),
