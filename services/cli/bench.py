@@ -255,15 +255,16 @@ def _ms(value: float | None) -> str:
     default="fixed,noskip,paper,warm,agensbus",
     show_default=True,
     metavar="LIST",
-    help="Comma-separated arms: fixed, noskip, paper, warm, agensbus, agensbus-warm, or "
-    "ARM+SWITCH[+SWITCH...] for an arm with improvements turned on (docs/learning.md).",
+    help="Comma-separated arms: fixed, noskip, paper, warm, agensbus (the recommended, "
+    "default arm), agensbus-free, agensbus-warm, or ARM+SWITCH[+SWITCH...] for an arm with "
+    "improvements turned on (docs/learning.md).",
 )
 @click.option(
     "--warm-from",
     default=None,
     metavar="NAME|POLICY",
     help="Where warm arms start from: a scenario (learned on for the same seeds and epochs "
-    "with the arm's rules) or an agensbus.policy/1 file. Default: the other shipped scenario.",
+    "with the arm's rules) or a policy file. Default: the other shipped scenario.",
 )
 @click.option(
     "--through-kafka",
