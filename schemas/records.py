@@ -373,8 +373,7 @@ class SelectionConfig(Record):
         "every node; class, a conservative gate per task class: the class follows its scores "
         "while the judged quality of its trajectories off the fixed pipeline, at their lower "
         "confidence bound, keeps the class's cumulative quality at the pipeline's less the "
-        "tolerance per trajectory, and runs the pipeline otherwise (protected classes and "
-        "regimes keep the node rule, without exploration)",
+        "tolerance per trajectory, and runs the pipeline otherwise",
     )
     baseline_min_visits: int = Field(
         default=5,
@@ -407,11 +406,12 @@ class SelectionConfig(Record):
     protected_classes: list[Name] = Field(
         default_factory=list,
         max_length=256,
-        description="task classes on which baseline-safe selection never explores",
+        description="task classes that baseline-safe selection keeps on the fixed pipeline: "
+        "they never explore, nor follow evidence that other classes left at shared nodes",
     )
     protected_regimes: list[Regime] = Field(
         default_factory=list,
-        description="regimes on which baseline-safe selection never explores",
+        description="regimes that baseline-safe selection keeps on the fixed pipeline",
     )
 
     @model_validator(mode="after")

@@ -71,10 +71,9 @@ class Guard(Enum):
     FREE = "free"
     #: the node rule, and this decision may explore
     NODE = "node"
-    #: the node rule, without exploration (a protected class or regime, or the trajectory
-    #: has had its one chance)
+    #: the node rule, without exploration (the trajectory has had its one chance)
     NODE_ONLY = "node_only"
-    #: the class floor is closed: the fixed pipeline's action
+    #: the fixed pipeline's action (a closed class floor, a protected class or regime)
     BASELINE = "baseline"
 
 

@@ -124,7 +124,9 @@ def decision_uniform(seed: int, trajectory_id: str, step: int) -> float:
 
 def guard_for(state: TrajectoryState, graph: PolicyGraph, config: SelectionConfig) -> Guard | None:
     """How baseline-safe selection constrains the trajectory's next decision (None: it is
-    off). A protected class or regime gets the node rule without exploration. The class
+    off). A protected class or regime runs the pipeline: nodes are shared across the
+    classes of a regime, so evidence that proves a move there may come from other classes
+    (measured: the node rule on protected rare classes ran their fatal skip). The class
     floor (``baseline_floor`` class) leaves a class to its scores while its floor is open
     and holds it to the pipeline while it is closed. The node rule explores once per
     trajectory: the first decision that could explore logs a propensity below 1 whichever
@@ -133,7 +135,7 @@ def guard_for(state: TrajectoryState, graph: PolicyGraph, config: SelectionConfi
     if config.baseline_tolerance is None:
         return None
     if state.task_class in config.protected_classes or state.regime in config.protected_regimes:
-        return Guard.NODE_ONLY
+        return Guard.BASELINE
     if config.baseline_floor == "class":
         floor = graph.classes.get(state.task_class or "")
         if floor is None or not floor.open(

@@ -6,9 +6,17 @@ from pydantic import ValidationError
 
 from schemas.events import DecisionReason
 from schemas.records import SelectionConfig, TaskFeatures
-from services.policy import PolicyGraph, PolicySetup, decide, select, start_state
+from services.policy import (
+    PolicyGraph,
+    PolicySetup,
+    StepResult,
+    absorb,
+    decide,
+    select,
+    start_state,
+)
 from services.policy.selection import Guard
-from services.policy.trajectory import Step
+from services.policy.trajectory import Step, guard_for
 
 SIG = "v1|straightforward|1000000|c1.u9.r5.e1"
 CANDIDATES = ["a", "b", "skip:a"]
@@ -72,7 +80,7 @@ def test_exploration_takes_the_best_score_with_its_logged_share() -> None:
         select(g, SIG, CANDIDATES, config)
 
 
-def test_a_protected_decision_never_explores() -> None:
+def test_a_decision_past_the_trajectorys_one_chance_takes_the_proven_choice() -> None:
     config = SAFE.model_copy(update={"explore_share": 1.0, "untried_score": 0.9})
     sel = select(
         _untried_alternative_graph(), SIG, CANDIDATES, config, u=0.0, guard=Guard.NODE_ONLY
@@ -114,6 +122,18 @@ def test_the_router_protects_listed_classes_and_regimes(protect: str) -> None:
     assert isinstance(chosen, Step) and isinstance(free, Step)
     assert chosen.action == "planner" and chosen.selection.reason is DecisionReason.BASELINE_KEPT
     assert free.action != "planner"
+    assert free.selection.propensity < 1.0
+    # once the trajectory has had its chance, its later decisions take the proven choice
+    after = absorb(free.state, StepResult(succeeded=True), setup)
+    assert guard_for(after, graph, unprotected) is Guard.NODE_ONLY
+    # an alternative proven at the node (by whichever classes share it) moves a free
+    # router, never a protected class
+    graph.backup(graph.batch([(first.signature, "skip:planner", False)] * 6, [0.9] * 6, [0.0] * 6))
+    proven = decide(state, graph, PolicySetup(selection=unprotected))
+    kept = decide(state, graph, setup)
+    assert isinstance(proven, Step) and isinstance(kept, Step)
+    assert proven.action == "skip:planner"
+    assert kept.action == "planner"
 
 
 def test_baseline_safe_selection_draws_its_own_exploration() -> None:

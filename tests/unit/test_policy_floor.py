@@ -97,7 +97,7 @@ def test_a_closed_floor_holds_the_class_to_its_pipeline() -> None:
     graph.classes[name] = ClassFloor(_stream([0.5] * 3), _stream([0.6] * 3))
     assert guard_for(state, graph, FLOOR) is Guard.FREE
     protected = FLOOR.model_copy(update={"protected_classes": [name]})
-    assert guard_for(state, graph, protected) is Guard.NODE_ONLY
+    assert guard_for(state, graph, protected) is Guard.BASELINE
     assert guard_for(state, graph, SelectionConfig()) is None
 
 
