@@ -12,9 +12,11 @@ from aiokafka.errors import KafkaConnectionError
 
 from services.cli._errors import UserError
 from services.cli._settings import require_bootstrap, settings_from
+from services.runtime.plugins import PluginConfigError
 from services.runtime.service import Service, run_service
 from services.runtime.settings import Settings, settings_options
-from services.sim.loader import ScenarioError
+from services.sim.loader import load_scenario
+from services.spec_files import SpecFileError
 
 _RUNNING = """
 \b
@@ -26,13 +28,29 @@ HTTP: /metrics (Prometheus), /healthz (alive), /readyz (200 once consuming) on
 """
 
 
+def with_pipeline(settings: Settings) -> Settings:
+    """``settings`` with the pipeline named: when unset, the one the scenario names, so a
+    simulated deployment routes exactly the cells its world simulates."""
+    if settings.pipeline is not None:
+        return settings
+    scenario = load_scenario(settings.scenario)
+    if scenario.pipeline.source == "inline":
+        raise UserError(
+            f"scenario {scenario.name} writes its cells inline, so it names no pipeline the "
+            "services can read: move its cells and plan into a pipeline file, name that in "
+            "the scenario ('pipeline: FILE') or in --pipeline / AGENSBUS_PIPELINE "
+            "(docs/pipeline.md)"
+        )
+    return settings.model_copy(update={"pipeline": scenario.pipeline.source})
+
+
 def serve(flags: dict[str, Any], build: Callable[[Settings], Service]) -> None:
     """Build the service from flags and environment, and serve until a stop signal."""
     settings = settings_from(flags)
     bootstrap = require_bootstrap(settings)
     try:
-        service = build(settings)
-    except ScenarioError as error:
+        service = build(with_pipeline(settings))
+    except (SpecFileError, PluginConfigError) as error:
         raise UserError(str(error)) from None
     try:
         run_service(service)
@@ -58,6 +76,18 @@ def router(**flags: Any) -> None:
     serve(flags, build)
 
 
+def _build_worker(settings: Settings) -> Service:
+    from services.worker.app import build
+
+    return build(settings)
+
+
+def _build_judge(settings: Settings) -> Service:
+    from services.judge.app import build
+
+    return build(settings)
+
+
 @click.command("worker", epilog=_RUNNING)
 @click.option(
     "--role",
@@ -65,26 +95,30 @@ def router(**flags: Any) -> None:
     default="worker",
     show_default=True,
     help="worker: execute invoke decisions and publish StepOutcomes (group --worker-group). "
-    "judge: score completed trajectories and publish RewardObserved (group --judge-group).",
+    "judge: the same as `agensbus judge`.",
 )
 @settings_options()
 def worker(role: Literal["worker", "judge"], **flags: Any) -> None:
     """Run an agent worker, or a judge with --role judge.
 
-    A worker executes the cells that decisions invoke (with the --worker-backend) and echoes
-    the trajectory state back in its StepOutcome; a judge scores completed trajectories.
+    A worker executes the cells of the pipeline that decisions invoke (with the
+    --worker-backend, an installed agensbus.backends entry point) and echoes the trajectory
+    state back in its StepOutcome.
     """
+    serve(flags, _build_judge if role == "judge" else _build_worker)
 
-    def build(settings: Settings) -> Service:
-        from services.worker.app import build
-        from services.worker.openai import CONFIG_ERRORS
 
-        try:
-            return build(settings, role=role)
-        except CONFIG_ERRORS as error:
-            raise UserError(str(error)) from None
+@click.command("judge", epilog=_RUNNING)
+@settings_options()
+def judge(**flags: Any) -> None:
+    """Run a judge: score completed trajectories.
 
-    serve(flags, build)
+    Groups completed trajectories (the rollouts of a task, or peers of a task class), has
+    the --judge-scorer (an installed agensbus.judges entry point; by default the one named
+    like --worker-backend) score each group side by side, and publishes RewardObserved
+    events. Replicas share the --judge-group.
+    """
+    serve(flags, _build_judge)
 
 
 @click.command("learner", epilog=_RUNNING)

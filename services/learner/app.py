@@ -35,11 +35,11 @@ from services.learner.core import (
 )
 from services.learner.metrics import LearnerMetrics
 from services.learner.restore import newest_snapshot
+from services.pipeline import deployed_pipeline
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.runtime.topics import POLICY_MAX_BYTES
-from services.sim import load_scenario
 
 BATCH_RECORDS = 500
 BATCH_TIMEOUT_MS = 100
@@ -59,7 +59,7 @@ class Learner:
             max_request_size=POLICY_MAX_BYTES,
         )
         self.log = service.log
-        self.config = LearnerConfig.from_settings(settings, load_scenario(settings.scenario))
+        self.config = LearnerConfig.from_settings(settings, deployed_pipeline(settings))
         self.core = LearnerCore(self.config)
         self.metrics = LearnerMetrics(service.registry)
         self.version = 0

@@ -1,48 +1,27 @@
-"""The agent-worker service, in either role: ``worker`` executes invoke decisions, ``judge``
-scores completed trajectories. Handlers stay thin: parse, call pure code, publish."""
-
-import asyncio
-import time
-from dataclasses import dataclass
-from typing import Literal
+"""The agent-worker service: executes invoke decisions of the pipeline's cells with the
+deployment's backend and publishes their outcomes. Handlers stay thin: parse, call pure
+code, publish."""
 
 from aiokafka import ConsumerRecord
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from schemas.events import ActionKind, Decision, TrajectoryCompleted
+from schemas.events import ActionKind, Decision
+from services.pipeline import deployed_pipeline
 from services.runtime.codec import Rejected, encode
 from services.runtime.service import Service
 from services.runtime.settings import Settings
-from services.sim import Scenario, load_scenario
 from services.worker import invoke
-from services.worker import judge as judging
-from services.worker.backend import Backend, Unexecutable, make_backend
-from services.worker.commits import Committer, Rebalance
+from services.worker.backend import Unexecutable, make_backend
+from services.worker.commits import Committer, Rebalance, record_of
 from services.worker.executor import Executor
-from services.worker.metrics import JudgeMetrics, WorkerMetrics
-from services.worker.scorers import make_scorer
-
-Role = Literal["worker", "judge"]
+from services.worker.metrics import WorkerMetrics
 
 
-def build(settings: Settings, role: Role = "worker") -> Service:
-    scenario = load_scenario(settings.scenario)
-    match role:
-        case "worker":
-            return _worker(settings, scenario, make_backend(settings, scenario))
-        case "judge":
-            return _judge(settings, scenario)
-
-
-def _record(msg: KafkaMessage) -> ConsumerRecord[bytes, bytes]:
-    record = msg.raw_message
-    if isinstance(record, tuple):
-        raise TypeError("a batch reached a per-record handler")
-    return record
-
-
-def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service:
+def build(settings: Settings) -> Service:
+    pipeline = deployed_pipeline(settings)
+    pool = pipeline.pool
+    backend = make_backend(settings, pipeline)
     service = Service("worker", settings)
     metrics = WorkerMetrics(service.registry)
     # The subscriber is created below; the consumer exists only once it has started.
@@ -58,7 +37,7 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
     )
 
     async def execute(record: ConsumerRecord[bytes, bytes], decision: Decision) -> None:
-        variant = scenario.pool.variant(decision.action)
+        variant = pool.variant(decision.action)
         try:
             execution = await backend.execute(decision.state, variant)
         except Unexecutable as error:
@@ -74,10 +53,10 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
 
     @subscriber
     async def on_decision(msg: KafkaMessage) -> None:
-        record = _record(msg)
+        record = record_of(msg)
         if not executor.accepting:
             return
-        decision = invoke.accept(record.value, scenario.pool, settings.tenant_list)
+        decision = invoke.accept(record.value, pool, settings.tenant_list)
         if isinstance(decision, Rejected):
             await committer.tracked(record, lambda: service.dead_letter(record, decision))
         elif decision.action_kind is ActionKind.SKIP:
@@ -99,117 +78,4 @@ def _worker(settings: Settings, scenario: Scenario, backend: Backend) -> Service
     service.on_shutdown(stop)
     # Every backend answers for itself: a remote one reports its last endpoint probe.
     service.add_check("backend", backend.readiness)
-    return service
-
-
-@dataclass(frozen=True, slots=True)
-class _Held:
-    record: ConsumerRecord[bytes, bytes]
-    trajectory: TrajectoryCompleted
-
-
-def _judge(settings: Settings, scenario: Scenario) -> Service:
-    service = Service("judge", settings)
-    metrics = JudgeMetrics(service.registry)
-    scorer = make_scorer(settings, scenario, metrics, service.log)
-    window_s = settings.judge_window_ms / 1000
-    rollout_window_s = settings.judge_rollout_window_ms / 1000
-    grouper: judging.Grouper[_Held] = judging.Grouper(settings.judge_group_size, window_s)
-    committer = Committer(lambda: subscriber.consumer, service.log)
-    subscriber = service.broker.subscriber(
-        service.topic("trajectories"),
-        group_id=settings.judge_group,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.MANUAL,
-        listener=Rebalance(committer),
-    )
-    stopping = asyncio.Event()
-    flushing: list[asyncio.Task[None]] = []
-    # Groups being scored: a model judge takes seconds to minutes, and the consumer must
-    # keep fetching (and heartbeating) meanwhile.
-    scoring: set[asyncio.Task[None]] = set()
-
-    async def settle(group: judging.Group[_Held]) -> None:
-        rewards = await scorer.score([h.trajectory for h in group.members])
-        sent = [
-            await service.broker.publish(
-                encode(reward),
-                service.topic("rewards"),
-                key=reward.trajectory_id.encode(),
-                no_confirm=True,
-            )
-            for reward in rewards
-        ]
-        await asyncio.gather(*sent)
-        # Committed only once the rewards are on the broker (at least once); a trajectory
-        # no judge scored is finished too: retrying would not make a judge appear, and its
-        # join expires in the learner.
-        for held in group.items:
-            committer.finished(held.record)
-
-    async def guarded(group: judging.Group[_Held]) -> None:
-        try:
-            await settle(group)
-        except Exception:
-            service.log.exception(
-                "scoring or publishing a group failed; its records stay uncommitted",
-                extra={"group": group.key},
-            )
-
-    def dispatch(groups: list[judging.Group[_Held]]) -> None:
-        for group in groups:
-            task = asyncio.create_task(guarded(group))
-            scoring.add(task)
-            task.add_done_callback(scoring.discard)
-
-    @subscriber
-    async def on_trajectory(msg: KafkaMessage) -> None:
-        record = _record(msg)
-        if stopping.is_set():
-            return
-        trajectory = judging.accept(record.value, scorer.scenario, settings.tenant_list)
-        if isinstance(trajectory, Rejected):
-            await committer.tracked(record, lambda: service.dead_letter(record, trajectory))
-            return
-        committer.started(record)
-        key, member = judging.group_key(trajectory), trajectory.trajectory_id
-        size, wait_s = judging.shape(
-            trajectory, settings.judge_group_size, window_s, rollout_window_s
-        )
-        held = _Held(record, trajectory)
-        dispatch(grouper.add(key, member, held, time.monotonic(), size, wait_s))
-
-    async def flush() -> None:
-        # Groups that do not fill up are scored when their window ends.
-        tick = max(0.01, min(0.1, window_s / 4))
-        while True:
-            await asyncio.sleep(tick)
-            dispatch(grouper.due(time.monotonic()))
-
-    async def start() -> None:
-        committer.start()
-        await scorer.start()
-        flushing.append(asyncio.create_task(flush()))
-
-    async def stop() -> None:
-        stopping.set()
-        for task in flushing:
-            task.cancel()
-        await asyncio.gather(*flushing, return_exceptions=True)
-        try:
-            dispatch(grouper.drain())
-            if scoring:
-                # What does not finish in time stays uncommitted and is judged again.
-                _, late = await asyncio.wait(set(scoring), timeout=settings.graceful_timeout_s)
-                for task in late:
-                    task.cancel()
-                await asyncio.gather(*late, return_exceptions=True)
-        finally:
-            await committer.stop()
-            await scorer.stop()
-
-    service.on_startup(start)
-    service.on_shutdown(stop)
-    service.add_check("judge", scorer.readiness)
     return service

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from faststream.kafka.annotations import KafkaMessage
 
 from services.runtime.offsets import OffsetTracker
 
@@ -19,6 +20,14 @@ from services.runtime.offsets import OffsetTracker
 ConsumerSource = Callable[[], Any]
 
 Work = Callable[[], Awaitable[None]]
+
+
+def record_of(msg: KafkaMessage) -> ConsumerRecord[bytes, bytes]:
+    """The one record a per-record subscriber's message carries."""
+    record = msg.raw_message
+    if isinstance(record, tuple):
+        raise TypeError("a batch reached a per-record handler")
+    return record
 
 
 def partition_of(record: ConsumerRecord[bytes, bytes]) -> TopicPartition:

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from services.judge import app as judge_app
 from services.learner import app as learner_app
 from services.router import app as router_app
 from services.runtime.broker import KAFKA_VERSION
@@ -200,8 +201,8 @@ def exported_metrics() -> dict[str, str]:
     settings = Settings(kafka_bootstrap="127.0.0.1:9")
     services = [
         router_app.build(settings),
-        worker_app.build(settings, role="worker"),
-        worker_app.build(settings, role="judge"),
+        worker_app.build(settings),
+        judge_app.build(settings),
         learner_app.build(settings),
     ]
     exported = {}

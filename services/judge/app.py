@@ -1,0 +1,133 @@
+"""The judge service: groups completed trajectories, has its scorer score each group side by
+side, and publishes the rewards. Handlers stay thin: parse, call pure code, publish."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from aiokafka import ConsumerRecord
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from schemas.events import TrajectoryCompleted
+from services.judge import core as judging
+from services.judge.metrics import JudgeMetrics
+from services.judge.scorers import make_scorer
+from services.pipeline import deployed_pipeline
+from services.runtime.codec import Rejected, encode
+from services.runtime.service import Service
+from services.runtime.settings import Settings
+from services.worker.commits import Committer, Rebalance, record_of
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    record: ConsumerRecord[bytes, bytes]
+    trajectory: TrajectoryCompleted
+
+
+def build(settings: Settings) -> Service:
+    service = Service("judge", settings)
+    metrics = JudgeMetrics(service.registry)
+    scorer = make_scorer(settings, deployed_pipeline(settings), metrics, service.log)
+    window_s = settings.judge_window_ms / 1000
+    rollout_window_s = settings.judge_rollout_window_ms / 1000
+    grouper: judging.Grouper[_Held] = judging.Grouper(settings.judge_group_size, window_s)
+    committer = Committer(lambda: subscriber.consumer, service.log)
+    subscriber = service.broker.subscriber(
+        service.topic("trajectories"),
+        group_id=settings.judge_group,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+        listener=Rebalance(committer),
+    )
+    stopping = asyncio.Event()
+    flushing: list[asyncio.Task[None]] = []
+    # Groups being scored: a model judge takes seconds to minutes, and the consumer must
+    # keep fetching (and heartbeating) meanwhile.
+    scoring: set[asyncio.Task[None]] = set()
+
+    async def settle(group: judging.Group[_Held]) -> None:
+        rewards = await scorer.score([h.trajectory for h in group.members])
+        sent = [
+            await service.broker.publish(
+                encode(reward),
+                service.topic("rewards"),
+                key=reward.trajectory_id.encode(),
+                no_confirm=True,
+            )
+            for reward in rewards
+        ]
+        await asyncio.gather(*sent)
+        # Committed only once the rewards are on the broker (at least once); a trajectory
+        # no judge scored is finished too: retrying would not make a judge appear, and its
+        # join expires in the learner.
+        for held in group.items:
+            committer.finished(held.record)
+
+    async def guarded(group: judging.Group[_Held]) -> None:
+        try:
+            await settle(group)
+        except Exception:
+            service.log.exception(
+                "scoring or publishing a group failed; its records stay uncommitted",
+                extra={"group": group.key},
+            )
+
+    def dispatch(groups: list[judging.Group[_Held]]) -> None:
+        for group in groups:
+            task = asyncio.create_task(guarded(group))
+            scoring.add(task)
+            task.add_done_callback(scoring.discard)
+
+    @subscriber
+    async def on_trajectory(msg: KafkaMessage) -> None:
+        record = record_of(msg)
+        if stopping.is_set():
+            return
+        trajectory = judging.accept(record.value, scorer.classes, settings.tenant_list)
+        if isinstance(trajectory, Rejected):
+            await committer.tracked(record, lambda: service.dead_letter(record, trajectory))
+            return
+        committer.started(record)
+        key, member = judging.group_key(trajectory), trajectory.trajectory_id
+        size, wait_s = judging.shape(
+            trajectory, settings.judge_group_size, window_s, rollout_window_s
+        )
+        held = _Held(record, trajectory)
+        dispatch(grouper.add(key, member, held, time.monotonic(), size, wait_s))
+
+    async def flush() -> None:
+        # Groups that do not fill up are scored when their window ends.
+        tick = max(0.01, min(0.1, window_s / 4))
+        while True:
+            await asyncio.sleep(tick)
+            dispatch(grouper.due(time.monotonic()))
+
+    async def start() -> None:
+        committer.start()
+        await scorer.start()
+        flushing.append(asyncio.create_task(flush()))
+
+    async def stop() -> None:
+        stopping.set()
+        for task in flushing:
+            task.cancel()
+        await asyncio.gather(*flushing, return_exceptions=True)
+        try:
+            dispatch(grouper.drain())
+            if scoring:
+                # What does not finish in time stays uncommitted and is judged again.
+                _, late = await asyncio.wait(set(scoring), timeout=settings.graceful_timeout_s)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+        finally:
+            await committer.stop()
+            await scorer.stop()
+
+    service.on_startup(start)
+    service.on_shutdown(stop)
+    service.add_check("judge", scorer.readiness)
+    return service
