@@ -11,11 +11,10 @@ import click
 from aiokafka.errors import KafkaConnectionError
 
 from services.cli._errors import UserError
-from services.cli._settings import require_bootstrap, settings_from
+from services.cli._settings import require_bootstrap, settings_from, with_pipeline
 from services.runtime.plugins import PluginConfigError
 from services.runtime.service import Service, run_service
 from services.runtime.settings import Settings, settings_options
-from services.sim.loader import load_scenario
 from services.spec_files import SpecFileError
 
 _RUNNING = """
@@ -26,22 +25,6 @@ HTTP: /metrics (Prometheus), /healthz (alive), /readyz (200 once consuming) on
 --http-host:--http-port. SIGTERM or Ctrl-C stops fetching, lets in-flight work finish
 (at most --graceful-timeout-s), commits and exits 0. Logs are JSON lines on stderr.
 """
-
-
-def with_pipeline(settings: Settings) -> Settings:
-    """``settings`` with the pipeline named: when unset, the one the scenario names, so a
-    simulated deployment routes exactly the cells its world simulates."""
-    if settings.pipeline is not None:
-        return settings
-    scenario = load_scenario(settings.scenario)
-    if scenario.pipeline.source == "inline":
-        raise UserError(
-            f"scenario {scenario.name} writes its cells inline, so it names no pipeline the "
-            "services can read: move its cells and plan into a pipeline file, name that in "
-            "the scenario ('pipeline: FILE') or in --pipeline / AGENSBUS_PIPELINE "
-            "(docs/pipeline.md)"
-        )
-    return settings.model_copy(update={"pipeline": scenario.pipeline.source})
 
 
 def serve(flags: dict[str, Any], build: Callable[[Settings], Service]) -> None:

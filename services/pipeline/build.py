@@ -30,9 +30,8 @@ def build_pool(
 ) -> CellPool | None:
     """The pool of ``spec``'s cells and plans (``None``, with problems added, if it has
     none or they do not fit together)."""
+    before = len(problems.items)
     cells = _cells(spec.cells or [], problems)
-    if cells is None:
-        return None
     names = [c.name for c in cells]
     for i, name in enumerate(protected):
         if name not in names:
@@ -51,13 +50,14 @@ def build_pool(
     except ValueError as error:
         problems.add("plans" if spec.plans is not None else "plan", str(error))
         return None
-    return None if problems.items else pool
+    return None if len(problems.items) > before else pool
 
 
-def _cells(specs: list[CellSpec], problems: Problems) -> list[Cell] | None:
+def _cells(specs: list[CellSpec], problems: Problems) -> list[Cell]:
+    """The cells, each once, so that plans and protected cells are checked against them even
+    when a cell has problems of its own."""
     cells: list[Cell] = []
     seen: set[str] = set()
-    before = len(problems.items)
     for i, cell in enumerate(specs):
         if cell.name in seen:
             problems.add(f"cells.{i}.name", f"cell {cell.name!r} is defined twice")
@@ -75,9 +75,9 @@ def _cells(specs: list[CellSpec], problems: Problems) -> list[Cell] | None:
                     f"cells.{i}.default",
                     f"{cell.default!r} is not a variant of {cell.name} ({', '.join(actions)})",
                 )
-                continue
-            # The default leads: the rule-based prior and the fixed pipeline run the first.
-            first = actions.index(cell.default)
-            variants = (variants[first], *variants[:first], *variants[first + 1 :])
+            else:
+                # The default leads: the rule-based prior and the fixed pipeline run it.
+                first = actions.index(cell.default)
+                variants = (variants[first], *variants[:first], *variants[first + 1 :])
         cells.append(Cell(cell.name, cell.role, variants))
-    return None if len(problems.items) > before else cells
+    return cells

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.cli._errors import UserError
-from services.cli.serve import with_pipeline
+from services.cli._settings import with_pipeline
 from services.pipeline import load_pipeline
 from services.runtime.plugins import BACKENDS, JUDGES, PluginConfigError, plugin_names
 from services.runtime.settings import Settings
