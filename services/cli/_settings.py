@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from services.cli._errors import UserError
 from services.runtime.kafka import KafkaNotConfigured, bootstrap_of
 from services.runtime.settings import Settings, load_settings
-from services.sim.loader import load_scenario
+from services.sim.loader import ScenarioError, load_scenario
 from services.sim.scenario import Scenario
 
 #: The settings a plain Kafka client needs (address, security, topic names).
@@ -61,4 +61,8 @@ def with_pipeline(settings: Settings) -> Settings:
     simulated deployment routes exactly the cells its world simulates."""
     if settings.pipeline is not None:
         return settings
-    return settings.model_copy(update={"pipeline": pipeline_of(load_scenario(settings.scenario))})
+    try:
+        scenario = load_scenario(settings.scenario)
+    except ScenarioError as error:
+        raise UserError(str(error)) from None
+    return settings.model_copy(update={"pipeline": pipeline_of(scenario)})

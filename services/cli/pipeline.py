@@ -23,7 +23,7 @@ def pipeline_or_exit(name_or_path: str) -> Pipeline:
 
 
 def describe(found: Pipeline) -> dict[str, object]:
-    pool = found.pool
+    pool, defaults = found.pool, found.baseline
     return {
         "name": found.name,
         "source": found.source,
@@ -32,6 +32,7 @@ def describe(found: Pipeline) -> dict[str, object]:
                 "cell": name,
                 "role": cell.role.value,
                 "variants": [v.action for v in cell.variants],
+                "default": defaults[name],
                 "protected": name in pool.protected,
             }
             for name, cell in pool.cells.items()

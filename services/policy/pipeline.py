@@ -45,12 +45,3 @@ class Pipeline:
     def baseline(self) -> dict[str, str]:
         """Each cell's default variant: what the fixed pipeline and the prior run."""
         return {name: cell.default.action for name, cell in self.pool.cells.items()}
-
-    def task_class(self, name: str) -> TaskClassInfo:
-        try:
-            return self.classes[name]
-        except KeyError:
-            known = ", ".join(self.classes) or "none"
-            raise KeyError(
-                f"pipeline {self.name} has no task class {name!r} (known: {known})"
-            ) from None

@@ -274,6 +274,7 @@ def test_pipeline_validate_shows_a_valid_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     shown = yaml.safe_load(result.output)
     assert [c["cell"] for c in shown["cells"] if c["protected"]] == ["checker"]
+    assert {c["cell"]: c["default"] for c in shown["cells"]}["drafter"] == "drafter.concise@small"
     assert shown["classes"] == ["urgent"]
 
 

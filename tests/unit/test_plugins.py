@@ -129,3 +129,5 @@ def test_services_default_to_the_pipeline_their_scenario_names(tmp_path: Path) -
     )
     with pytest.raises(UserError, match="writes its cells inline"):
         with_pipeline(Settings(scenario=str(inline)))
+    with pytest.raises(UserError, match="unknown scenario 'nowhere'"):
+        with_pipeline(Settings(scenario="nowhere"))
