@@ -292,3 +292,28 @@ def test_task_explain_reads_a_pipeline_and_its_classes(tmp_path: Path) -> None:
     unknown = CliRunner().invoke(cli, [*args[:4], "--task-class", "other"])
     assert unknown.exit_code == 2
     assert "its classes: urgent" in unknown.output
+
+
+@pytest.mark.parametrize("command", ["router", "worker", "judge", "learner"])
+def test_a_service_with_a_bad_pipeline_stops_with_its_lines(tmp_path: Path, command: str) -> None:
+    data = three_cells()
+    data["protected"] = ["gatekeeper"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    # The bootstrap is never dialled: the pipeline is read before anything connects.
+    args = [command, "--pipeline", str(path), "--kafka-bootstrap", "127.0.0.1:9"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert f"{path}: protected.0: no cell 'gatekeeper'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_simulated_worker_refuses_a_pipeline_its_world_does_not_simulate(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "triage.yaml"
+    path.write_text(yaml.safe_dump(three_cells()))
+    args = ["worker", "--pipeline", str(path), "--kafka-bootstrap", "127.0.0.1:9"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "scenario security-advisories simulates the pipeline paper" in result.output
