@@ -1,16 +1,31 @@
-"""The events on agensbus topics (DESIGN.md §2). Each names its topic in ``TOPIC``."""
+"""The events on agensbus topics (DESIGN.md §2); schemas.topics says which goes where."""
 
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import ClassVar, Final, Literal
+from typing import Final, Literal
 
 from pydantic import AwareDatetime, Field
 
 from schemas._base import Record
+from schemas._fields import (
+    CellName,
+    Constraints,
+    DecisionRef,
+    PolicyVersion,
+    Propensity,
+    Retries,
+    StateSignature,
+    StepIndex,
+    TakenAction,
+    TaskClass,
+    TaskGoal,
+    TaskRef,
+    TenantName,
+    TrajectoryRef,
+)
 from schemas._types import (
     ActionId,
-    DecisionId,
     Identifier,
     Name,
     ShortText,
@@ -23,15 +38,21 @@ from schemas.policy_file import PolicyDocument
 from schemas.records import (
     ActionScore,
     Budget,
+    DetectedRegime,
+    Features,
     HandoffDelta,
     JudgeScore,
-    Regime,
     StepStatus,
     TaskFeatures,
     TrajectoryState,
 )
 
 SCHEMA_VERSION: Final = 1
+
+
+_EVENT_TYPE = (
+    "the event's name; lets a reader of a mixed stream (the dlq, an archive) tell events apart"
+)
 
 
 def _now() -> datetime:
@@ -45,28 +66,46 @@ def _new_id() -> str:
 class Event(Record):
     """Fields every event carries."""
 
-    TOPIC: ClassVar[str] = ""
-
-    schema_version: Literal[1] = SCHEMA_VERSION
-    event_id: Identifier = Field(default_factory=_new_id)
-    produced_at: AwareDatetime = Field(default_factory=_now)
-    tenant: Name = "default"
+    schema_version: Literal[1] = Field(
+        default=SCHEMA_VERSION,
+        description="version of the event contract; a new version is a new value here",
+    )
+    event_id: Identifier = Field(
+        default_factory=_new_id,
+        description="unique id of this event; a random hex UUID unless the producer sets one",
+    )
+    produced_at: AwareDatetime = Field(
+        default_factory=_now,
+        description="when the producer built the event; RFC 3339 with a UTC offset, naive times "
+        "are rejected",
+    )
+    tenant: TenantName = "default"
 
 
 class TaskSubmitted(Event):
     """A pipeline asks for a task to be solved."""
 
-    TOPIC: ClassVar[str] = "tasks"
-    event_type: Literal["TaskSubmitted"] = "TaskSubmitted"
+    event_type: Literal["TaskSubmitted"] = Field("TaskSubmitted", description=_EVENT_TYPE)
 
-    task_id: Identifier
-    goal: Text = Field(min_length=1)
-    features: TaskFeatures = Field(default_factory=TaskFeatures)
-    task_class: Name | None = None
-    constraints: list[ShortText] = Field(default_factory=list, max_length=32)
-    rollouts: int = Field(default=1, ge=1, le=16)
-    budget: Budget | None = None
-    metadata: dict[Name, ShortText] = Field(default_factory=dict, max_length=32)
+    task_id: TaskRef
+    goal: TaskGoal = Field(min_length=1)
+    features: Features = Field(default_factory=TaskFeatures)
+    task_class: TaskClass = None
+    constraints: Constraints = Field(default_factory=list)
+    rollouts: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="how many trajectories to run for the task (judged as a group)",
+    )
+    budget: Budget | None = Field(
+        default=None, description="limits per trajectory; null leaves the router's defaults"
+    )
+    metadata: dict[Name, ShortText] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="free labels from the pipeline, carried along",
+    )
 
 
 class ActionKind(StrEnum):
@@ -84,30 +123,44 @@ class DecisionReason(StrEnum):
 class Decision(Event):
     """The router's choice for one step, with everything needed to audit or replay it."""
 
-    TOPIC: ClassVar[str] = "decisions"
-    event_type: Literal["Decision"] = "Decision"
+    event_type: Literal["Decision"] = Field("Decision", description=_EVENT_TYPE)
 
-    decision_id: DecisionId
-    trajectory_id: Identifier
-    task_id: Identifier
-    step: int = Field(ge=0, le=1_000)
-    action: ActionId
-    action_kind: ActionKind
-    cell: Name
-    protocol: Name | None = None
-    model: Name | None = None
-    reason: DecisionReason
+    decision_id: DecisionRef
+    trajectory_id: TrajectoryRef
+    task_id: TaskRef
+    step: StepIndex
+    action: TakenAction
+    action_kind: ActionKind = Field(
+        description="`invoke` runs the cell variant, `skip` passes over the cell"
+    )
+    cell: CellName
+    protocol: Name | None = Field(
+        default=None, description="skill protocol of the invoked variant, if it names one"
+    )
+    model: Name | None = Field(
+        default=None, description="model bound to the invoked variant, if it names one"
+    )
+    reason: DecisionReason = Field(description="why the selector chose this action")
     reason_detail: ShortText | None = Field(
         default=None,
         description="what governance changed about the choice, e.g. models withheld by an "
         "open circuit breaker ('breaker open: strong until 2026-01-01T12:00:30Z')",
     )
-    signature: SignatureText
-    scores: list[ActionScore] = Field(default_factory=list, max_length=256)
-    propensity: float = Field(gt=0.0, le=1.0)
-    policy_version: int = Field(ge=0)
-    exploration_c: float = Field(ge=0.0)
-    state: TrajectoryState
+    signature: StateSignature
+    scores: list[ActionScore] = Field(
+        default_factory=list,
+        max_length=256,
+        description="the selector's view of every candidate action; empty where the rule-based "
+        "prior chose, unless the arm is stochastic (temperature above 0)",
+    )
+    propensity: Propensity
+    policy_version: PolicyVersion
+    exploration_c: float = Field(
+        ge=0.0, description="the exploration constant c in force for this signature"
+    )
+    state: TrajectoryState = Field(
+        description="the state after this decision: a skip already applied, an invoke pending"
+    )
 
 
 class FailureKind(StrEnum):
@@ -125,24 +178,34 @@ class FailureKind(StrEnum):
 class StepOutcome(Event):
     """What executing one invoke decision produced; echoes the state it was given."""
 
-    TOPIC: ClassVar[str] = "outcomes"
-    event_type: Literal["StepOutcome"] = "StepOutcome"
+    event_type: Literal["StepOutcome"] = Field("StepOutcome", description=_EVENT_TYPE)
 
-    decision_id: DecisionId
-    trajectory_id: Identifier
-    step: int = Field(ge=0, le=1_000)
-    action: ActionId
-    cell: Name
-    status: Literal[StepStatus.SUCCEEDED, StepStatus.FAILED]
-    failure_kind: FailureKind | None = None
-    tokens_in: int = Field(default=0, ge=0)
-    tokens_out: int = Field(default=0, ge=0)
-    latency_s: float = Field(default=0.0, ge=0.0)
-    cost_usd: float = Field(default=0.0, ge=0.0)
-    retries: int = Field(default=0, ge=0, le=100)
-    delta: HandoffDelta = Field(default_factory=HandoffDelta)
+    decision_id: DecisionRef
+    trajectory_id: TrajectoryRef
+    step: StepIndex
+    action: TakenAction
+    cell: CellName
+    status: Literal[StepStatus.SUCCEEDED, StepStatus.FAILED] = Field(
+        description="whether the invoke succeeded (skips never reach a worker)"
+    )
+    failure_kind: FailureKind | None = Field(
+        default=None, description="why the invoke failed; null when it succeeded"
+    )
+    tokens_in: int = Field(default=0, ge=0, description="prompt tokens used, retries included")
+    tokens_out: int = Field(default=0, ge=0, description="completion tokens used, retries included")
+    latency_s: float = Field(
+        default=0.0, ge=0.0, description="wall time of the step in seconds, retries included"
+    )
+    cost_usd: float = Field(default=0.0, ge=0.0, description="price of the step in US dollars")
+    retries: Retries = Field(default=0, ge=0, le=100)
+    delta: HandoffDelta = Field(
+        default_factory=HandoffDelta, description="what the cell wrote into the handoff"
+    )
     done: bool = Field(default=False, description="set by the evaluator when the answer is final")
-    state: TrajectoryState
+    state: TrajectoryState = Field(
+        description="the state of the decision, echoed unchanged so any router replica can resume "
+        "the trajectory"
+    )
 
 
 class Termination(StrEnum):
@@ -156,25 +219,28 @@ class Termination(StrEnum):
 class TrajectoryCompleted(Event):
     """A trajectory ended; judges score it, the learner backs it up."""
 
-    TOPIC: ClassVar[str] = "trajectories"
-    event_type: Literal["TrajectoryCompleted"] = "TrajectoryCompleted"
+    event_type: Literal["TrajectoryCompleted"] = Field(
+        "TrajectoryCompleted", description=_EVENT_TYPE
+    )
 
-    trajectory_id: Identifier
-    task_id: Identifier
-    task_class: Name | None = None
-    regime: Regime
-    termination: Termination
+    trajectory_id: TrajectoryRef
+    task_id: TaskRef
+    task_class: TaskClass = None
+    regime: DetectedRegime
+    termination: Termination = Field(description="why the trajectory ended")
     halt_reason: Name | None = Field(
         default=None,
         description="with termination governance_halt: the failure kind that stopped it "
         "(auth, quota) or repeated_failures",
     )
-    steps: int = Field(ge=0)
-    tokens: int = Field(ge=0)
-    retries: int = Field(ge=0)
-    answer: Text | None = None
-    policy_version: int = Field(ge=0)
-    state: TrajectoryState
+    steps: int = Field(ge=0, description="decisions taken, invokes and skips")
+    tokens: int = Field(ge=0, description="tokens used by the whole trajectory")
+    retries: Retries = Field(ge=0)
+    answer: Text | None = Field(
+        default=None, description="the trajectory's answer, if it produced one"
+    )
+    policy_version: PolicyVersion
+    state: TrajectoryState = Field(description="the final state")
 
 
 class RewardSource(StrEnum):
@@ -185,21 +251,33 @@ class RewardSource(StrEnum):
 class RewardObserved(Event):
     """A quality score for a trajectory, from the judge or from the pipeline itself."""
 
-    TOPIC: ClassVar[str] = "rewards"
-    event_type: Literal["RewardObserved"] = "RewardObserved"
+    event_type: Literal["RewardObserved"] = Field("RewardObserved", description=_EVENT_TYPE)
 
-    trajectory_id: Identifier
-    task_id: Identifier | None = None
-    source: RewardSource = RewardSource.JUDGE
-    quality: Unit
-    confidence: Unit = 1.0
-    judges: list[JudgeScore] = Field(default_factory=list, max_length=16)
-    group_id: Identifier | None = None
+    trajectory_id: TrajectoryRef
+    task_id: Identifier | None = Field(
+        default=None, description="the submitter's id of the task, when the scorer gives it"
+    )
+    source: RewardSource = Field(
+        default=RewardSource.JUDGE,
+        description="`judge` for a judge's score, `explicit` for a pipeline's own feedback",
+    )
+    quality: Unit = Field(description="the quality score Q of the trajectory")
+    confidence: Unit = Field(
+        default=1.0, description="how far to trust `quality`; judges' agreement"
+    )
+    judges: list[JudgeScore] = Field(
+        default_factory=list,
+        max_length=16,
+        description="each judge's rubric scores behind `quality`",
+    )
+    group_id: Identifier | None = Field(
+        default=None, description="the group the trajectory was judged in side by side"
+    )
 
 
 class TopicOffset(Record):
-    topic: TopicName
-    partition: int = Field(ge=0)
+    topic: TopicName = Field(description="an input topic, prefix included")
+    partition: int = Field(ge=0, description="a partition of that topic")
     offset: int = Field(ge=0, description="the next offset to read")
 
 
@@ -228,12 +306,15 @@ class LearnerCheckpoint(Record):
 class PolicySnapshot(Event):
     """A versioned policy and the input offsets it reflects (the learner's checkpoint)."""
 
-    TOPIC: ClassVar[str] = "policy"
-    event_type: Literal["PolicySnapshot"] = "PolicySnapshot"
+    event_type: Literal["PolicySnapshot"] = Field("PolicySnapshot", description=_EVENT_TYPE)
 
-    version: int = Field(ge=0)
-    policy: PolicyDocument
-    input_offsets: list[TopicOffset] = Field(default_factory=list, max_length=4_096)
+    version: int = Field(ge=0, description="policy version; grows with every snapshot of a tenant")
+    policy: PolicyDocument = Field(description="the policy itself")
+    input_offsets: list[TopicOffset] = Field(
+        default_factory=list,
+        max_length=4_096,
+        description="where the learner's inputs stood when it took the snapshot: its checkpoint",
+    )
     backed_up: int = Field(default=0, ge=0, description="trajectories backed up so far")
     checkpoint: LearnerCheckpoint = Field(
         default_factory=LearnerCheckpoint,
@@ -244,17 +325,24 @@ class PolicySnapshot(Event):
 class DeadLetter(Event):
     """An input a service could not use, kept byte for byte with the reason."""
 
-    TOPIC: ClassVar[str] = "dlq"
-    event_type: Literal["DeadLetter"] = "DeadLetter"
+    event_type: Literal["DeadLetter"] = Field("DeadLetter", description=_EVENT_TYPE)
 
-    service: Name
-    source_topic: TopicName
-    partition: int | None = Field(default=None, ge=0)
-    offset: int | None = Field(default=None, ge=0)
-    key_b64: str | None = Field(default=None, max_length=4_096)
+    service: Name = Field(description="the service that gave up on the message")
+    source_topic: TopicName = Field(description="the topic the message was read from")
+    partition: int | None = Field(
+        default=None, ge=0, description="partition of the original message, if known"
+    )
+    offset: int | None = Field(
+        default=None, ge=0, description="offset of the original message, if known"
+    )
+    key_b64: str | None = Field(
+        default=None,
+        max_length=4_096,
+        description="the original key bytes, standard base64; null if it had no key",
+    )
     payload_b64: str = Field(max_length=8_000_000, description="the original bytes, base64")
-    reason: ShortText
-    error_type: Name
+    reason: ShortText = Field(description="why the message was rejected")
+    error_type: Name = Field(description="name of the error class, e.g. `ValidationError`")
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (

@@ -1,4 +1,5 @@
-"""Generate the checked-in artefacts of the event contracts from the pydantic models.
+"""Generate the checked-in artefacts of the event contracts from the pydantic models and the
+topic table (schemas.topics).
 
     python -m schemas.generate [--check] [--out DIR] [--prefix PREFIX]
 
@@ -19,7 +20,6 @@ import re
 import sys
 import typing
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +32,11 @@ from schemas import _types
 from schemas.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
-    DeadLetter,
-    Decision,
     Event,
-    PolicySnapshot,
-    RewardObserved,
-    StepOutcome,
     TaskSubmitted,
-    TrajectoryCompleted,
 )
 from schemas.policy_file import POLICY_FORMAT, PolicyDocument
+from schemas.topics import TOPICS, Topic
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JSON_DIR = Path("schemas/json")
@@ -63,56 +58,6 @@ CONTRACTS: dict[str, type[BaseModel]] = {
 }
 
 
-@dataclass(frozen=True)
-class Topic:
-    """One row of DESIGN.md §2: the topic an event travels on and who uses it."""
-
-    event: type[Event]
-    key_field: str | None
-    writers: tuple[str, ...]
-    readers: tuple[str, ...]
-    key_note: str = ""  # what the key is when it is not a single field of the event
-    compacted: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.event.TOPIC
-
-    @property
-    def key(self) -> str:
-        return f"`{self.key_field}`" if self.key_field else self.key_note
-
-
-TOPICS: tuple[Topic, ...] = (
-    Topic(TaskSubmitted, "task_id", ("pipelines", "CLI"), ("router",)),
-    Topic(
-        Decision,
-        "trajectory_id",
-        ("router",),
-        ("worker (invokes)", "auditors", "off-policy evaluation"),
-    ),
-    Topic(StepOutcome, "trajectory_id", ("worker",), ("router",)),
-    Topic(TrajectoryCompleted, "trajectory_id", ("router",), ("judge", "learner")),
-    Topic(
-        RewardObserved, "trajectory_id", ("judge", "pipelines (explicit feedback)"), ("learner",)
-    ),
-    Topic(
-        PolicySnapshot,
-        None,
-        ("learner", "CLI import"),
-        ("router", "CLI"),
-        key_note="the tenant, plus the shard when the policy is sharded",
-        compacted=True,
-    ),
-    Topic(
-        DeadLetter,
-        None,
-        ("every service",),
-        ("operators",),
-        key_note="the original message's key, unchanged",
-    ),
-)
-
 #: What each scalar type of ``schemas._types`` is for (the docs' "Scalar types" table).
 TYPE_NOTES: dict[str, str] = {
     "Unit": "a probability-like score or feature",
@@ -124,173 +69,6 @@ TYPE_NOTES: dict[str, str] = {
     "Text": "free text written by cells or supplied with a task",
     "ShortText": "short free text: constraints, rationales, reasons, metadata values",
     "TopicName": "a Kafka topic name, prefix included (up to 249 characters)",
-}
-
-#: The meaning of every field that has no ``description`` in its model, as ``Model.field``
-#: or, when it means the same wherever it appears, as the bare field name.
-FIELD_NOTES: dict[str, str] = {
-    # envelope
-    "schema_version": "version of the event contract; a new version is a new value here",
-    "event_id": "unique id of this event; a random hex UUID unless the producer sets one",
-    "produced_at": "when the producer built the event; RFC 3339 with a UTC offset, naive "
-    "times are rejected",
-    "tenant": "the tenant the event or policy belongs to; policies are kept per tenant",
-    "event_type": "the event's name; lets a reader of a mixed stream (the dlq, an archive) "
-    "tell events apart",
-    # ids and shared fields
-    "task_id": "the submitter's id of the task",
-    "trajectory_id": "one attempt at a task; a task with several rollouts has several",
-    "decision_id": "`<trajectory_id>:<step>` of the decision",
-    "task_class": "a label chosen by the submitting pipeline; the fold may key on it",
-    "step": "index of the decision within its trajectory, from 0",
-    "action": "the action taken",
-    "cell": "the cell (pipeline stage) the action concerns",
-    "signature": "the folded state the action was chosen at",
-    "NodeRecord.signature": "the folded state this node stands for",
-    "propensity": "probability that the acting policy picks this action in this state",
-    "policy_version": "version of the policy snapshot the router decided with",
-    "regime": "the regime detected from the features; it picks the activation plan",
-    "features": "the task's descriptors; they decide the regime",
-    "constraints": "constraints the answer must respect",
-    "goal": "what the task asks for, in natural language",
-    "subproblem": "the planner's restatement of what to solve",
-    "evidence": "evidence gathered by retrieval and search cells",
-    "draft_answer": "the solver's draft answer",
-    "critique": "the critic's objections to the draft",
-    "verification": "the verifier's verdict",
-    "merged_answer": "the synthesizer's final answer",
-    "retries": "calls repeated after transient failures",
-    # TaskSubmitted
-    "TaskSubmitted.rollouts": "how many trajectories to run for the task (judged as a group)",
-    "TaskSubmitted.budget": "limits per trajectory; null leaves the router's defaults",
-    "TaskSubmitted.metadata": "free labels from the pipeline, carried along",
-    # Decision
-    "Decision.action_kind": "`invoke` runs the cell variant, `skip` passes over the cell",
-    "Decision.protocol": "skill protocol of the invoked variant, if it names one",
-    "Decision.model": "model bound to the invoked variant, if it names one",
-    "Decision.reason": "why the selector chose this action",
-    "Decision.scores": (
-        "the selector's view of every candidate action; empty where the rule-based prior "
-        "chose, unless the arm is stochastic (temperature above 0)"
-    ),
-    "Decision.exploration_c": "the exploration constant c in force for this signature",
-    "Decision.state": "the state after this decision: a skip already applied, an invoke pending",
-    # StepOutcome
-    "StepOutcome.status": "whether the invoke succeeded (skips never reach a worker)",
-    "StepOutcome.failure_kind": "why the invoke failed; null when it succeeded",
-    "StepOutcome.tokens_in": "prompt tokens used, retries included",
-    "StepOutcome.tokens_out": "completion tokens used, retries included",
-    "StepOutcome.latency_s": "wall time of the step in seconds, retries included",
-    "StepOutcome.cost_usd": "price of the step in US dollars",
-    "StepOutcome.delta": "what the cell wrote into the handoff",
-    "StepOutcome.state": "the state of the decision, echoed unchanged so any router replica "
-    "can resume the trajectory",
-    # TrajectoryCompleted
-    "TrajectoryCompleted.termination": "why the trajectory ended",
-    "TrajectoryCompleted.steps": "decisions taken, invokes and skips",
-    "TrajectoryCompleted.tokens": "tokens used by the whole trajectory",
-    "TrajectoryCompleted.answer": "the trajectory's answer, if it produced one",
-    "TrajectoryCompleted.state": "the final state",
-    # RewardObserved
-    "RewardObserved.source": "`judge` for a judge's score, `explicit` for a pipeline's own "
-    "feedback",
-    "RewardObserved.quality": "the quality score Q of the trajectory",
-    "RewardObserved.confidence": "how far to trust `quality`; judges' agreement",
-    "RewardObserved.judges": "each judge's rubric scores behind `quality`",
-    "RewardObserved.group_id": "the group the trajectory was judged in side by side",
-    # PolicySnapshot
-    "PolicySnapshot.version": "policy version; grows with every snapshot of a tenant",
-    "PolicySnapshot.policy": "the policy itself",
-    "PolicySnapshot.input_offsets": "where the learner's inputs stood when it took the "
-    "snapshot: its checkpoint",
-    # DeadLetter
-    "DeadLetter.service": "the service that gave up on the message",
-    "DeadLetter.source_topic": "the topic the message was read from",
-    "DeadLetter.partition": "partition of the original message, if known",
-    "DeadLetter.offset": "offset of the original message, if known",
-    "DeadLetter.key_b64": "the original key bytes, standard base64; null if it had no key",
-    "DeadLetter.reason": "why the message was rejected",
-    "DeadLetter.error_type": "name of the error class, e.g. `ValidationError`",
-    # TaskFeatures
-    "TaskFeatures.ambiguity_level": "how ambiguous the task is",
-    "TaskFeatures.contradiction_risk": "how likely sources or answers contradict each other",
-    "TaskFeatures.evidence_availability": "how much evidence is there to retrieve",
-    "TaskFeatures.verification_need": "how much the answer needs checking",
-    "TaskFeatures.novelty_level": "how unlike known tasks the task is",
-    "TaskFeatures.time_horizon_complexity": "how many steps or how long a horizon it needs",
-    "TaskFeatures.cost_sensitivity": "how much token cost matters",
-    "TaskFeatures.requires_factual_grounding": "how much the answer must rest on evidence",
-    # Verification
-    "Verification.verdict": "whether the draft is supported by the evidence",
-    "Verification.rationale": "why",
-    # Beliefs
-    "Beliefs.correctness": "belief that the current answer is correct",
-    "Beliefs.uncertainty": "how unsure the trajectory still is",
-    "Beliefs.handoff_quality": "quality of what the cells have handed on",
-    "Beliefs.contradiction_risk": "risk that the answer contradicts the evidence",
-    "Beliefs.evidence_sufficiency": "whether the evidence suffices for an answer",
-    # VisitedEdge, PendingStep, Budget
-    "VisitedEdge.status": "how the step ended",
-    "VisitedEdge.tokens": "tokens the step used",
-    "Budget.max_steps": "decisions allowed, invokes and skips",
-    "Budget.max_tokens": "tokens allowed",
-    # TrajectoryState
-    "TrajectoryState.plan": "the activation plan: cells in rule-based-prior order",
-    "TrajectoryState.handoff": "what the cells have written so far",
-    "TrajectoryState.beliefs": "the router's beliefs about the trajectory",
-    "TrajectoryState.invoked": "cells already invoked",
-    "TrajectoryState.skipped": "cells already skipped",
-    "TrajectoryState.visited": "the edges taken so far, with their propensities",
-    "TrajectoryState.pending": "the invoke awaiting its outcome",
-    "TrajectoryState.step": "index of the next decision",
-    "TrajectoryState.tokens_used": "tokens used so far",
-    "TrajectoryState.retries": "retries so far",
-    "TrajectoryState.failures": "failed invokes so far",
-    "TrajectoryState.done": "the evaluator declared the answer final",
-    "TrajectoryState.halted": "a governance rule halted the trajectory",
-    "TrajectoryState.budget": "the limits the trajectory runs under",
-    "TrajectoryState.fold_keys": "values of the fold's extra keys, e.g. `task_class`",
-    # ActionScore
-    "ActionScore.action": "a candidate action",
-    "ActionScore.mean": "mean reward of the action at this signature; 0 if never completed",
-    "ActionScore.penalty": "failure penalty λ·f/(n+f)",
-    "ActionScore.visits": "completed visits of the action at this signature",
-    "ActionScore.failures": "failed visits of the action at this signature",
-    # JudgeScore
-    "JudgeScore.judge": "the judge's name",
-    "JudgeScore.axes": "score per rubric axis",
-    "JudgeScore.overall": "the rubric-weighted overall score",
-    # TopicOffset
-    "TopicOffset.topic": "an input topic, prefix included",
-    "TopicOffset.partition": "a partition of that topic",
-    # policy file
-    "PolicyDocument.format": "the document format; always `agensbus.policy/1`",
-    "PolicyDocument.version": "version of the policy",
-    "PolicyDocument.created_at": "when the document was written",
-    "PolicyDocument.fold": "how states fold into signatures",
-    "PolicyDocument.selection": "the selection rules",
-    "PolicyDocument.reward": "the reward weights",
-    "PolicyDocument.nodes": "one per signature; no signature appears twice",
-    "NodeRecord.visits": "visits of the signature",
-    "NodeRecord.edges": "statistics per action taken at the signature",
-    "EdgeRecord.mean_reward": "mean of the rewards backed up",
-    "EdgeRecord.reward_m2": "Welford's sum of squared deviations of the rewards",
-    "EdgeRecord.token_mean": "mean tokens per visit",
-    "EdgeRecord.token_m2": "Welford's sum of squared deviations of the tokens",
-    "EdgeRecord.failures": "failed invokes; they carry no reward",
-    "FoldSpec.version": "fold version; part of every signature",
-    "FoldSpec.granularity": "bucket width of the beliefs; must divide 1 evenly",
-    "FoldSpec.extra_keys": "extra keys folded into the signature, in this order",
-    "SelectionConfig.mode": "`paper`: UCB once confident; `fixed`: always the plan order",
-    "SelectionConfig.confidence_threshold": "signature visits below which the plan order acts",
-    "SelectionConfig.c_min": "floor of the exploration constant",
-    "SelectionConfig.c_initial": "exploration constant of an unvisited signature",
-    "SelectionConfig.c_half_life": "signature visits over which the constant halves",
-    "SelectionConfig.failure_lambda": "weight λ of the failure penalty",
-    "RewardConfig.quality_weight": "weight of the quality score",
-    "RewardConfig.cost_weight": "weight of the token cost",
-    "RewardConfig.token_cap": "tokens at which the cost term saturates",
-    "RewardConfig.retry_penalty": "penalty per retry",
 }
 
 
@@ -342,6 +120,25 @@ def _key_schema(topic: Topic) -> dict[str, Any]:
     return {**field, "description": f"the event's `{topic.key_field}`"}
 
 
+def _config_value(value: str) -> int | float | str:
+    # Kafka takes every topic config as text; the binding's schema wants numbers as numbers.
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _channel_binding(topic: Topic) -> dict[str, Any]:
+    configs: dict[str, object] = {k: _config_value(v) for k, v in topic.configs.items()}
+    # Kafka deletes unless told to compact; the binding says which either way.
+    configs["cleanup.policy"] = ["compact" if topic.compacted else "delete"]
+    binding: dict[str, Any] = {} if topic.partitions is None else {"partitions": topic.partitions}
+    binding["topicConfiguration"] = dict(sorted(configs.items()))
+    return {**binding, "bindingVersion": KAFKA_BINDING_VERSION}
+
+
 def asyncapi_document(prefix: str) -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -354,14 +151,7 @@ def asyncapi_document(prefix: str) -> dict[str, Any]:
             f"read by {', '.join(topic.readers)}. Key: {topic.key}.",
             "parameters": {"prefix": {"$ref": "#/components/parameters/prefix"}},
             "messages": {event: {"$ref": f"#/components/messages/{event}"}},
-            "bindings": {
-                "kafka": {
-                    "topicConfiguration": {
-                        "cleanup.policy": ["compact" if topic.compacted else "delete"]
-                    },
-                    "bindingVersion": KAFKA_BINDING_VERSION,
-                }
-            },
+            "bindings": {"kafka": _channel_binding(topic)},
         }
         for action, actors in (("send", topic.writers), ("receive", topic.readers)):
             operations[f"{action}{event}"] = {
@@ -479,7 +269,6 @@ class _Tables:
         for name in CONTRACTS:
             self.defs.update(json_schema(name).get("$defs", {}))
         self.aliases = _scalar_types()
-        self.unused_notes = set(FIELD_NOTES)
 
     def _alias(self, schema: Mapping[str, Any]) -> str | None:
         bare = {k: v for k, v in schema.items() if k not in ("title", "description", "default")}
@@ -534,16 +323,12 @@ class _Tables:
         return f"map {key} → {value}", "; ".join(p for p in parts if p)
 
     def meaning(self, model: type[BaseModel], field: str, schema: Mapping[str, Any]) -> str:
-        if "description" in schema:
-            return str(schema["description"])
-        for key in (f"{model.__name__}.{field}", field):
-            if key in FIELD_NOTES:
-                self.unused_notes.discard(key)
-                return FIELD_NOTES[key]
-        raise ValueError(
-            f"{model.__name__}.{field} has no description: add one to the model or a note "
-            f"to FIELD_NOTES in schemas/generate.py"
-        )
+        if "description" not in schema:
+            raise ValueError(
+                f"{model.__name__}.{field} has no description: give it one in its model "
+                "(Field(description=...)), or a type of schemas/_fields.py that has one"
+            )
+        return str(schema["description"])
 
     def table(self, model: type[BaseModel], fields: Sequence[str] | None = None) -> str:
         schema = self.defs.get(model.__name__) or json_schema(model.__name__)
@@ -680,11 +465,6 @@ def render_events_doc(template: str, prefix: str) -> str:
         )
     tables = _Tables()
     text = _BLOCK.sub(lambda m: m[1] + _DOC_BLOCKS[m["name"]](tables, prefix) + m[4], template)
-    if tables.unused_notes:
-        raise ValueError(
-            f"FIELD_NOTES entries that no field uses (gone, or described in its model now): "
-            f"{sorted(tables.unused_notes)}"
-        )
     return text
 
 

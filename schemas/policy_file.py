@@ -5,6 +5,7 @@ from typing import Final, Literal
 from pydantic import AwareDatetime, Field, model_validator
 
 from schemas._base import Record
+from schemas._fields import TenantName
 from schemas._types import ActionId, Name, SignatureText
 from schemas.records import FoldSpec, RewardConfig, SelectionConfig
 
@@ -22,11 +23,15 @@ class EdgeRecord(Record):
         "reward_m2, their count in a weighted merge; absent: equal to visits (every reward "
         "weighed 1, the paper)",
     )
-    mean_reward: float = 0.0
-    reward_m2: float = Field(default=0.0, ge=0.0)
-    token_mean: float = Field(default=0.0, ge=0.0)
-    token_m2: float = Field(default=0.0, ge=0.0)
-    failures: int = Field(default=0, ge=0)
+    mean_reward: float = Field(default=0.0, description="mean of the rewards backed up")
+    reward_m2: float = Field(
+        default=0.0, ge=0.0, description="Welford's sum of squared deviations of the rewards"
+    )
+    token_mean: float = Field(default=0.0, ge=0.0, description="mean tokens per visit")
+    token_m2: float = Field(
+        default=0.0, ge=0.0, description="Welford's sum of squared deviations of the tokens"
+    )
+    failures: int = Field(default=0, ge=0, description="failed invokes; they carry no reward")
     retries: float | None = Field(
         default=None,
         ge=0.0,
@@ -36,20 +41,30 @@ class EdgeRecord(Record):
 
 
 class NodeRecord(Record):
-    signature: SignatureText
-    visits: int = Field(ge=0)
-    edges: dict[ActionId, EdgeRecord] = Field(default_factory=dict)
+    signature: SignatureText = Field(description="the folded state this node stands for")
+    visits: int = Field(ge=0, description="visits of the signature")
+    edges: dict[ActionId, EdgeRecord] = Field(
+        default_factory=dict, description="statistics per action taken at the signature"
+    )
 
 
 class PolicyDocument(Record):
-    format: Literal["agensbus.policy/1"] = POLICY_FORMAT
-    tenant: Name = "default"
-    version: int = Field(default=0, ge=0)
-    created_at: AwareDatetime | None = None
-    fold: FoldSpec = Field(default_factory=FoldSpec)
-    selection: SelectionConfig = Field(default_factory=SelectionConfig)
-    reward: RewardConfig = Field(default_factory=RewardConfig)
-    nodes: list[NodeRecord] = Field(default_factory=list)
+    format: Literal["agensbus.policy/1"] = Field(
+        default=POLICY_FORMAT, description="the document format; always `agensbus.policy/1`"
+    )
+    tenant: TenantName = "default"
+    version: int = Field(default=0, ge=0, description="version of the policy")
+    created_at: AwareDatetime | None = Field(
+        default=None, description="when the document was written"
+    )
+    fold: FoldSpec = Field(default_factory=FoldSpec, description="how states fold into signatures")
+    selection: SelectionConfig = Field(
+        default_factory=SelectionConfig, description="the selection rules"
+    )
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="the reward weights")
+    nodes: list[NodeRecord] = Field(
+        default_factory=list, description="one per signature; no signature appears twice"
+    )
 
     @model_validator(mode="after")
     def _signatures_unique(self) -> "PolicyDocument":

@@ -1,12 +1,30 @@
 """Records carried inside events: task features, handoff, beliefs, the trajectory state."""
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from schemas._base import Record
-from schemas._types import ActionId, Identifier, Name, ShortText, SignatureText, Text, Unit
+from schemas._fields import (
+    CellName,
+    Constraints,
+    Critique,
+    DraftAnswer,
+    Evidence,
+    MergedAnswer,
+    Propensity,
+    Retries,
+    StateSignature,
+    StepIndex,
+    Subproblem,
+    TakenAction,
+    TaskClass,
+    TaskGoal,
+    TaskRef,
+    TrajectoryRef,
+)
+from schemas._types import ActionId, Name, ShortText, Unit
 
 
 class Regime(StrEnum):
@@ -16,6 +34,11 @@ class Regime(StrEnum):
     EVIDENCE_HEAVY = "evidence_heavy"
     HIGH_RISK = "high_risk"
     EXPLORATORY = "exploratory"
+
+
+DetectedRegime = Annotated[
+    Regime, Field(description="the regime detected from the features; it picks the activation plan")
+]
 
 
 class Role(StrEnum):
@@ -40,53 +63,75 @@ class Verdict(StrEnum):
 class TaskFeatures(Record):
     """The paper's task descriptors, each in [0, 1]."""
 
-    ambiguity_level: Unit = 0.0
-    contradiction_risk: Unit = 0.0
-    evidence_availability: Unit = 0.0
-    verification_need: Unit = 0.0
-    novelty_level: Unit = 0.0
-    time_horizon_complexity: Unit = 0.0
-    cost_sensitivity: Unit = 0.0
-    requires_factual_grounding: Unit = 0.0
+    ambiguity_level: Unit = Field(default=0.0, description="how ambiguous the task is")
+    contradiction_risk: Unit = Field(
+        default=0.0, description="how likely sources or answers contradict each other"
+    )
+    evidence_availability: Unit = Field(
+        default=0.0, description="how much evidence is there to retrieve"
+    )
+    verification_need: Unit = Field(default=0.0, description="how much the answer needs checking")
+    novelty_level: Unit = Field(default=0.0, description="how unlike known tasks the task is")
+    time_horizon_complexity: Unit = Field(
+        default=0.0, description="how many steps or how long a horizon it needs"
+    )
+    cost_sensitivity: Unit = Field(default=0.0, description="how much token cost matters")
+    requires_factual_grounding: Unit = Field(
+        default=0.0, description="how much the answer must rest on evidence"
+    )
+
+
+Features = Annotated[
+    TaskFeatures, Field(description="the task's descriptors; they decide the regime")
+]
 
 
 class Verification(Record):
-    verdict: Verdict
-    rationale: ShortText = ""
+    verdict: Verdict = Field(description="whether the draft is supported by the evidence")
+    rationale: ShortText = Field(default="", description="why")
+
+
+VerifierVerdict = Annotated[Verification | None, Field(description="the verifier's verdict")]
 
 
 class Handoff(Record):
     """What the cells of a trajectory have written so far."""
 
-    goal: Text
-    subproblem: Text | None = None
-    constraints: list[ShortText] = Field(default_factory=list, max_length=32)
-    evidence: list[Text] = Field(default_factory=list, max_length=64)
-    draft_answer: Text | None = None
-    critique: Text | None = None
-    verification: Verification | None = None
-    merged_answer: Text | None = None
+    goal: TaskGoal
+    subproblem: Subproblem = None
+    constraints: Constraints = Field(default_factory=list)
+    evidence: Evidence = Field(default_factory=list)
+    draft_answer: DraftAnswer = None
+    critique: Critique = None
+    verification: VerifierVerdict = None
+    merged_answer: MergedAnswer = None
 
 
 class HandoffDelta(Record):
     """The fields one cell wrote; ``None`` means untouched, evidence is appended."""
 
-    subproblem: Text | None = None
-    evidence: list[Text] = Field(default_factory=list, max_length=64)
-    draft_answer: Text | None = None
-    critique: Text | None = None
-    verification: Verification | None = None
-    merged_answer: Text | None = None
+    subproblem: Subproblem = None
+    evidence: Evidence = Field(default_factory=list)
+    draft_answer: DraftAnswer = None
+    critique: Critique = None
+    verification: VerifierVerdict = None
+    merged_answer: MergedAnswer = None
 
 
 class Beliefs(Record):
     """The router's belief about the trajectory; starts at the paper's initial values."""
 
-    correctness: Unit = 0.1
-    uncertainty: Unit = 0.9
-    handoff_quality: Unit = 0.2
-    contradiction_risk: Unit = 0.5
-    evidence_sufficiency: Unit = 0.1
+    correctness: Unit = Field(default=0.1, description="belief that the current answer is correct")
+    uncertainty: Unit = Field(default=0.9, description="how unsure the trajectory still is")
+    handoff_quality: Unit = Field(
+        default=0.2, description="quality of what the cells have handed on"
+    )
+    contradiction_risk: Unit = Field(
+        default=0.5, description="risk that the answer contradicts the evidence"
+    )
+    evidence_sufficiency: Unit = Field(
+        default=0.1, description="whether the evidence suffices for an answer"
+    )
 
 
 class StepStatus(StrEnum):
@@ -98,58 +143,80 @@ class StepStatus(StrEnum):
 class VisitedEdge(Record):
     """One (signature, action) the trajectory took, with the probability it was taken."""
 
-    step: int = Field(ge=0, le=1_000)
-    signature: SignatureText
-    action: ActionId
-    propensity: float = Field(gt=0.0, le=1.0)
-    status: StepStatus
-    tokens: int = Field(default=0, ge=0)
-    retries: int = Field(default=0, ge=0, le=100)
+    step: StepIndex
+    signature: StateSignature
+    action: TakenAction
+    propensity: Propensity
+    status: StepStatus = Field(description="how the step ended")
+    tokens: int = Field(default=0, ge=0, description="tokens the step used")
+    retries: Retries = Field(default=0, ge=0, le=100)
 
 
 class PendingStep(Record):
     """The invoke the router is waiting on; resolved into a VisitedEdge by its outcome."""
 
-    step: int = Field(ge=0, le=1_000)
-    signature: SignatureText
-    action: ActionId
-    cell: Name
-    propensity: float = Field(gt=0.0, le=1.0)
+    step: StepIndex
+    signature: StateSignature
+    action: TakenAction
+    cell: CellName
+    propensity: Propensity
 
 
 class Budget(Record):
-    max_steps: int = Field(default=24, ge=1, le=1_000)
-    max_tokens: int = Field(default=60_000, ge=1)
+    max_steps: int = Field(
+        default=24, ge=1, le=1_000, description="decisions allowed, invokes and skips"
+    )
+    max_tokens: int = Field(default=60_000, ge=1, description="tokens allowed")
 
 
 class TrajectoryState(Record):
     """Everything needed to take the next step; it rides in Decision and StepOutcome."""
 
-    task_id: Identifier
-    trajectory_id: Identifier
-    regime: Regime
-    task_class: Name | None = None
-    features: TaskFeatures
-    plan: list[Name] = Field(min_length=1, max_length=64)
-    handoff: Handoff
-    beliefs: Beliefs = Field(default_factory=Beliefs)
-    invoked: list[Name] = Field(default_factory=list, max_length=64)
-    skipped: list[Name] = Field(default_factory=list, max_length=64)
-    visited: list[VisitedEdge] = Field(default_factory=list, max_length=1_000)
-    pending: PendingStep | None = None
-    step: int = Field(default=0, ge=0, le=1_000)
-    tokens_used: int = Field(default=0, ge=0)
-    retries: int = Field(default=0, ge=0)
-    failures: int = Field(default=0, ge=0)
-    done: bool = False
-    halted: bool = False
+    task_id: TaskRef
+    trajectory_id: TrajectoryRef
+    regime: DetectedRegime
+    task_class: TaskClass = None
+    features: Features
+    plan: list[Name] = Field(
+        min_length=1,
+        max_length=64,
+        description="the activation plan: cells in rule-based-prior order",
+    )
+    handoff: Handoff = Field(description="what the cells have written so far")
+    beliefs: Beliefs = Field(
+        default_factory=Beliefs, description="the router's beliefs about the trajectory"
+    )
+    invoked: list[Name] = Field(
+        default_factory=list, max_length=64, description="cells already invoked"
+    )
+    skipped: list[Name] = Field(
+        default_factory=list, max_length=64, description="cells already skipped"
+    )
+    visited: list[VisitedEdge] = Field(
+        default_factory=list,
+        max_length=1_000,
+        description="the edges taken so far, with their propensities",
+    )
+    pending: PendingStep | None = Field(default=None, description="the invoke awaiting its outcome")
+    step: int = Field(default=0, ge=0, le=1_000, description="index of the next decision")
+    tokens_used: int = Field(default=0, ge=0, description="tokens used so far")
+    retries: int = Field(default=0, ge=0, description="retries so far")
+    failures: int = Field(default=0, ge=0, description="failed invokes so far")
+    done: bool = Field(default=False, description="the evaluator declared the answer final")
+    halted: bool = Field(default=False, description="a governance rule halted the trajectory")
     halt_reason: Name | None = Field(
         default=None,
         description="why governance halted the trajectory: the failure kind that stops it "
         "at once (auth, quota) or repeated_failures",
     )
-    budget: Budget = Field(default_factory=Budget)
-    fold_keys: dict[Name, Name] = Field(default_factory=dict, max_length=8)
+    budget: Budget = Field(
+        default_factory=Budget, description="the limits the trajectory runs under"
+    )
+    fold_keys: dict[Name, Name] = Field(
+        default_factory=dict,
+        max_length=8,
+        description="values of the fold's extra keys, e.g. `task_class`",
+    )
     rollouts: int = Field(
         default=1,
         ge=1,
@@ -170,15 +237,21 @@ class TrajectoryState(Record):
 class ActionScore(Record):
     """The selector's view of one candidate action."""
 
-    action: ActionId
+    action: ActionId = Field(description="a candidate action")
     score: float | None = Field(
         description="UCB score; null stands for +infinity (an action never tried)"
     )
-    mean: float = 0.0
+    mean: float = Field(
+        default=0.0, description="mean reward of the action at this signature; 0 if never completed"
+    )
     bonus: float | None = Field(default=0.0, description="exploration term; null for +infinity")
-    penalty: float = 0.0
-    visits: int = Field(default=0, ge=0)
-    failures: int = Field(default=0, ge=0)
+    penalty: float = Field(default=0.0, description="failure penalty λ·f/(n+f)")
+    visits: int = Field(
+        default=0, ge=0, description="completed visits of the action at this signature"
+    )
+    failures: int = Field(
+        default=0, ge=0, description="failed visits of the action at this signature"
+    )
 
 
 class Axis(StrEnum):
@@ -191,9 +264,9 @@ class Axis(StrEnum):
 class JudgeScore(Record):
     """One judge's rubric scores for one trajectory."""
 
-    judge: Name
-    axes: dict[Axis, Unit]
-    overall: Unit
+    judge: Name = Field(description="the judge's name")
+    axes: dict[Axis, Unit] = Field(description="score per rubric axis")
+    overall: Unit = Field(description="the rubric-weighted overall score")
 
 
 # --- configuration records carried by policy files and snapshots -------------------------
@@ -202,9 +275,15 @@ class JudgeScore(Record):
 class FoldSpec(Record):
     """How the observable state folds into a signature (versioned)."""
 
-    version: Literal[1] = 1
-    granularity: float = Field(default=0.1, gt=0.0, le=1.0)
-    extra_keys: list[Name] = Field(default_factory=list, max_length=8)
+    version: Literal[1] = Field(default=1, description="fold version; part of every signature")
+    granularity: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="bucket width of the beliefs; must divide 1 evenly"
+    )
+    extra_keys: list[Name] = Field(
+        default_factory=list,
+        max_length=8,
+        description="extra keys folded into the signature, in this order",
+    )
 
     @model_validator(mode="after")
     def _granularity_divides_one(self) -> "FoldSpec":
@@ -219,12 +298,22 @@ class FoldSpec(Record):
 class SelectionConfig(Record):
     """Selection constants; the defaults are the paper's."""
 
-    mode: Literal["paper", "fixed"] = "paper"
-    confidence_threshold: int = Field(default=5, ge=0)
-    c_min: float = Field(default=0.5, ge=0.0)
-    c_initial: float = Field(default=1.4, ge=0.0)
-    c_half_life: float = Field(default=50.0, gt=0.0)
-    failure_lambda: float = Field(default=0.5, ge=0.0)
+    mode: Literal["paper", "fixed"] = Field(
+        default="paper", description="`paper`: UCB once confident; `fixed`: always the plan order"
+    )
+    confidence_threshold: int = Field(
+        default=5, ge=0, description="signature visits below which the plan order acts"
+    )
+    c_min: float = Field(default=0.5, ge=0.0, description="floor of the exploration constant")
+    c_initial: float = Field(
+        default=1.4, ge=0.0, description="exploration constant of an unvisited signature"
+    )
+    c_half_life: float = Field(
+        default=50.0, gt=0.0, description="signature visits over which the constant halves"
+    )
+    failure_lambda: float = Field(
+        default=0.5, ge=0.0, description="weight λ of the failure penalty"
+    )
     untried_score: float | None = Field(
         default=None,
         description="score of an action never tried (no visits, no failures); null is the "
@@ -253,10 +342,12 @@ class SelectionConfig(Record):
 class RewardConfig(Record):
     """Hybrid reward weights; the defaults are the paper's."""
 
-    quality_weight: float = 1.0
-    cost_weight: float = 0.3
-    token_cap: int = Field(default=8_000, gt=0)
-    retry_penalty: float = 0.15
+    quality_weight: float = Field(default=1.0, description="weight of the quality score")
+    cost_weight: float = Field(default=0.3, description="weight of the token cost")
+    token_cap: int = Field(
+        default=8_000, gt=0, description="tokens at which the cost term saturates"
+    )
+    retry_penalty: float = Field(default=0.15, description="penalty per retry")
     cost_shape: Literal["capped", "linear"] = Field(
         default="capped",
         description="capped: cost min(tokens/token_cap, 1) (the paper); linear: tokens/token_cap "

@@ -32,6 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from schemas.events import ActionKind, Decision, TaskSubmitted
+from schemas.topics import TOPICS
 from services.router.app import build
 from services.runtime.broker import EmbeddedKafka
 from services.runtime.codec import Rejected, decode, encode
@@ -39,7 +40,7 @@ from services.runtime.kafka import aiokafka_options
 from services.runtime.processes import http_ok
 from services.runtime.service import Service
 from services.runtime.settings import Settings
-from services.runtime.topics import TOPICS, ensure_topics
+from services.runtime.topics import ensure_topics
 from services.sim import World, load_scenario
 from services.worker.invoke import outcome_of
 

@@ -3,12 +3,12 @@
 ``explain`` replays one paper-mode decision, ``inspect`` summarises what a policy prefers per
 regime, ``validate`` runs the checks an import runs. All three read the file through
 :func:`services.runtime.policy_files.load_graph`, so they accept and reject exactly what a
-router or an import would.
+router or an import would. The analysis is :mod:`services.policy.analysis`'s; this module
+parses the options and prints.
 """
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,21 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas._types import ActionId
-from schemas.events import DecisionReason
-from schemas.policy_file import NodeRecord, PolicyDocument
-from schemas.records import ActionScore, FoldSpec, Regime, SelectionConfig
+from schemas.policy_file import PolicyDocument
+from schemas.records import FoldSpec, Regime, SelectionConfig
 from services.cli._errors import UserError
 from services.cli._render import echo_json, make_console, print_line
-from services.policy import PolicyGraph, Selection, Signature, parse_action, select
-from services.policy.selection import CandidateScore, score_candidates
+from services.policy import PolicyGraph, Signature
+from services.policy.analysis import (
+    Explanation,
+    GroupSummary,
+    explain_decision,
+    fold_mismatch,
+    summarize,
+    unchoosable,
+    why_prior_acts,
+)
+from services.router.core import action_score
 from services.runtime.policy_files import PolicyFileError, load_graph
 
 POLICY_FILE = click.argument(
@@ -52,22 +60,6 @@ def _number(value: float, digits: int = 4) -> str:
 
 
 # --- explain ---------------------------------------------------------------------------------
-
-
-def fold_mismatch(signature: Signature, fold: FoldSpec) -> str | None:
-    """Why ``signature`` cannot be a node of a policy with this fold, or None if it can."""
-    if signature.version != fold.version:
-        return f"it has fold version {signature.version}, the policy's fold is {fold.version}"
-    keys = [key for key, _ in signature.extra]
-    if keys != fold.extra_keys:
-        return f"it carries keys {keys}, the policy's fold lists {fold.extra_keys}"
-    top = round(1.0 / fold.granularity)
-    if max(signature.buckets) > top:
-        return (
-            f"bucket {max(signature.buckets)} is above {top}, the largest at granularity "
-            f"{fold.granularity}"
-        )
-    return None
 
 
 def parse_signature(text: str, fold: FoldSpec) -> Signature:
@@ -114,86 +106,12 @@ def parse_candidates(text: str) -> list[str]:
     return items
 
 
-def _prior_acts(config: SelectionConfig, node_visits: int) -> bool:
-    return config.mode == "fixed" or node_visits < config.confidence_threshold
-
-
 def _check_prior_can_act(candidates: Sequence[str], config: SelectionConfig, n: int) -> None:
-    if not _prior_acts(config, n) or any(not parse_action(a)[0] for a in candidates):
-        return
-    why = (
-        "selection mode is fixed"
-        if config.mode == "fixed"
-        else f"N = {n} < confidence threshold {config.confidence_threshold}"
-    )
-    raise UserError(
-        f"--candidates has only skips, but the rule-based prior acts here ({why}) and never "
-        "skips: include the invoke candidates"
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    """One replayed decision and the UCB scores behind it."""
-
-    signature: str
-    in_policy: bool
-    config: SelectionConfig
-    selection: Selection
-    scores: tuple[CandidateScore, ...]
-
-    @property
-    def prior_acts(self) -> bool:
-        return _prior_acts(self.config, self.selection.node_visits)
-
-
-def explain_decision(
-    document: PolicyDocument, graph: PolicyGraph, signature: str, candidates: Sequence[str]
-) -> Explanation:
-    """Select exactly as the router does, and score every candidate even when the prior acts
-    (the scores then say what UCB would do once the node is confident)."""
-    config = document.selection
-    selection = select(graph, signature, candidates, config)
-    scores = selection.scores or score_candidates(graph, signature, candidates, config)
-    in_policy = graph.find_row(signature) is not None
-    return Explanation(signature, in_policy, config, selection, scores)
-
-
-def _reason_text(explanation: Explanation) -> str:
-    config, n = explanation.config, explanation.selection.node_visits
-    reason = explanation.selection.reason
-    if reason is DecisionReason.FIXED_PIPELINE:
-        return "selection mode is fixed: the first candidate that is not a skip, always"
-    if reason is DecisionReason.RULE_BASED_PRIOR:
-        return (
-            f"N = {n} < confidence threshold {config.confidence_threshold}: the rule-based "
-            "prior acts (first candidate that is not a skip)"
+    if unchoosable(candidates, config, n):
+        raise UserError(
+            f"--candidates has only skips, but the rule-based prior acts here "
+            f"({why_prior_acts(config, n)}) and never skips: include the invoke candidates"
         )
-    if reason is DecisionReason.UNTRIED_ACTION:
-        return "an untried candidate scores +inf; the first in candidate order is chosen"
-    return "highest UCB score; ties go to candidate order"
-
-
-def _notes(explanation: Explanation) -> list[str]:
-    notes = []
-    if not explanation.in_policy:
-        notes.append("signature not in the policy: N = 0, so the rule-based prior acts")
-    if explanation.prior_acts:
-        notes.append("scores are shown for information: below the threshold they do not act")
-    return notes
-
-
-def _action_score(score: CandidateScore) -> ActionScore:
-    # The same record a Decision event carries, so an audit can diff the two.
-    return ActionScore(
-        action=score.action,
-        score=None if math.isinf(score.score) else score.score,
-        mean=score.mean,
-        bonus=None if math.isinf(score.bonus) else score.bonus,
-        penalty=score.penalty,
-        visits=score.visits,
-        failures=score.failures,
-    )
 
 
 def explanation_json(
@@ -211,10 +129,10 @@ def explanation_json(
         "action": selection.action,
         "index": selection.index,
         "reason": selection.reason.value,
-        "reason_text": _reason_text(explanation),
+        "reason_text": explanation.reason_text,
         "propensity": selection.propensity,
-        "scores": [_action_score(s).model_dump(mode="json") for s in explanation.scores],
-        "notes": _notes(explanation),
+        "scores": [action_score(s).model_dump(mode="json") for s in explanation.scores],
+        "notes": explanation.notes,
     }
 
 
@@ -261,9 +179,9 @@ def _render_explanation(
         )
     console.print(table)
     print_line(console, "chosen", f"{sel.action}  (candidate {sel.index + 1})")
-    print_line(console, "reason", f"{sel.reason.value}: {_reason_text(ex)}")
+    print_line(console, "reason", f"{sel.reason.value}: {ex.reason_text}")
     print_line(console, "propensity", f"{sel.propensity:g}")
-    for note in _notes(ex):
+    for note in ex.notes:
         print_line(console, "note", note)
 
 
@@ -307,7 +225,7 @@ def explain_command(
     document, graph = load_policy_file(policy_file)
     signature = parse_signature(signature_text, document.fold).text
     _check_prior_can_act(candidates, document.selection, graph.visits_of(signature))
-    explanation = explain_decision(document, graph, signature, candidates)
+    explanation = explain_decision(graph, document.selection, signature, candidates)
     if as_json:
         echo_json(explanation_json(policy_file, document, explanation))
     else:
@@ -315,77 +233,6 @@ def explain_command(
 
 
 # --- inspect ---------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class ActionSummary:
-    """One action aggregated over the nodes of a group."""
-
-    action: str
-    visits: int = 0
-    failures: int = 0
-    reward_sum: float = 0.0
-    greedy_nodes: int = 0
-
-    @property
-    def mean_reward(self) -> float | None:
-        return self.reward_sum / self.visits if self.visits else None
-
-    @property
-    def failure_rate(self) -> float | None:
-        attempts = self.visits + self.failures
-        return self.failures / attempts if attempts else None
-
-    def preference(self) -> tuple[int, float, int, str]:
-        mean = -math.inf if self.mean_reward is None else self.mean_reward
-        return (-self.greedy_nodes, -mean, -self.visits, self.action)
-
-
-@dataclass(slots=True)
-class GroupSummary:
-    """The nodes of one regime (and one value of each extra fold key)."""
-
-    regime: Regime
-    keys: tuple[tuple[str, str], ...]
-    nodes: int = 0
-    visits: int = 0
-    actions: dict[str, ActionSummary] = field(default_factory=dict)
-
-    def ranked(self) -> list[ActionSummary]:
-        return sorted(self.actions.values(), key=ActionSummary.preference)
-
-    def add(self, node: NodeRecord) -> None:
-        self.nodes += 1
-        self.visits += node.visits
-        for action, edge in node.edges.items():
-            summary = self.actions.setdefault(action, ActionSummary(action))
-            summary.visits += edge.visits
-            summary.failures += edge.failures
-            summary.reward_sum += edge.visits * edge.mean_reward
-        for action in _greedy(node):
-            self.actions[action].greedy_nodes += 1
-
-
-def _greedy(node: NodeRecord) -> list[str]:
-    """The actions with the highest mean among the node's completed edges (all, if tied)."""
-    means = {a: e.mean_reward for a, e in node.edges.items() if e.visits > 0}
-    if not means:
-        return []
-    best = max(means.values())
-    return [a for a, m in means.items() if m == best]
-
-
-def summarize(nodes: Iterable[NodeRecord], regime: Regime | None = None) -> list[GroupSummary]:
-    """Group nodes by regime and extra key values; groups come in regime order."""
-    groups: dict[tuple[Regime, tuple[tuple[str, str], ...]], GroupSummary] = {}
-    for node in nodes:
-        signature = Signature.parse(node.signature)
-        if regime is not None and signature.regime is not regime:
-            continue
-        key = (signature.regime, signature.extra)
-        groups.setdefault(key, GroupSummary(*key)).add(node)
-    order = list(Regime)
-    return [groups[k] for k in sorted(groups, key=lambda k: (order.index(k[0]), k[1]))]
 
 
 def _optional(value: float | None, digits: int = 4) -> str:

@@ -4,7 +4,7 @@ trajectories and rewards another policy logged (services.policy.ope), without ru
 import asyncio
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -13,13 +13,13 @@ import click
 from rich.table import Table
 
 from schemas.events import Decision, RewardObserved, TrajectoryCompleted
-from schemas.records import FoldSpec
+from schemas.topics import topic_of
 from services.cli._errors import UserError
 from services.cli._render import echo_json, listing, make_console
 from services.cli._settings import KAFKA_FIELDS, require_bootstrap, settings_from
-from services.cli.policy import POLICY_FILE, fold_mismatch, load_policy_file
+from services.cli.policy import POLICY_FILE, load_policy_file
 from services.cli.topics import check_topic
-from services.policy import Signature
+from services.policy.analysis import evaluation_figures, logged_fold_mismatch
 from services.policy.ope import Evaluation, Joined, TargetPolicy, evaluate, join
 from services.runtime.codec import Rejected, decode
 from services.runtime.reading import Record, read_to_end
@@ -29,9 +29,7 @@ Logged = Decision | TrajectoryCompleted | RewardObserved
 _LOGGED: dict[str, type[Logged]] = {
     model.__name__: model for model in (Decision, TrajectoryCompleted, RewardObserved)
 }
-_TOPICS = ("decisions", "trajectories", "rewards")
-#: z of a two-sided 95% normal interval.
-_Z95 = 1.96
+_TOPICS = tuple(topic_of(model) for model in _LOGGED.values())
 
 
 @dataclass
@@ -89,31 +87,6 @@ async def read_topics(settings: Settings, gathered: Gathered, timeout_s: float) 
         await read_to_end(settings, topic, add, timeout_s=timeout_s)
 
 
-def _check_fold(joined: Joined, fold: FoldSpec) -> None:
-    for trajectory in joined.trajectories:
-        for decision in trajectory.decisions:
-            try:
-                why = fold_mismatch(Signature.parse(decision.signature), fold)
-            except ValueError as error:
-                why = str(error)
-            if why is not None:
-                raise UserError(
-                    f"trajectory {trajectory.trajectory_id} was logged by a router that folds "
-                    f"states differently from the policy ({why}): its nodes cannot be looked "
-                    "up in this policy"
-                )
-
-
-def _figures(evaluation: Evaluation) -> Iterator[tuple[str, float, float | None, str]]:
-    """(estimator, estimate, half-width of its 95% interval or None, note)."""
-    ips, snips, dr = evaluation.ips, evaluation.snips, evaluation.doubly_robust
-    yield "logged policy", evaluation.logged.estimate, None, "what the logging policy earned"
-    yield "IPS", ips.estimate, _Z95 * ips.standard_error, "unbiased, high variance"
-    ess = f"effective sample size {snips.effective_sample_size:.1f}"
-    yield "SNIPS", snips.estimate, None, ess
-    yield "doubly robust", dr.estimate, _Z95 * dr.standard_error, "the graph's values, corrected"
-
-
 def _finite(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else value
 
@@ -124,8 +97,11 @@ def evaluation_json(
     return {
         "policy": str(path),
         "estimates": {
-            name.replace(" ", "_"): {"estimate": _finite(value), "ci95_half_width": _finite(half)}
-            for name, value, half, _ in _figures(evaluation)
+            f.estimator.replace(" ", "_"): {
+                "estimate": _finite(f.estimate),
+                "ci95_half_width": _finite(f.half_width),
+            }
+            for f in evaluation_figures(evaluation)
         },
         "effective_sample_size": evaluation.snips.effective_sample_size,
         "trajectories": len(joined.trajectories),
@@ -213,7 +189,13 @@ def evaluate_command(
             "missing or listing no candidates)"
         )
     target = TargetPolicy(graph, document.selection)
-    _check_fold(joined, document.fold)
+    mismatch = logged_fold_mismatch(joined.trajectories, document.fold)
+    if mismatch is not None:
+        trajectory_id, why = mismatch
+        raise UserError(
+            f"trajectory {trajectory_id} was logged by a router that folds states differently "
+            f"from the policy ({why}): its nodes cannot be looked up in this policy"
+        )
     try:
         evaluation = evaluate(target, joined.trajectories)
     except ValueError as error:
@@ -225,9 +207,11 @@ def evaluate_command(
     table = Table(title=f"{policy_file} on {len(joined.trajectories)} logged trajectories")
     for header in ("estimator", "mean reward", "95% interval", "note"):
         table.add_column(header, justify="left" if header in ("estimator", "note") else "right")
-    for name, value, half, note in _figures(evaluation):
+    for f in evaluation_figures(evaluation):
+        half = f.half_width
         interval = "" if half is None or math.isnan(half) else f"± {half:.4f}"
-        table.add_row(name, "-" if math.isnan(value) else f"{value:.4f}", interval, note)
+        estimate = "-" if math.isnan(f.estimate) else f"{f.estimate:.4f}"
+        table.add_row(f.estimator, estimate, interval, f.note)
     console.print(table)
     console.print(
         f"{evaluation.matched} of {len(joined.trajectories)} trajectories are ones the policy "

@@ -171,9 +171,10 @@ def _print_tables(
             f"{r.regret:.3f}",
         )
     console.print(epochs)
-    first, last = reports[0], reports[-1]
+    # The first epoch against the last shows what was learned; one epoch is both.
+    shown = [reports[0], reports[-1]] if len(reports) > 1 else reports[:1]
     classes = Table(title="true quality per class")
-    headers = ("class", "regime", f"epoch {first.epoch}", f"epoch {last.epoch}", "oracle path")
+    headers = ("class", "regime", *(f"epoch {r.epoch}" for r in shown), "oracle path")
     for header in headers:
         classes.add_column(header, justify="left" if header in ("class", "regime") else "right")
     for name, task_class in scenario.classes.items():
@@ -181,8 +182,7 @@ def _print_tables(
         classes.add_row(
             name,
             task_class.regime.value,
-            _quality(first, name),
-            _quality(last, name),
+            *(_quality(r, name) for r in shown),
             f"{best.quality[best.best]:.3f}",
         )
     console.print(classes)

@@ -26,23 +26,21 @@ from schemas.events import (
     TaskSubmitted,
     TrajectoryCompleted,
 )
+from schemas.topics import TOPIC_NAMES, event_of
 from services.cli._errors import UserError
 from services.cli._render import listing
 from services.cli._settings import KAFKA_FIELDS, require_bootstrap, settings_from
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.kafka import aiokafka_options
 from services.runtime.settings import Settings, settings_options
-from services.runtime.topics import TOPICS
 
-_SHORT_NAMES = tuple(spec.name for spec in TOPICS)
-_MODEL_OF_TOPIC: dict[str, type[Event]] = {model.TOPIC: model for model in EVENT_TYPES}
 _MODEL_OF_TYPE: dict[str, type[Event]] = {model.__name__: model for model in EVENT_TYPES}
 
 
 def topic_name(settings: Settings, name: str) -> str:
     """A short name (``tasks``, ``decisions``, ...) gets the prefix; anything else is taken
     as a full topic name."""
-    return settings.topic(name) if name in _SHORT_NAMES else name
+    return settings.topic(name) if name in TOPIC_NAMES else name
 
 
 async def check_topic(settings: Settings, topic: str) -> None:
@@ -152,8 +150,7 @@ def _model_for(topic: str, settings: Settings, value: Any) -> type[Event] | None
     # A typed event names itself; a bare object (e.g. from kcat) is read as its topic's kind.
     if isinstance(value, dict) and isinstance(value.get("event_type"), str):
         return _MODEL_OF_TYPE.get(value["event_type"])
-    short = topic.removeprefix(settings.topic_prefix)
-    return _MODEL_OF_TOPIC.get(short)
+    return event_of(topic.removeprefix(settings.topic_prefix))
 
 
 def _quote(text: str | None, limit: int = 60) -> str:
@@ -280,7 +277,16 @@ async def tail_topic(
         await consumer.stop()
 
 
-@click.command("tail")
+@click.command(
+    "tail",
+    help=f"""Print the events of TOPIC: a short name ({", ".join(TOPIC_NAMES)}) or a full
+    topic name.
+
+    Each event is one line: its time, kind and key fields (ids, action, status, tokens,
+    quality, version...). Reads every partition without a consumer group, so it changes
+    nobody's offsets. With --max, exits 1 if fewer events came before the --timeout.
+    """,
+)
 @click.argument("topic")
 @click.option(
     "--from-beginning", is_flag=True, help="Start at the oldest record (default: new ones)."
@@ -314,13 +320,6 @@ def tail(
     as_json: bool,
     **flags: Any,
 ) -> None:
-    """Print the events of TOPIC: a short name (tasks, decisions, outcomes, trajectories,
-    rewards, policy, dlq) or a full topic name.
-
-    Each event is one line: its time, kind and key fields (ids, action, status, tokens,
-    quality, version...). Reads every partition without a consumer group, so it changes
-    nobody's offsets. With --max, exits 1 if fewer events came before the --timeout.
-    """
     settings = settings_from(flags)
     require_bootstrap(settings)
     target = topic_name(settings, topic)

@@ -26,6 +26,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from schemas.events import RewardObserved, TrajectoryCompleted
+from schemas.topics import POLICY_MAX_BYTES
 from services.learner.core import (
     Applied,
     LearnerConfig,
@@ -39,7 +40,6 @@ from services.pipeline import deployed_pipeline
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.service import Service
 from services.runtime.settings import Settings
-from services.runtime.topics import POLICY_MAX_BYTES
 
 BATCH_RECORDS = 500
 BATCH_TIMEOUT_MS = 100

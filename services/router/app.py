@@ -25,6 +25,7 @@ from schemas.events import (
     TaskSubmitted,
 )
 from schemas.records import Budget
+from schemas.topics import topic_of
 from services.pipeline import deployed_pipeline
 from services.policy import CellPool
 from services.policy.arms import deployed_arm
@@ -108,9 +109,9 @@ class Router:
         if core.breakers is not None:
             self.metrics.watch(core.breakers)
         self.catch_up = PolicyCatchUp()
-        self.tasks_topic = service.topic(TaskSubmitted.TOPIC)
-        self.outcomes_topic = service.topic(StepOutcome.TOPIC)
-        self.policy_topic = service.topic(PolicySnapshot.TOPIC)
+        self.tasks_topic = service.topic(topic_of(TaskSubmitted))
+        self.outcomes_topic = service.topic(topic_of(StepOutcome))
+        self.policy_topic = service.topic(topic_of(PolicySnapshot))
 
     def register(self) -> None:
         broker = self.service.broker
@@ -228,7 +229,7 @@ class Router:
     async def _publish(self, event: RouterEvent) -> "asyncio.Future[RecordMetadata]":
         return await self.service.broker.publish(
             encode(event),
-            self.service.topic(event.TOPIC),
+            self.service.topic(topic_of(type(event))),
             key=event.trajectory_id.encode(),
             no_confirm=True,
         )

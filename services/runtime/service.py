@@ -12,13 +12,14 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry, Counter, Info, disable_created_metrics
 
+from schemas.topics import TOPICS
 from services.runtime.codec import Rejected, dead_letter, encode
 from services.runtime.http import HttpEndpoint
 from services.runtime.kafka import make_broker
 from services.runtime.logs import configure_logging
 from services.runtime.monitor import KafkaMonitor
 from services.runtime.settings import Settings
-from services.runtime.topics import TOPICS, ensure_topics
+from services.runtime.topics import ensure_topics
 
 Check = Callable[[], tuple[bool, str]]
 

@@ -1,44 +1,13 @@
-"""The topics of agensbus and how to create them (DESIGN.md §2)."""
+"""Creating the topics of agensbus (the table of schemas.topics) on a cluster."""
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from schemas.topics import TOPICS
 from services.runtime.settings import Settings
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    name: str
-    configs: dict[str, str] = field(default_factory=dict)
-    partitions: int | None = None  # None: the settings' topic_partitions
-
-
-#: The largest policy snapshot the policy topic takes (the learner compresses them).
-POLICY_MAX_BYTES = 64 * 1024 * 1024
-
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("tasks"),
-    TopicSpec("decisions"),
-    TopicSpec("outcomes"),
-    TopicSpec("trajectories"),
-    TopicSpec("rewards"),
-    # Compacted: the newest snapshot per tenant key survives; every router replays it.
-    TopicSpec(
-        "policy",
-        {
-            "cleanup.policy": "compact",
-            "min.cleanable.dirty.ratio": "0.1",
-            "segment.ms": "600000",
-            "max.message.bytes": str(POLICY_MAX_BYTES),
-        },
-        partitions=1,
-    ),
-    TopicSpec("dlq", {"retention.ms": str(14 * 24 * 3600 * 1000)}),
-)
 
 
 async def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
@@ -73,7 +42,7 @@ async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> lis
             settings.topic(spec.name),
             num_partitions=spec.partitions or settings.topic_partitions,
             replication_factor=settings.kafka_replication or 1,
-            topic_configs=spec.configs,
+            topic_configs=dict(spec.configs),
         )
         for spec in TOPICS
         if settings.topic(spec.name) not in existing

@@ -16,6 +16,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer
 
 from schemas.events import Decision, TaskSubmitted, Termination, TrajectoryCompleted
+from schemas.topics import topic_of
 from services.router.app import build as build_router
 from services.runtime.codec import encode
 from services.runtime.service import Service
@@ -80,7 +81,7 @@ class Loop:
     async def solve(self, task_id: str) -> tuple[Decision, TrajectoryCompleted]:
         """Submit a task, wait for its trajectory to end; its first decision and its end."""
         task = TaskSubmitted(task_id=task_id, goal="Which versions are affected?")
-        topic = self.settings.topic(TaskSubmitted.TOPIC)
+        topic = self.settings.topic(topic_of(TaskSubmitted))
         await produce(self.settings.kafka_bootstrap or "", topic, [(task_id, encode(task))])
         ended = await self.until(
             f"the end of {task_id}",
@@ -104,7 +105,7 @@ class Loop:
         return self.router.registry.get_sample_value(name, labels) or 0.0
 
     async def follow(self, consumer: AIOKafkaConsumer) -> None:
-        decisions = self.settings.topic(Decision.TOPIC)
+        decisions = self.settings.topic(topic_of(Decision))
         while True:
             for partition, records in (await consumer.getmany(timeout_ms=100)).items():
                 for record in records:
@@ -134,7 +135,7 @@ async def loop(
     )
     await ensure_topics(settings)
     state = Loop(settings, build_router(settings))
-    topics = (settings.topic(Decision.TOPIC), settings.topic(TrajectoryCompleted.TOPIC))
+    topics = (settings.topic(topic_of(Decision)), settings.topic(topic_of(TrajectoryCompleted)))
     consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     follower = asyncio.create_task(state.follow(consumer))

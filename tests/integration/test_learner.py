@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.events import DeadLetter, PolicySnapshot, RewardObserved, TrajectoryCompleted
 from schemas.policy_file import PolicyDocument
+from schemas.topics import topic_of
 from services.learner.app import build
 from services.learner.restore import newest_snapshot
 from services.policy import PolicyGraph
@@ -132,7 +133,9 @@ async def publish(settings: Settings, items: Sequence[Input]) -> None:
                 await producer.send_and_wait(settings.topic(topic), value, key=b"raw")
             else:
                 key = item.trajectory_id.encode()
-                await producer.send_and_wait(settings.topic(item.TOPIC), encode(item), key=key)
+                await producer.send_and_wait(
+                    settings.topic(topic_of(type(item))), encode(item), key=key
+                )
 
 
 async def dead_letters(settings: Settings, count: int) -> list[DeadLetter]:

@@ -13,12 +13,12 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from schemas.topics import TOPICS
 from services.judge import app as judge_app
 from services.learner import app as learner_app
 from services.router import app as router_app
 from services.runtime.broker import KAFKA_VERSION
 from services.runtime.settings import Settings
-from services.runtime.topics import TOPICS
 from services.worker import app as worker_app
 
 ROOT = Path(__file__).resolve().parents[2]

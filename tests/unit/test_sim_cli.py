@@ -89,3 +89,22 @@ def test_unreadable_policy_file_is_a_user_error(tmp_path: Path) -> None:
     assert code == 2
     assert "not an agensbus.policy/1 document" in err
     assert "Traceback" not in out + err
+
+
+def _class_table_header(out: str) -> str:
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if "true quality per class" in line)
+    return next(line for line in lines[start + 1 :] if "class" in line and "regime" in line)
+
+
+def test_the_class_table_compares_the_first_epoch_with_the_last() -> None:
+    code, out, err = invoke("--epochs", "3", "--policy", "fixed")
+    assert code == 0, err
+    header = _class_table_header(out)
+    assert "epoch 1" in header and "epoch 3" in header and "epoch 2" not in header
+
+
+def test_one_epoch_gets_one_column() -> None:
+    code, out, err = invoke("--epochs", "1", "--policy", "fixed")
+    assert code == 0, err
+    assert _class_table_header(out).count("epoch 1") == 1
