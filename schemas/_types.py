@@ -48,7 +48,12 @@ ActionId = Annotated[
 #: A canonical signature string (see services.policy.signature).
 SignatureText = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
-#: Free text produced by cells or supplied with a task.
-Text = Annotated[str, StringConstraints(max_length=32_000)]
+#: Free text produced by cells or supplied with a task. The bound is the contract's outer
+#: one; what a deployment admits is smaller and set in its settings (AGENSBUS_LIMIT_*), and
+#: content over the inline limit travels by reference (a PayloadRef).
+Text = Annotated[str, StringConstraints(max_length=8_388_608)]
+
+#: A claim check: ``sha256:`` and the hex digest of the stored content's UTF-8 bytes.
+PayloadDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 
 ShortText = Annotated[str, StringConstraints(max_length=2_000)]

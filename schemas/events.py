@@ -173,6 +173,7 @@ class FailureKind(StrEnum):
     SERVER = "server"
     UPSTREAM = "upstream"
     SIMULATED = "simulated"
+    OVERSIZE = "oversize"
 
 
 class StepOutcome(Event):
@@ -340,9 +341,20 @@ class DeadLetter(Event):
         max_length=4_096,
         description="the original key bytes, standard base64; null if it had no key",
     )
-    payload_b64: str = Field(max_length=8_000_000, description="the original bytes, base64")
+    payload_b64: str = Field(
+        max_length=8_000_000,
+        description="the original bytes, base64; only their head when payload_truncated",
+    )
+    payload_bytes: int | None = Field(
+        default=None, ge=0, description="size of the original value (null: not recorded)"
+    )
+    payload_truncated: bool = Field(
+        default=False, description="the value was too large to keep whole in a dead letter"
+    )
     reason: ShortText = Field(description="why the message was rejected")
-    error_type: Name = Field(description="name of the error class, e.g. `ValidationError`")
+    error_type: Name = Field(
+        description="what was wrong, e.g. `schema_invalid`, `over_limit`, `record_too_large`"
+    )
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (

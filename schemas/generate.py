@@ -69,6 +69,7 @@ TYPE_NOTES: dict[str, str] = {
     "Text": "free text written by cells or supplied with a task",
     "ShortText": "short free text: constraints, rationales, reasons, metadata values",
     "TopicName": "a Kafka topic name, prefix included (up to 249 characters)",
+    "PayloadDigest": "`sha256:` and the hex SHA-256 of a stored payload's UTF-8 bytes",
 }
 
 

@@ -24,7 +24,7 @@ from schemas._fields import (
     TaskRef,
     TrajectoryRef,
 )
-from schemas._types import ActionId, Name, ShortText, Unit
+from schemas._types import ActionId, Name, PayloadDigest, ShortText, Unit
 
 
 class Regime(StrEnum):
@@ -94,6 +94,20 @@ class Verification(Record):
 VerifierVerdict = Annotated[Verification | None, Field(description="the verifier's verdict")]
 
 
+#: What a handoff field holds in place of content stored by reference, before the digest.
+PAYLOAD_MARKER = "agensbus-payload:"
+
+
+class PayloadRef(Record):
+    """Handoff content stored outside the event (a claim check). The handoff field holds
+    ``agensbus-payload:<digest>`` in its place; the bytes are in the payload store under
+    the digest, which whoever reads them checks."""
+
+    digest: PayloadDigest = Field(description="the key of the content in the payload store")
+    bytes: int = Field(ge=0, description="size of the stored UTF-8 content")
+    field: Name = Field(description="the handoff field whose value it replaces")
+
+
 class Handoff(Record):
     """What the cells of a trajectory have written so far."""
 
@@ -105,6 +119,9 @@ class Handoff(Record):
     critique: Critique = None
     verification: VerifierVerdict = None
     merged_answer: MergedAnswer = None
+    payloads: list[PayloadRef] = Field(
+        default_factory=list, max_length=128, description="content stored by reference"
+    )
 
 
 class HandoffDelta(Record):
@@ -116,6 +133,9 @@ class HandoffDelta(Record):
     critique: Critique = None
     verification: VerifierVerdict = None
     merged_answer: MergedAnswer = None
+    payloads: list[PayloadRef] = Field(
+        default_factory=list, max_length=128, description="content stored by reference"
+    )
 
 
 class Beliefs(Record):

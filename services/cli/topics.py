@@ -32,6 +32,7 @@ from services.cli._render import listing
 from services.cli._settings import KAFKA_FIELDS, require_bootstrap, settings_from
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.kafka import aiokafka_options
+from services.runtime.limits import Limits, task_problem
 from services.runtime.settings import Settings, settings_options
 
 _MODEL_OF_TYPE: dict[str, type[Event]] = {model.__name__: model for model in EVENT_TYPES}
@@ -62,10 +63,10 @@ async def check_topic(settings: Settings, topic: str) -> None:
 # --- submit ----------------------------------------------------------------------------------
 
 
-def parse_tasks(data: bytes) -> tuple[list[TaskSubmitted], list[str]]:
+def parse_tasks(data: bytes, limits: Limits) -> tuple[list[TaskSubmitted], list[str]]:
     """Every non-blank line as a TaskSubmitted, and a ``line N: reason`` for each one that
-    is not one (or repeats a task_id: two trajectories under one id would be deduplicated
-    into one downstream)."""
+    is not one, is over the size limits the router admits, or repeats a task_id (two
+    trajectories under one id would be deduplicated into one downstream)."""
     tasks: list[TaskSubmitted] = []
     problems: list[str] = []
     first_line: dict[str, int] = {}
@@ -73,6 +74,8 @@ def parse_tasks(data: bytes) -> tuple[list[TaskSubmitted], list[str]]:
         if not line.strip():
             continue
         parsed = decode(line, TaskSubmitted)
+        if not isinstance(parsed, Rejected):
+            parsed = task_problem(parsed, len(encode(parsed)), limits) or parsed
         if isinstance(parsed, Rejected):
             problems.append(f"line {number}: {parsed.reason}")
         elif parsed.task_id in first_line:
@@ -128,7 +131,7 @@ def submit(file: IO[bytes], topic: str, skip_invalid: bool, **flags: Any) -> Non
     settings = settings_from(flags)
     require_bootstrap(settings)
     source = "stdin" if file.name in ("-", "<stdin>") else Path(file.name).name
-    tasks, problems = parse_tasks(file.read())
+    tasks, problems = parse_tasks(file.read(), Limits.from_settings(settings))
     if problems and not skip_invalid:
         raise UserError(
             f"{source}: {len(problems)} invalid line(s), nothing published "

@@ -4,6 +4,7 @@ side, and publishes the rewards. Handlers stay thin: parse, call pure code, publ
 import asyncio
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from aiokafka import ConsumerRecord
 from faststream.kafka.annotations import KafkaMessage
@@ -15,8 +16,10 @@ from services.judge.metrics import JudgeMetrics
 from services.judge.scorers import make_scorer
 from services.pipeline import deployed_pipeline
 from services.runtime.codec import Rejected, encode
+from services.runtime.poison import Poison, poison_reason, raise_
 from services.runtime.service import Service
 from services.runtime.settings import Settings
+from services.worker.claims import Claims
 from services.worker.commits import Committer, Rebalance, record_of
 
 
@@ -33,7 +36,8 @@ def build(settings: Settings) -> Service:
     window_s = settings.judge_window_ms / 1000
     rollout_window_s = settings.judge_rollout_window_ms / 1000
     grouper: judging.Grouper[_Held] = judging.Grouper(settings.judge_group_size, window_s)
-    committer = Committer(lambda: subscriber.consumer, service.log)
+    committer = Committer(lambda: subscriber.consumer, service.log, service.poisoned)
+    store = Claims(service).store
     subscriber = service.broker.subscriber(
         service.topic("trajectories"),
         group_id=settings.judge_group,
@@ -69,11 +73,17 @@ def build(settings: Settings) -> Service:
     async def guarded(group: judging.Group[_Held]) -> None:
         try:
             await settle(group)
-        except Exception:
-            service.log.exception(
-                "scoring or publishing a group failed; its records stay uncommitted",
-                extra={"group": group.key},
-            )
+        except Exception as error:
+            if poison_reason(error) is None:
+                service.log.exception(
+                    "scoring or publishing a group failed; its records stay uncommitted",
+                    extra={"group": group.key},
+                )
+                return
+            # It would fail the same way on every retry: each member is dead-lettered and
+            # finished.
+            for held in group.items:
+                await committer.finish_after(held.record, partial(raise_, error))
 
     def dispatch(groups: list[judging.Group[_Held]]) -> None:
         for group in groups:
@@ -91,11 +101,17 @@ def build(settings: Settings) -> Service:
             await committer.tracked(record, lambda: service.dead_letter(record, trajectory))
             return
         committer.started(record)
-        key, member = judging.group_key(trajectory), trajectory.trajectory_id
+        try:
+            # The judge reads the text the trajectory stored by reference.
+            completed = await judging.readable(trajectory, store)
+        except Poison as error:
+            await committer.finish_after(record, partial(raise_, error))
+            return
+        key, member = judging.group_key(completed), completed.trajectory_id
         size, wait_s = judging.shape(
-            trajectory, settings.judge_group_size, window_s, rollout_window_s
+            completed, settings.judge_group_size, window_s, rollout_window_s
         )
-        held = _Held(record, trajectory)
+        held = _Held(record, completed)
         dispatch(grouper.add(key, member, held, time.monotonic(), size, wait_s))
 
     async def flush() -> None:

@@ -7,6 +7,7 @@ full or when its window, from its first arrival, ends, whichever is first: rollo
 window of their own, as they run in parallel but may end far apart.
 """
 
+import asyncio
 import hashlib
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Generic, TypeVar
 from schemas.events import RewardObserved, TrajectoryCompleted
 from services.policy.outcomes import Judgement
 from services.runtime.codec import Rejected, decode
+from services.runtime.payloads import PayloadStore, check_in, fetched
 from services.worker.ids import derived_id
 
 T = TypeVar("T")
@@ -42,6 +44,23 @@ def accept(
             f"this judge scores the task classes {', '.join(classes)}, not {state.task_class!r}",
         )
     return trajectory
+
+
+async def readable(trajectory: TrajectoryCompleted, store: PayloadStore) -> TrajectoryCompleted:
+    """``trajectory`` with the content its state and answer stored by reference in place;
+    raises Poison when a payload is missing."""
+    if not trajectory.state.handoff.payloads:
+        return trajectory
+    return await asyncio.to_thread(_readable, trajectory, store)
+
+
+def _readable(trajectory: TrajectoryCompleted, store: PayloadStore) -> TrajectoryCompleted:
+    handoff = check_in(trajectory.state.handoff, store)
+    if handoff is trajectory.state.handoff:
+        return trajectory
+    state = trajectory.state.model_copy(update={"handoff": handoff})
+    answer = fetched(trajectory.answer, store)
+    return trajectory.model_copy(update={"state": state, "answer": answer})
 
 
 def group_key(trajectory: TrajectoryCompleted) -> str:

@@ -42,6 +42,7 @@ from services.router.metrics import RouterMetrics
 from services.router.readiness import PolicyCatchUp
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.kafka import aiokafka_options
+from services.runtime.limits import Limits, task_problem
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 
@@ -51,6 +52,7 @@ BATCH_MAX_RECORDS = 500
 BATCH_TIMEOUT_MS = 50
 
 Records = Sequence["ConsumerRecord[bytes, bytes]"]
+Sent = list["asyncio.Future[RecordMetadata]"]
 E = TypeVar("E")
 R = TypeVar("R")
 
@@ -112,6 +114,7 @@ class Router:
         self.tasks_topic = service.topic(topic_of(TaskSubmitted))
         self.outcomes_topic = service.topic(topic_of(StepOutcome))
         self.policy_topic = service.topic(topic_of(PolicySnapshot))
+        self.limits = Limits.from_settings(service.settings)
 
     def register(self) -> None:
         broker = self.service.broker
@@ -152,8 +155,7 @@ class Router:
 
     async def route_batch(self, records: Records) -> None:
         received = time.perf_counter()
-        sent: list[asyncio.Future[RecordMetadata]] = []
-        events: list[RouterEvent] = []
+        sent: list[tuple[ConsumerRecord[bytes, bytes], list[RouterEvent], Sent]] = []
         absorbed: list[tuple[str, int]] = []
         started = 0
         try:
@@ -165,10 +167,12 @@ class Router:
                     routed = await self._outcome(record, absorbed)
                 if not routed:
                     continue
-                sent += [await self._publish(event) for event in routed]
+                publishing = await self._publish_all(record, routed)
+                if publishing is None:
+                    continue
+                sent.append((record, routed, publishing))
                 self.metrics.decision_latency.observe(time.perf_counter() - received)
-                events += routed
-            await asyncio.gather(*sent)
+            events = await self._confirmed(sent)
         except BaseException:
             # Nothing of this batch is committed and it will be routed again: its outcomes
             # must then be absorbed, not dropped as duplicates of themselves.
@@ -181,8 +185,42 @@ class Router:
         if self.core.breakers is not None:
             self._breakers_moved(self.core.breakers.drain())
 
+    async def _publish_all(
+        self, record: "ConsumerRecord[bytes, bytes]", routed: list[RouterEvent]
+    ) -> Sent | None:
+        """Start publishing what ``record`` routed to; None when it is poison (an event too
+        large to send): dead-lettered, and the batch goes on without it."""
+        try:
+            return [await self._publish(event) for event in routed]
+        except Exception as error:
+            if await self.service.poisoned(record, error):
+                return None
+            raise
+
+    async def _confirmed(
+        self, sent: list[tuple["ConsumerRecord[bytes, bytes]", list[RouterEvent], Sent]]
+    ) -> list[RouterEvent]:
+        """Wait for every publish; a record the broker refused for good is dead-lettered,
+        any other failure fails the batch (it is routed again)."""
+        results = await asyncio.gather(
+            *(future for _, _, futures in sent for future in futures), return_exceptions=True
+        )
+        confirmed: list[RouterEvent] = []
+        at = 0
+        for record, routed, futures in sent:
+            failures = [r for r in results[at : at + len(futures)] if isinstance(r, BaseException)]
+            at += len(futures)
+            for failure in failures[:1]:
+                if not await self.service.poisoned(record, failure):
+                    raise failure
+            if not failures:
+                confirmed += routed
+        return confirmed
+
     async def _task(self, record: "ConsumerRecord[bytes, bytes]") -> list[RouterEvent]:
         task = decode(record.value, TaskSubmitted)
+        if not isinstance(task, Rejected):
+            task = task_problem(task, len(record.value or b""), self.limits) or task
         routed = (
             task if isinstance(task, Rejected) else self._guard(record, self.core.on_task, task)
         )

@@ -11,6 +11,9 @@ from schemas.events import DeadLetter, Event
 E = TypeVar("E", bound=Event)
 
 _MAX_REASON = 2_000
+#: The most of a rejected value a dead letter keeps: its base64 and the envelope stay well
+#: under the producer's 1 MiB request limit, so a too-large record can be dead-lettered.
+MAX_KEPT_BYTES = 262_144
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,7 @@ def decode(raw: bytes | None, model: type[E]) -> E | Rejected:
 
 def dead_letter(
     *,
+    event_id: str,
     service: str,
     tenant: str,
     topic: str,
@@ -57,14 +61,19 @@ def dead_letter(
     reason = rejected.reason
     if len(reason) > _MAX_REASON:
         reason = reason[: _MAX_REASON - 1] + "…"
+    original = value or b""
+    kept = original[:MAX_KEPT_BYTES]
     return DeadLetter(
+        event_id=event_id,
         tenant=tenant,
         service=service,
         source_topic=topic,
         partition=partition,
         offset=offset,
         key_b64=base64.b64encode(key).decode() if key is not None else None,
-        payload_b64=base64.b64encode(value or b"").decode(),
+        payload_b64=base64.b64encode(kept).decode(),
+        payload_bytes=len(original),
+        payload_truncated=len(kept) < len(original),
         reason=reason,
         error_type=rejected.error_type,
     )

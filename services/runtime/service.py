@@ -3,6 +3,7 @@ logging and graceful shutdown. A service module supplies its subscribers and rea
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
@@ -18,10 +19,14 @@ from services.runtime.http import HttpEndpoint
 from services.runtime.kafka import make_broker
 from services.runtime.logs import configure_logging
 from services.runtime.monitor import KafkaMonitor
+from services.runtime.poison import dead_letter_id, poison_reason
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
 
 Check = Callable[[], tuple[bool, str]]
+
+#: Dead-letter ids remembered to drop a second letter for a redelivered record.
+_LETTERED_WINDOW = 100_000
 
 # ``*_created`` series double every counter's output and no dashboard reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -44,6 +49,14 @@ class Service:
             ["reason"],
             registry=self.registry,
         )
+        self.poison_records_total = Counter(
+            "agensbus_poison_records_total",
+            "Records whose processing fails the same way on every retry (dead-lettered, "
+            "offset moved on), by service and reason.",
+            ["service", "reason"],
+            registry=self.registry,
+        )
+        self._lettered: OrderedDict[str, None] = OrderedDict()
         Info(
             f"agensbus_{name}_build", "Version of the running agensbus.", registry=self.registry
         ).info({"version": version("agensbus"), "service": name})
@@ -96,8 +109,14 @@ class Service:
         return ready, {"checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in results.items()}}
 
     async def dead_letter(self, record: ConsumerRecord, rejected: Rejected) -> None:
-        """Keep the original bytes with the reason; the consumer goes on."""
+        """Keep the original bytes with the reason; the consumer goes on. The letter's id
+        comes from the record's coordinates: a record redelivered to this process is
+        dead-lettered once, and a reader drops a repeat from another process by id."""
+        letter_id = dead_letter_id(self.name, record.topic, record.partition, record.offset)
+        if letter_id in self._lettered:
+            return
         letter = dead_letter(
+            event_id=letter_id,
             service=self.name,
             tenant=self.settings.tenant,
             topic=record.topic,
@@ -108,11 +127,33 @@ class Service:
             rejected=rejected,
         )
         await self.broker.publish(encode(letter), self.topic("dlq"), key=record.key)
+        self._lettered[letter_id] = None
+        if len(self._lettered) > _LETTERED_WINDOW:
+            self._lettered.popitem(last=False)
         self.dead_letters_total.labels(reason=rejected.error_type).inc()
         self.log.warning(
             "dead letter",
             extra={"topic": record.topic, "offset": record.offset, "reason": rejected.reason},
         )
+
+    async def poisoned(self, record: ConsumerRecord, error: BaseException) -> bool:
+        """Dead-letter ``record`` when ``error`` would recur on every retry of it, and say
+        so; False leaves the error to the caller's retry (a transient failure)."""
+        rejected = poison_reason(error)
+        if rejected is None:
+            return False
+        self.log.error(
+            "poison record",
+            extra={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "reason": rejected.reason,
+            },
+        )
+        await self.dead_letter(record, rejected)
+        self.poison_records_total.labels(service=self.name, reason=rejected.error_type).inc()
+        return True
 
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT, then stop fetching, let in-flight work finish

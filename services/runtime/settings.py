@@ -170,6 +170,52 @@ class Settings(BaseSettings):
         description="Breaker: how long an open breaker withholds its model before a probe.",
     )
 
+    # --- sizes and large payloads (docs/events.md, "Sizes") ----------------------------------
+    limit_goal_bytes: int = Field(
+        default=65_536,
+        ge=1,
+        le=524_288,
+        description="Largest task goal admitted, in UTF-8 bytes; a larger task is "
+        "dead-lettered by the router.",
+    )
+    limit_task_bytes: int = Field(
+        default=262_144,
+        ge=1,
+        le=524_288,
+        description="Largest TaskSubmitted admitted, in bytes (goal, constraints, metadata).",
+    )
+    limit_field_bytes: int = Field(
+        default=65_536,
+        ge=1,
+        le=524_288,
+        description="Largest handoff field or evidence item carried inline, in UTF-8 bytes.",
+    )
+    limit_state_bytes: int = Field(
+        default=655_360,
+        ge=65_536,
+        le=786_432,
+        description="Largest trajectory state, in JSON bytes; a step whose output would "
+        "grow it past this fails with failure kind oversize.",
+    )
+    payload_inline_bytes: int = Field(
+        default=16_384,
+        ge=1,
+        le=524_288,
+        description="Handoff content above this many UTF-8 bytes is stored in the payload "
+        "store and travels by reference.",
+    )
+    payload_dir: Path = Field(
+        default=Path.home() / ".cache" / "agensbus" / "payloads",
+        description="Payload store (a directory every worker and judge shares: a volume "
+        "when they run on several hosts).",
+    )
+    payload_retention_s: float = Field(
+        default=7 * 24 * 3600.0,
+        ge=60.0,
+        description="How long a stored payload outlives its last write (keep it at least "
+        "the topics' retention.ms, so no event on a topic points at a deleted payload).",
+    )
+
     # --- worker and judge ------------------------------------------------------------------
     worker_group: str = Field(default="agensbus-worker", description="Consumer group of workers.")
     judge_group: str = Field(default="agensbus-judge", description="Consumer group of judges.")

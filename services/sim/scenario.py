@@ -121,6 +121,7 @@ class TaskClass:
     gains: F64
     absence: F64
     evidence: Mapping[str, int]
+    evidence_bytes: int
     feeds: npt.NDArray[np.bool_] = field(init=False, repr=False)
     drafts: npt.NDArray[np.bool_] = field(init=False, repr=False)
     needs_draft: npt.NDArray[np.bool_] = field(init=False, repr=False)
@@ -399,6 +400,7 @@ def _build_class(
         gains=gains,
         absence=absence,
         evidence=evidence,
+        evidence_bytes=spec.evidence_bytes,
     )
 
 

@@ -80,6 +80,13 @@ class TaskClassSpec(Spec):
     evidence: dict[Name, EvidenceCount] = Field(
         default_factory=dict, description="evidence items returned, by cell or role"
     )
+    evidence_bytes: int = Field(
+        default=0,
+        ge=0,
+        le=8_388_608,
+        description="pad each evidence item to this many bytes (a document-sized handoff); "
+        "0 keeps items short",
+    )
 
 
 class ScenarioSpec(PoolSpec):

@@ -80,7 +80,9 @@ class World:
             return HandoffDelta(subproblem=f"{written}: subproblems"), False
         if role in (Role.MEMORY, Role.WEB_SEARCH):
             count = task_class.evidence[variant.cell]
-            items = [f"{written}: item {i + 1}" for i in range(count)]
+            items = [
+                _padded(f"{written}: item {i + 1}", task_class.evidence_bytes) for i in range(count)
+            ]
             return HandoffDelta(evidence=items), False
         if role is Role.SOLVER:
             return HandoffDelta(draft_answer=f"{written}: draft"), False
@@ -127,3 +129,11 @@ def counted_slots(task_class: TaskClass, state: TrajectoryState) -> I64:
         if not task_class.feeds[slot] or step < drafted:
             counted[slot] = index
     return counted
+
+
+def _padded(text: str, size: int) -> str:
+    """``text`` followed by filler up to ``size`` bytes (ASCII, so bytes are characters)."""
+    if len(text) >= size:
+        return text
+    filler = " " + "lorem ipsum " * (size // 12 + 1)
+    return (text + filler)[:size]

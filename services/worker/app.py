@@ -13,6 +13,7 @@ from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.worker import invoke
 from services.worker.backend import Unexecutable, make_backend
+from services.worker.claims import Claims
 from services.worker.commits import Committer, Rebalance, record_of
 from services.worker.executor import Executor
 from services.worker.metrics import WorkerMetrics
@@ -25,7 +26,8 @@ def build(settings: Settings) -> Service:
     service = Service("worker", settings)
     metrics = WorkerMetrics(service.registry)
     # The subscriber is created below; the consumer exists only once it has started.
-    committer = Committer(lambda: subscriber.consumer, service.log)
+    committer = Committer(lambda: subscriber.consumer, service.log, service.poisoned)
+    claims = Claims(service)
     executor = Executor(committer, settings.worker_concurrency, metrics.in_flight, service.log)
     subscriber = service.broker.subscriber(
         service.topic("decisions"),
@@ -38,13 +40,17 @@ def build(settings: Settings) -> Service:
 
     async def execute(record: ConsumerRecord[bytes, bytes], decision: Decision) -> None:
         variant = pool.variant(decision.action)
+        # A payload missing from the store raises Poison: the decision is dead-lettered
+        # and left unanswered, as every retry would fail the same way.
+        state = await claims.readable(decision.state)
         try:
-            execution = await backend.execute(decision.state, variant)
+            execution = await backend.execute(state, variant)
         except Unexecutable as error:
             # Keep the decision for operators, and still answer it: a failed step lets the
             # trajectory end instead of waiting forever for an outcome that never comes.
             await service.dead_letter(record, error.rejected)
             execution = error.as_failure()
+        execution = await claims.carried(decision.state, execution)
         outcome = invoke.outcome_of(decision, execution)
         await service.broker.publish(
             encode(outcome), service.topic("outcomes"), key=decision.trajectory_id.encode()
@@ -69,6 +75,8 @@ def build(settings: Settings) -> Service:
     async def start() -> None:
         committer.start()
         await backend.start()
+        # A task of the subscriber's, so it stops with the subscriber.
+        subscriber.add_task(claims.sweep_every_hour)
 
     async def stop() -> None:
         await executor.drain(settings.graceful_timeout_s)

@@ -20,6 +20,8 @@ from services.runtime.offsets import OffsetTracker
 ConsumerSource = Callable[[], Any]
 
 Work = Callable[[], Awaitable[None]]
+#: Dead-letters a record whose work failed for good and says whether it did.
+Poisoned = Callable[[ConsumerRecord[bytes, bytes], BaseException], Awaitable[bool]]
 
 
 def record_of(msg: KafkaMessage) -> ConsumerRecord[bytes, bytes]:
@@ -36,10 +38,15 @@ def partition_of(record: ConsumerRecord[bytes, bytes]) -> TopicPartition:
 
 class Committer:
     def __init__(
-        self, consumer: ConsumerSource, log: logging.Logger, interval_s: float = 1.0
+        self,
+        consumer: ConsumerSource,
+        log: logging.Logger,
+        poisoned: Poisoned | None = None,
+        interval_s: float = 1.0,
     ) -> None:
         self.tracker = OffsetTracker()
         self.consumer = consumer
+        self._poisoned = poisoned
         self._log = log
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
@@ -56,18 +63,31 @@ class Committer:
         await self.finish_after(record, work)
 
     async def finish_after(self, record: ConsumerRecord[bytes, bytes], work: Work) -> None:
-        """Run ``work`` for a started ``record`` and mark it done when that succeeds. Work
-        that raises leaves its record uncommitted, holding back its partition's commits:
-        the record runs again after a restart or rebalance, nothing is lost."""
+        """Run ``work`` for a started ``record`` and mark it done when that succeeds, or
+        when it failed in a way every retry would repeat (dead-lettered: see ``poisoned``).
+        Other failures leave the record uncommitted, holding back its partition's commits:
+        it runs again after a restart or rebalance, nothing is lost."""
         try:
             await work()
-        except Exception:
-            self._log.exception(
-                "work failed; its record stays uncommitted",
-                extra={"partition": record.partition, "offset": record.offset},
-            )
-            return
+        except Exception as error:
+            if not await self._dead_lettered(record, error):
+                self._log.exception(
+                    "work failed; its record stays uncommitted",
+                    extra={"partition": record.partition, "offset": record.offset},
+                )
+                return
         self.finished(record)
+
+    async def _dead_lettered(
+        self, record: ConsumerRecord[bytes, bytes], error: BaseException
+    ) -> bool:
+        if self._poisoned is None:
+            return False
+        try:
+            return await self._poisoned(record, error)
+        except Exception:  # the dead letter itself did not go out: retry the record later
+            self._log.exception("dead-lettering a poison record failed")
+            return False
 
     async def commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
         """Commit what may be committed, for ``partitions`` or all this consumer owns. A

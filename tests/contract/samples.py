@@ -328,6 +328,8 @@ def build_samples() -> dict[str, BaseModel]:
             offset=1187,
             key_b64="aW5jaWRlbnQtMDA0Mg==",
             payload_b64="eyJ0YXNrX2lkIjogImluY2lkZW50LTAwNDIiLCAiZ29hbCI6IA==",
+            payload_bytes=38,
+            payload_truncated=False,
             reason="Invalid JSON: EOF while parsing an object at line 1 column 36",
             error_type="ValidationError",
         ),

@@ -154,13 +154,19 @@ def case(name: str, path: Loc, value: Any, label: str) -> Any:
 
 INVALID = [
     # over-long and empty strings
-    case("TaskSubmitted", ("goal",), "x" * 32_001, "goal-too-long"),
+    case("TaskSubmitted", ("goal",), "x" * 8_388_609, "goal-too-long"),
     case("TaskSubmitted", ("goal",), "", "goal-empty"),
     case("TaskSubmitted", ("task_id",), "t" * 129, "task-id-too-long"),
     case("TaskSubmitted", ("tenant",), "a" * 65, "tenant-too-long"),
     case("TaskSubmitted", ("constraints",), ["c" * 2_001], "constraint-too-long"),
     case("Decision", ("signature",), "s" * 513, "signature-too-long"),
-    case("Decision", ("state", "handoff", "draft_answer"), "x" * 32_001, "draft-too-long"),
+    case("Decision", ("state", "handoff", "draft_answer"), "x" * 8_388_609, "draft-too-long"),
+    case(
+        "Decision",
+        ("state", "handoff", "payloads"),
+        [{"digest": "md5:0f", "bytes": 1, "field": "evidence"}],
+        "payload-digest-not-sha256",
+    ),
     case("DeadLetter", ("reason",), "r" * 2_001, "reason-too-long"),
     # unit floats
     case("TaskSubmitted", ("features", "ambiguity_level"), 1.01, "feature-above-1"),

@@ -5,7 +5,7 @@ backed up exactly once."""
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -106,14 +106,15 @@ def newest_snapshot(bus: Bus) -> PolicySnapshot:
     return max(snapshots, key=lambda s: s.version)
 
 
-def assert_backed_up_exactly_once(bus: Bus, submitted: int) -> None:
+def assert_backed_up_exactly_once(bus: Bus, submitted: int, injected: Collection[str] = ()) -> None:
     """Every submitted task completed once and was rewarded, and the learner's final
-    policy counts each rewarded trajectory once: its backups and its node visits."""
+    policy counts each rewarded trajectory once: its backups and its node visits.
+    ``injected``: ids of trajectories and rewards a test wrote itself, left out."""
     completed = [
         TrajectoryCompleted.model_validate_json(r.value) for r in bus.records("trajectories")
     ]
-    by_id = {c.trajectory_id: c for c in completed}
-    rewarded = {r.key for r in bus.records("rewards")}
+    by_id = {c.trajectory_id: c for c in completed if c.trajectory_id not in injected}
+    rewarded = {r.key for r in bus.records("rewards") if r.key.decode() not in injected}
     assert len(by_id) == submitted
     assert rewarded == {t.encode() for t in by_id}
     snapshot = newest_snapshot(bus)

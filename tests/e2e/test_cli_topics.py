@@ -32,13 +32,15 @@ TASKS = [
     },
     {"task_id": "t-3", "goal": "Assess the impact", "constraints": ["cite sources"]},
 ]
-#: A file with two good lines and three bad ones (cut JSON, a bad id, a repeated task_id).
+#: A file with two good lines and four bad ones (cut JSON, a bad id, a repeated task_id, a
+#: goal over the size the router admits).
 MIXED = [
     json.dumps(TASKS[0]),
     '{"task_id": "t-9", "goal": ',
     json.dumps(TASKS[1]),
     json.dumps({"task_id": "no spaces allowed", "goal": "x"}),
     json.dumps({"task_id": "t-1", "goal": "again"}),
+    json.dumps({"task_id": "t-6", "goal": "g" * 70_000}),
 ]
 
 
@@ -82,10 +84,14 @@ def test_submit_reports_every_bad_line_and_publishes_nothing(
 
     assert done.returncode == 2
     assert done.stdout == ""
-    assert "tasks.jsonl: 3 invalid line(s), nothing published" in done.stderr
+    assert "tasks.jsonl: 4 invalid line(s), nothing published" in done.stderr
     assert "line 2: not JSON" in done.stderr
     assert "line 4: not a valid TaskSubmitted: task_id: String should match" in done.stderr
     assert "line 5: task_id 't-1' repeats line 1" in done.stderr
+    assert (
+        "line 6: the goal is 70000 bytes, over the limit of 65536 (AGENSBUS_LIMIT_GOAL_BYTES)"
+        in done.stderr
+    )
     assert "line 1:" not in done.stderr and "line 3:" not in done.stderr
     assert "Traceback" not in done.stderr
     assert bus.records("tasks") == []
@@ -98,7 +104,7 @@ def test_submit_skip_invalid_publishes_the_good_lines_from_stdin(
 
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"published 2 task(s) to {bus.topic('tasks')}\n"
-    assert "stdin: skipped 3 invalid line(s)" in done.stderr
+    assert "stdin: skipped 4 invalid line(s)" in done.stderr
     assert sorted(published(bus)) == ["t-1", "t-2"]
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.events import (
     ActionKind,
@@ -285,5 +286,55 @@ def test_policy_snapshots_are_replayed_at_start_and_hot_swapped(kafka_bootstrap:
         assert before[0].reason is DecisionReason.RULE_BASED_PRIOR
         assert after[0].reason is DecisionReason.UNTRIED_ACTION
         assert after[0].scores and all(s.score is None for s in after[0].scores)
+
+    run(scenario())
+
+
+def test_a_decision_the_broker_refuses_dead_letters_its_task_and_the_partition_goes_on(
+    kafka_bootstrap: str,
+) -> None:
+    # One partition, so the tasks after the refused one wait behind it; a decisions topic
+    # whose records may hold 64 KiB, and a router that admits goals up to 200 kB: a 150 kB
+    # goal passes admission, and the broker refuses its first decision (as it would a
+    # state grown past message.max.bytes).
+    settings = settings_for(kafka_bootstrap).model_copy(
+        update={"topic_partitions": 1, "limit_goal_bytes": 200_000, "limit_task_bytes": 300_000}
+    )
+    before, after = ["task-0", "task-1"], ["task-2", "task-3"]
+
+    async def scenario() -> None:
+        admin = AIOKafkaAdminClient(**aiokafka_options(settings))
+        await admin.start()
+        try:
+            small = {"max.message.bytes": str(64 * 1024)}
+            await admin.create_topics(
+                [NewTopic(settings.topic("decisions"), 1, 1, topic_configs=small)]
+            )
+        finally:
+            await admin.close()
+        loop = Loop(settings)
+        async with loop.running():
+            await loop.ready()
+            for task_id in before:
+                await loop.publish(task(task_id), "tasks", task_id)
+            await loop.publish(
+                task("big").model_copy(update={"goal": "g" * 150_000}), "tasks", "big"
+            )
+            for task_id in after:
+                await loop.publish(task(task_id), "tasks", task_id)
+            await loop.until("4 trajectories", lambda: len(loop.completed) == 4)
+            await loop.until("a dead letter", lambda: len(loop.dead) == 1)
+            assert sorted(c.trajectory_id for c in loop.completed) == before + after
+            (letter,) = loop.dead
+            assert base64.b64decode(letter.key_b64 or "") == b"big"
+            assert letter.error_type == "record_too_large"
+            assert (letter.partition, letter.offset) == (0, 2)
+            assert (
+                loop.metric(
+                    "agensbus_poison_records_total", service="router", reason="record_too_large"
+                )
+                == 1.0
+            )
+            assert not any(d.trajectory_id == "big" for d in loop.decisions)
 
     run(scenario())

@@ -81,6 +81,8 @@ EXPECTED_METRICS: dict[str, str] = {
     "agensbus_learner_policy_nodes": "gauge",
     "agensbus_learner_policy_edges": "gauge",
     # every service (the Service shell)
+    "agensbus_poison_records_total": "counter",
+    "agensbus_payloads_total": "counter",
     **{
         f"agensbus_{service}_{name}": kind
         for service in ("router", "worker", "judge", "learner")
@@ -468,6 +470,42 @@ RULE_CASES: dict[str, tuple[str, list[dict[str, str]], str, list[dict[str, str]]
         ],
         "30m",
         [{"severity": "warning", "service": "learner", "topic": "agensbus.rewards"}],
+    ),
+    "a router partition makes no progress while tasks arrive": (
+        "AgensbusPartitionStuck",
+        [
+            series(
+                "agensbus_router_consumer_lag",
+                "0x5 40+10x40",
+                topic="agensbus.tasks",
+                partition="1",
+                **ROUTER,
+            )
+        ],
+        "30m",
+        [
+            {
+                "severity": "critical",
+                "job": "agensbus",
+                "topic": "agensbus.tasks",
+                "partition": "1",
+                **ROUTER,
+            }
+        ],
+    ),
+    "a busy partition that drains now and then": (
+        "AgensbusPartitionStuck",
+        [
+            series(
+                "agensbus_worker_consumer_lag",
+                "50 80 20 90 60 30 100 70 10 " * 5,
+                topic="agensbus.decisions",
+                partition="0",
+                **WORKER,
+            )
+        ],
+        "30m",
+        [],
     ),
     "router decides on an old policy": (
         "AgensbusRouterPolicyStale",

@@ -7,9 +7,15 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    MessageSizeTooLargeError,
+)
 from prometheus_client import CollectorRegistry, Gauge
 
+from services.runtime.poison import Poison, poison_reason
 from services.worker.commits import Committer, Rebalance
 from services.worker.executor import Executor
 
@@ -204,5 +210,41 @@ def test_draining_waits_commits_and_abandons_what_is_too_slow() -> None:
         # 1 finished within the grace period, 2 did not: the commit stops at 2.
         assert h.consumer.commits[-1] == {P0: 2}
         assert h.gates[0, 2].cancelled() and h.in_flight == 0
+
+    run(scenario)
+
+
+def test_work_that_would_fail_on_every_retry_is_dead_lettered_and_committed() -> None:
+    async def scenario() -> None:
+        h = Harness(10, P0, P1)
+        letters: list[tuple[int, str]] = []
+        dlq_up = True
+
+        async def poisoned(rec: ConsumerRecord[bytes, bytes], error: BaseException) -> bool:
+            """The service's rule (poison_reason), with a list for the dead-letter topic."""
+            rejected = poison_reason(error)
+            if rejected is None:
+                return False
+            if not dlq_up:
+                raise KafkaConnectionError("dlq unreachable")
+            letters.append((rec.offset, rejected.error_type))
+            return True
+
+        h.committer = Committer(lambda: h.consumer, LOG, poisoned)
+
+        async def fails(error: BaseException) -> None:
+            raise error
+
+        await h.committer.tracked(record(P0, 0), lambda: fails(MessageSizeTooLargeError()))
+        await h.committer.tracked(record(P0, 1), lambda: fails(Poison("payload_missing", "-")))
+        assert await h.committed() == {P0: 2}
+        await h.committer.tracked(record(P0, 2), lambda: fails(KafkaConnectionError("down")))
+        await h.committer.tracked(record(P0, 3), lambda: fails(MessageSizeTooLargeError()))
+        assert await h.committed() == {P0: 2}
+        # Without the dead-letter topic the record is kept for a retry, not skipped.
+        dlq_up = False
+        await h.committer.tracked(record(P1, 0), lambda: fails(MessageSizeTooLargeError()))
+        assert letters == [(0, "record_too_large"), (1, "payload_missing"), (3, "record_too_large")]
+        assert await h.committed() == {P0: 2, P1: 0}
 
     run(scenario)
