@@ -22,7 +22,7 @@ Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/~\-]+$")
 ]
 
-#: ``<trajectory_id>:<step>`` (DESIGN.md §3.2); longer than an Identifier so that every
+#: ``<trajectory_id>:<step>``; longer than an Identifier so that every
 #: Identifier with any step up to 1000 still makes a valid decision id.
 DecisionId = Annotated[
     str,

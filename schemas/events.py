@@ -1,4 +1,4 @@
-"""The events on agensbus topics (DESIGN.md §2); schemas.topics says which goes where."""
+"""The events on agensbus topics; schemas.topics says which goes where."""
 
 import uuid
 from datetime import UTC, datetime

@@ -2,13 +2,17 @@
 cluster named by AGENSBUS_KAFKA_BOOTSTRAP, or else one local broker for the session
 (Apache Kafka on the JVM; without one, the fallback broker, with a warning)."""
 
+import os
 import warnings
 from collections.abc import Iterator
 
 import pytest
 
-from services.runtime.broker import BrokerError, broker_from_env
+from services.runtime.broker import BrokerError, EmbeddedKafka, broker_from_env
 from services.runtime.local_broker import choose_local_broker
+
+#: What the session's broker cannot do, as the setting that turns it off.
+IDEMPOTENCE_ENV = "AGENSBUS_KAFKA_IDEMPOTENCE"
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +29,13 @@ def kafka_bootstrap() -> Iterator[str]:
     except BrokerError as error:
         message = f"the embedded Kafka broker did not start: {error}"
         raise pytest.fail.Exception(message, pytrace=False) from None
+    # The fallback has no idempotent producers: every service and client of the session, in
+    # this process or started by it, is told so the way a user would tell it.
+    unsuited = {} if isinstance(broker, EmbeddedKafka) else {IDEMPOTENCE_ENV: "false"}
+    os.environ.update(unsuited)
     try:
         yield broker.bootstrap
     finally:
         broker.stop()
+        for name in unsuited:
+            os.environ.pop(name, None)

@@ -16,6 +16,7 @@ from services.bench.policy import (
     run_policy_bench,
 )
 from services.cli._errors import UserError
+from services.cli._extras import require_extra
 from services.cli._options import scenario_option
 from services.cli._settings import KAFKA_FIELDS, settings_from, with_pipeline
 from services.cli.demo import replay_progress
@@ -318,6 +319,7 @@ def bench_learning(
     epochs, as the paper's Table 3); a warm-start table (as its Table 4) comparing each warm
     arm with the same rules started cold; PNG plots and a JSON file with every number.
     """
+    require_extra("reports", "agensbus bench learning (its plots)")
     from services.bench.learning import (
         Shift,
         run_learning_bench,

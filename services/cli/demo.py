@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 
 from services.cli._errors import UserError
+from services.cli._extras import require_extra
 from services.cli._options import scenario_option
 from services.cli._settings import KAFKA_FIELDS, pipeline_of, settings_from
 from services.policy.arms import deployed_arm
@@ -161,6 +162,7 @@ def demo(
     from services.runtime.broker import BrokerError
     from services.runtime.processes import ServiceFailed
 
+    require_extra("reports", "agensbus demo (the plots of its report)")
     try:
         scenario = load_scenario(scenario_name)
     except ScenarioError as error:
@@ -237,6 +239,7 @@ def openai_preflight(settings: Settings, scenario: Scenario) -> list[str]:
     """Refuse, before anything starts, a configuration that cannot reach a model: no
     endpoint, a model that resolves to none, a missing key. Returns warnings: model slots of
     the pool that no table maps, which the endpoint receives as model names."""
+    require_extra("openai", "--backend openai")
     from services.worker.openai.models import ModelConfigError, load_models, read_model_file
 
     if settings.openai_base_url is None and settings.openai_models_file is None:

@@ -11,6 +11,7 @@ import click
 from aiokafka.errors import KafkaConnectionError
 
 from services.cli._errors import UserError
+from services.cli._extras import require_extra
 from services.cli._settings import require_bootstrap, settings_from, with_pipeline
 from services.runtime.plugins import PluginConfigError
 from services.runtime.service import Service, run_service
@@ -60,12 +61,16 @@ def router(**flags: Any) -> None:
 
 
 def _build_worker(settings: Settings) -> Service:
+    if settings.worker_backend == "openai":
+        require_extra("openai", "--worker-backend openai")
     from services.worker.app import build
 
     return build(settings)
 
 
 def _build_judge(settings: Settings) -> Service:
+    if settings.judge_scorer_name == "openai":
+        require_extra("openai", "--judge-scorer openai (or --worker-backend openai)")
     from services.judge.app import build
 
     return build(settings)

@@ -1,6 +1,6 @@
 """The judge's pure logic: which trajectories are scored side by side, and their rewards.
 
-Rollouts of one task (trajectory id differs from the task id, DESIGN.md's ``task~r``) are
+Rollouts of one task (trajectory id differs from the task id: ``task~r``) are
 grouped together, all N of them (the state says how many the task runs); a task run once
 joins peers of its task class, at most ``size`` at a time. A group is scored when it is
 full or when its window, from its first arrival, ends, whichever is first: rollouts get a

@@ -1,4 +1,4 @@
-"""The learner service (DESIGN.md §1, §3.3): joins completed trajectories with their rewards,
+"""The learner service: joins completed trajectories with their rewards,
 backs the hybrid reward up into its tenant's policy graph and publishes versioned snapshots
 that routers hot-swap.
 

@@ -1,4 +1,4 @@
-"""The coordination-policy domain (DESIGN.md §4): pure functions and data, no I/O."""
+"""The coordination-policy domain (docs/architecture.md): pure functions and data, no I/O."""
 
 from services.policy.actions import candidate_actions, legal_cells, precondition_holds
 from services.policy.beliefs import update_beliefs

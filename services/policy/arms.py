@@ -70,7 +70,7 @@ def _reward(**changes: object) -> Callable[[Arm], Arm]:
     return lambda arm: replace(arm, reward=arm.reward.model_copy(update=changes))
 
 
-#: The improvements over paper mode, each a config switch; DESIGN.md §4 lists the flaws.
+#: The improvements over paper mode, each a config switch; docs/learning.md measures them.
 SWITCHES: dict[str, Callable[[Arm], Arm]] = {
     # A finite optimistic prior: an untried action looks as good as a very good trajectory,
     # not infinitely good, so ~26 untried actions per root node stop forcing exploration.

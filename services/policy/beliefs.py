@@ -27,7 +27,7 @@ def _delta(
     return (to_units(c), to_units(u), to_units(hq), to_units(cr), to_units(es))
 
 
-# The paper's fixed deltas (DESIGN.md §4), keyed by role, or by verdict for the verifier.
+# The paper's fixed deltas, keyed by role, or by verdict for the verifier.
 ROLE_DELTAS: dict[Role, tuple[int, int, int, int, int]] = {
     Role.PLANNER: _delta(u=-0.05, hq=0.10),
     Role.SOLVER: _delta(c=0.20, u=-0.10, hq=0.10),

@@ -1,5 +1,5 @@
 """Off-policy evaluation: what a target policy would earn, estimated from the decisions
-another policy logged (DESIGN.md §3.4), without running it.
+another policy logged, without running it.
 
 A trajectory is a chain of decisions with one reward at its end. Its importance weight is
 the product over its decisions of ``pi(a|s) / p``: the target's probability of the logged

@@ -1,4 +1,4 @@
-"""The RelativeJudge rubric (DESIGN.md §4): axis weights, the overall score and the
+"""The RelativeJudge rubric: axis weights, the overall score and the
 confidence derived from judges' disagreement. Pure, so the real judge can share it."""
 
 import statistics

@@ -2,7 +2,7 @@
 
 Handlers stay thin: decode, call :class:`RouterCore`, publish. Publishes of a batch go out
 without waiting for each acknowledgement and are gathered at the end; the batch's offsets
-are committed only after all of them are confirmed (at-least-once, DESIGN.md §3.2). A second
+are committed only after all of them are confirmed (at least once). A second
 subscriber, with no consumer group, replays the compacted policy topic from the beginning on
 every replica and hot-swaps to newer snapshots.
 """

@@ -1,7 +1,7 @@
 """The router's pure logic: a task or an outcome in, the events it causes out. No I/O.
 
 Between steps the router keeps nothing per trajectory: the state rides in the Decision and
-comes back in the StepOutcome (DESIGN.md §3.1), so any replica can advance any trajectory.
+comes back in the StepOutcome (docs/architecture.md), so any replica can advance any trajectory.
 What a RouterCore holds is the policy of each tenant it serves and a bounded memory of the
 (trajectory, step) outcomes it absorbed, so that a redelivered outcome cannot fork a
 trajectory (§3.2).

@@ -42,9 +42,10 @@ def tail_lines(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty)"
 
 
-async def serves_cluster(bootstrap: str, cluster_id: str) -> bool:
-    """Whether the broker at ``bootstrap`` answers a metadata request as ``cluster_id``: it
-    only serves requests once fully started, and the id rules out a stranger on the port."""
+async def serves_cluster(bootstrap: str, cluster_id: str, brokers: int = 1) -> bool:
+    """Whether the broker at ``bootstrap`` answers a metadata request as ``cluster_id``, with
+    at least ``brokers`` brokers in it: a broker only serves requests once fully started, and
+    the id rules out a stranger on the port."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     try:
         await admin.start()
@@ -53,7 +54,7 @@ async def serves_cluster(bootstrap: str, cluster_id: str) -> bool:
         return False
     finally:
         await admin.close()
-    return bool(cluster.get("cluster_id") == cluster_id)
+    return cluster.get("cluster_id") == cluster_id and len(cluster.get("brokers", [])) >= brokers
 
 
 def accepts_connections(host: str, port: int) -> bool:
@@ -139,16 +140,17 @@ class BrokerProcess(ABC):
 
     def _wait_until_serving(self, began: float) -> None:
         deadline = began + self.start_timeout
-        port = int(self.bootstrap.rpartition(":")[2])
+        ports = [int(address.rpartition(":")[2]) for address in self.bootstrap.split(",")]
         # The probe is asyncio code; a thread of its own lets it run whether or not the caller
         # is already inside an event loop. A plain connect goes first so that aiokafka does
         # not log a connection error for every poll while the broker boots.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="broker-probe") as pool:
             while True:
-                if self._process is None or self._process.poll() is not None:
-                    code = None if self._process is None else self._process.returncode
-                    raise self._failure(f"{self.process_name} exited during start (exit {code})")
-                if accepts_connections(HOST, port) and pool.submit(self._probe).result():
+                exited = self._exited_during_start()
+                if exited is not None:
+                    raise self._failure(exited)
+                reachable = any(accepts_connections(HOST, port) for port in ports)
+                if reachable and pool.submit(self._probe).result():
                     break
                 if time.monotonic() > deadline:
                     raise self._failure(
@@ -164,6 +166,13 @@ class BrokerProcess(ABC):
             self.started_in,
             self.log_path,
         )
+
+    def _exited_during_start(self) -> str | None:
+        """Why the start cannot succeed any more (the process exited), or None."""
+        if self._process is not None and self._process.poll() is None:
+            return None
+        code = None if self._process is None else self._process.returncode
+        return f"{self.process_name} exited during start (exit {code})"
 
     def _probe(self) -> bool:
         return asyncio.run(serves_cluster(self.bootstrap, self._cluster_id))

@@ -13,3 +13,15 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         for sock in sockets:
             sock.bind((host, 0))
         return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``port`` now. Like Kafka's own listeners, the probe
+    sets SO_REUSEADDR, so a port held only by closed connections (TIME_WAIT) counts as free."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True

@@ -43,11 +43,16 @@ def faststream_security(settings: Settings) -> BaseSecurity | None:
 
 
 def make_broker(settings: Settings, client_id: str, **extra: Any) -> KafkaBroker:
-    """A FastStream broker for one service; acks from the leader are enough because
-    delivery is at-least-once and every consumer deduplicates."""
+    """A FastStream broker for one service. A publish is acknowledged once every in-sync
+    replica has it, so a leader that dies right after cannot take it along; consumers
+    deduplicate what a retry repeats, and idempotence keeps a retry from storing it twice."""
     return KafkaBroker(
-        bootstrap_of(settings),
+        # One address per entry: FastStream would hand a comma-separated string to aiokafka
+        # as one host name.
+        [address.strip() for address in bootstrap_of(settings).split(",")],
         client_id=client_id,
+        acks="all",
+        enable_idempotence=settings.kafka_idempotence,
         security=faststream_security(settings),
         logger=logging.getLogger(f"agensbus.{client_id}.kafka"),
         # "Received"/"Processed" per message is debugging detail, not an operator's log.

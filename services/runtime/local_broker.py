@@ -5,6 +5,7 @@ naming both ways to fix it. docs/brokers.md explains the choice."""
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from services.runtime._broker_process import BrokerProcess
 from services.runtime.broker import (
@@ -15,6 +16,7 @@ from services.runtime.broker import (
     EmbeddedKafka,
     find_java,
     kafka_home,
+    replication_for,
 )
 from services.runtime.fallback_broker import INSTALL, FallbackKafka, fallback_installed
 from services.runtime.settings import Settings
@@ -38,9 +40,12 @@ CAVEATS = (
 )
 
 
-def choose_local_broker(warn: Callable[[str], None] = logger.warning) -> LocalBroker:
+def choose_local_broker(
+    warn: Callable[[str], None] = logger.warning, *, directory: Path | None = None
+) -> LocalBroker:
     """An unstarted broker for this machine. ``warn`` receives the message that says the
-    fallback is in use, and why, before it is returned."""
+    fallback is in use, and why, before it is returned. ``directory`` keeps Apache Kafka's
+    data there across starts; the fallback keeps nothing, and the warning says so."""
     try:
         find_java()
         kafka_home()
@@ -53,20 +58,39 @@ def choose_local_broker(warn: Callable[[str], None] = logger.warning) -> LocalBr
                 f"(see docs/brokers.md); or set {BOOTSTRAP_ENV} to an existing cluster"
             ) from None
         fallback = FallbackKafka()
+        kept = "" if directory is None else f"; nothing is kept in {directory} across restarts"
         warn(
             f"Apache Kafka cannot run here ({missing}); using the {fallback.description} "
-            f"instead. Caveats: {CAVEATS}"
+            f"instead{kept}. Caveats: {CAVEATS}"
         )
         return fallback
-    return EmbeddedKafka()
+    return EmbeddedKafka(directory=directory)
 
 
 def settings_for(broker: LocalBroker, settings: Settings) -> Settings:
-    """``settings`` pointed at the started ``broker``; on the fallback, with its short fetch
-    wait unless the user chose one."""
-    update: dict[str, object] = {"kafka_bootstrap": broker.bootstrap}
-    if isinstance(broker, FallbackKafka) and "kafka_fetch_max_wait_ms" not in (
-        settings.model_fields_set
-    ):
-        update["kafka_fetch_max_wait_ms"] = FALLBACK_FETCH_MAX_WAIT_MS
-    return settings.model_copy(update=update)
+    """``settings`` pointed at the started ``broker``: with the replication it can give,
+    and on the fallback with its short fetch wait and no idempotence, unless the user chose
+    otherwise."""
+    brokers = broker.brokers if isinstance(broker, EmbeddedKafka) else 1
+    factor, min_isr = replication_for(brokers)
+    suited: dict[str, object] = {
+        "kafka_replication": factor,
+        "kafka_min_insync_replicas": min_isr,
+    }
+    if isinstance(broker, FallbackKafka):
+        suited |= {
+            "kafka_fetch_max_wait_ms": FALLBACK_FETCH_MAX_WAIT_MS,
+            "kafka_idempotence": False,
+        }
+    update = {k: v for k, v in suited.items() if k not in settings.model_fields_set}
+    return settings.model_copy(update={**update, "kafka_bootstrap": broker.bootstrap})
+
+
+#: The settings :func:`settings_for` may change, which services started on the broker need.
+SUITED_FIELDS = (
+    "kafka_bootstrap",
+    "kafka_replication",
+    "kafka_min_insync_replicas",
+    "kafka_fetch_max_wait_ms",
+    "kafka_idempotence",
+)

@@ -51,11 +51,25 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(
         default=3, ge=1, le=1024, description="Partitions of the topics this project creates."
     )
-    kafka_replication: int | None = Field(
-        default=None,
+    kafka_replication: int = Field(
+        default=3,
         ge=1,
         le=16,
-        description="Replication factor of created topics (unset: 1, for a single broker).",
+        description="Replication factor of created topics; a cluster with fewer brokers gets "
+        "one copy per broker, with a warning (the embedded broker: 1).",
+    )
+    kafka_min_insync_replicas: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="min.insync.replicas of created topics: copies a write needs before "
+        "it is acknowledged (at most the replication factor).",
+    )
+    kafka_idempotence: bool = Field(
+        default=True,
+        description="Idempotent producers, so that a retried write is stored once; off only "
+        "for a broker without them (the fallback broker). Producers wait for every in-sync "
+        "replica either way.",
     )
     tenant: str = Field(default="default", description="Tenant of the events this process emits.")
 

@@ -1,6 +1,7 @@
 """Creating the topics of agensbus (the table of schemas.topics) on a cluster."""
 
 import asyncio
+import logging
 import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -8,6 +9,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas.topics import TOPICS
 from services.runtime.settings import Settings
+
+log = logging.getLogger("agensbus.topics")
 
 
 async def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
@@ -35,18 +38,38 @@ async def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[
         await admin.close()
 
 
+def replication(settings: Settings, brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of topics created on a cluster of
+    ``brokers``: the settings', capped to what the cluster can hold, with a warning when the
+    factor is cut."""
+    factor = min(settings.kafka_replication, brokers)
+    if factor < settings.kafka_replication:
+        log.warning(
+            "topics get replication factor %d, not %d: the cluster has %d broker(s)",
+            factor,
+            settings.kafka_replication,
+            brokers,
+        )
+    return factor, min(settings.kafka_min_insync_replicas, factor)
+
+
 async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
     existing = set(await admin.list_topics())
+    missing = [spec for spec in TOPICS if settings.topic(spec.name) not in existing]
+    if not missing:
+        return []
+    brokers = len((await admin.describe_cluster())["brokers"])
+    if brokers == 0:
+        raise KafkaError("the cluster lists no brokers yet")
+    factor, min_isr = replication(settings, brokers)
     wanted = [
         NewTopic(
             settings.topic(spec.name),
             num_partitions=spec.partitions or settings.topic_partitions,
-            replication_factor=settings.kafka_replication or 1,
-            topic_configs=dict(spec.configs),
+            replication_factor=factor,
+            topic_configs={**spec.configs, "min.insync.replicas": str(min_isr)},
         )
-        for spec in TOPICS
-        if settings.topic(spec.name) not in existing
+        for spec in missing
     ]
-    if wanted:
-        await admin.create_topics(wanted)
+    await admin.create_topics(wanted)
     return [t.name for t in wanted]

@@ -24,7 +24,7 @@ from schemas.generate import (
 )
 from schemas.topics import TOPICS, event_of, topic_of
 
-# DESIGN.md §2: the key of every topic that is keyed by a field of its event.
+# The key of every topic that is keyed by a field of its event.
 DESIGN_KEYS = {
     "tasks": "task_id",
     "decisions": "trajectory_id",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from services.runtime.processes import agensbus_command
+from tests.conftest import IDEMPOTENCE_ENV
 from tests.e2e.conftest import CLI_TIMEOUT_S
 
 STOP_TIMEOUT_S = 120.0
@@ -27,8 +28,11 @@ SERVICES = {
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without AGENSBUS_* settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENSBUS_")}
+    """This environment without AGENSBUS_* settings, plus ``extra``; but what the session's
+    broker cannot do stays said."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("AGENSBUS_") or k == IDEMPOTENCE_ENV
+    }
     return env | extra
 
 

@@ -1,33 +1,31 @@
 """Integrating from any pipeline: a task written as plain JSON by kcat (librdkafka, no agensbus
 code) is routed, and its decisions are read back with kcat.
 
-The commands are the ones the README shows; .ci/run installs Debian's kcat.
+The commands are the ones the README shows; scripts/setup.sh installs Debian's kcat.
 """
 
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from schemas.events import Decision, TrajectoryCompleted
 from services.runtime.processes import ServiceProcess, ServiceSpec, start_all, stop_all
 from tests.e2e.conftest import Bus
+from tests.system_tools import system_tool
 
-KCAT = shutil.which("kcat")
 READY_TIMEOUT_S = 90.0
 ROUTED_TIMEOUT_S = 60.0
-
-pytestmark = pytest.mark.skipif(
-    KCAT is None, reason="kcat is not installed here (.ci/run installs it: apt-get install kcat)"
-)
 
 
 def kcat(*args: str, stdin: str | None = None) -> str:
     done = subprocess.run(
-        [str(KCAT), *args], input=stdin, capture_output=True, text=True, timeout=30, check=False
+        [system_tool("kcat"), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

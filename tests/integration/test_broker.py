@@ -1,7 +1,9 @@
 """The broker the services rely on, exercised with aiokafka: topics, keyed ordering, consumer
 groups with manual commits, compaction settings and durability across a broker restart."""
 
+import json
 import re
+import socket
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -11,13 +13,17 @@ from aiokafka import TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.runtime.broker import (
+    HOST,
     KAFKA_VERSION,
+    STATE_FILE,
     BrokerError,
     EmbeddedKafka,
     broker_from_env,
     find_java,
     kafka_home,
 )
+from services.runtime.local_broker import settings_for
+from services.runtime.settings import Settings
 from tests.integration.support_broker import (
     admin_client,
     consume,
@@ -184,3 +190,67 @@ def test_restart_keeps_topics_data_and_committed_offsets() -> None:
         broker.restart(kill=True)
         # A crash (SIGKILL) loses nothing that was acknowledged either.
         assert run(all_values(bootstrap, 100)) == list(range(100))
+
+
+def test_a_kept_directory_is_formatted_once_and_reused(tmp_path: Path) -> None:
+    topic = unique("kept")
+    home = tmp_path / "kafka"
+    items = [(b"k", str(i).encode()) for i in range(20)]
+
+    async def write(bootstrap: str) -> None:
+        await create_topic(bootstrap, topic, partitions=1)
+        await produce(bootstrap, topic, items)
+
+    async def read_back(bootstrap: str) -> list[int]:
+        async with group_consumer(bootstrap, topic, unique("reader")) as reader:
+            return [int(r.value) for r in await consume(reader, 20)]
+
+    with EmbeddedKafka(directory=home) as first:
+        bootstrap = first.bootstrap
+        run(write(bootstrap))
+        # Services started on it create topics with one copy, and idempotent producers.
+        suited = settings_for(first, Settings())
+        assert (suited.kafka_replication, suited.kafka_min_insync_replicas) == (1, 1)
+        assert suited.kafka_idempotence is True
+    state = (home / STATE_FILE).read_text()
+    assert home.is_dir(), "a kept directory outlives its broker"
+
+    with EmbeddedKafka(directory=home) as second:
+        # The same cluster (no second format: that would have a new id and no topic) on the
+        # same port, since nobody took it meanwhile.
+        assert (home / STATE_FILE).read_text() == state
+        assert second.bootstrap == bootstrap
+        assert run(read_back(bootstrap)) == list(range(20))
+        log = second.log_path.read_text()
+    assert log.count("Formatting metadata directory") == 1
+
+
+def test_a_kept_cluster_whose_port_was_taken_moves_to_a_free_one(tmp_path: Path) -> None:
+    home = tmp_path / "kafka"
+    topic = unique("moved")
+    with EmbeddedKafka(directory=home) as first:
+        old_port = int(first.bootstrap.rpartition(":")[2])
+        run(create_topic(first.bootstrap, topic, partitions=2))
+    with socket.socket() as squatter:
+        squatter.bind((HOST, old_port))
+        squatter.listen()
+        with EmbeddedKafka(directory=home) as second:
+            assert int(second.bootstrap.rpartition(":")[2]) != old_port
+
+            async def partitions() -> int:
+                async with admin_client(second.bootstrap) as admin:
+                    (described,) = await admin.describe_topics([topic])
+                return len(described["partitions"])
+
+            assert run(partitions()) == 2
+
+
+def test_a_kept_directory_of_another_size_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "kafka"
+    home.mkdir()
+    (home / STATE_FILE).write_text(json.dumps({"cluster_id": "x", "ports": [1, 2]}))
+    broker = EmbeddedKafka(directory=home, brokers=3)
+    with pytest.raises(BrokerError, match="holds a cluster of 1 brokers, not 3"):
+        broker.start()
+    assert not broker.running
+    assert (home / STATE_FILE).is_file()

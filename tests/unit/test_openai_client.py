@@ -53,9 +53,24 @@ def test_a_completion_returns_its_content_and_usage() -> None:
             "model": "provider-model-1",
             "messages": MESSAGES,
             "response_format": FORMAT,
-            "max_tokens": 256,
+            "max_completion_tokens": 256,
         }
         assert sleeps.waits == []
+
+    asyncio.run(run())
+
+
+def test_a_server_that_knows_only_max_tokens_gets_the_limit_in_that_field() -> None:
+    async def run() -> None:
+        async with scripted() as server:
+            server.chat(completion("ok"))
+            client = client_with(Sleeps())
+            spec = spec_for(server.base_url, max_output_tokens=64, output_limit_field="max_tokens")
+            await client.complete(spec, MESSAGES, FORMAT)
+            await client.close()
+        [sent] = server.sent()
+        assert sent.body["max_tokens"] == 64
+        assert "max_completion_tokens" not in sent.body
 
     asyncio.run(run())
 

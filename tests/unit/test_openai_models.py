@@ -27,6 +27,7 @@ models:
   fast:
     model: vendor-small
     structured_output: json_object
+    output_limit_field: max_tokens
   strong:
     base_url: https://other.example/v1
     api_key_env: OTHER_KEY
@@ -57,12 +58,14 @@ def test_a_yaml_table_resolves_entries_over_defaults(tmp_path: Path) -> None:
         60.0,
     )
     assert balanced.cost_usd(2000, 1000) == pytest.approx(0.5 * 2 + 1.5 * 1)
+    assert balanced.output_limit_field == "max_completion_tokens"
     fast = table.resolve("fast")
     assert (fast.structured_output, fast.price_in_per_1k, fast.cost_usd(10, 10)) == (
         "json_object",
         0.0,
         0.0,
     )
+    assert fast.output_limit_field == "max_tokens"
     strong = table.resolve("strong")
     assert (strong.base_url, strong.api_key, strong.key_source, strong.timeout_s) == (
         "https://other.example/v1",
@@ -125,6 +128,7 @@ def test_a_model_without_an_endpoint_is_a_configuration_error(tmp_path: Path) ->
         ("models:\n  fast:\n    colour: blue\n", "invalid model table"),
         ("models: [unclosed\n", "not valid JSON/YAML"),
         ("defaults:\n  structured_output: xml\n", "invalid model table"),
+        ("models:\n  fast:\n    output_limit_field: max_output\n", "invalid model table"),
     ],
 )
 def test_errors_name_the_file(tmp_path: Path, text: str, message: str) -> None:

@@ -144,7 +144,7 @@ class ChatClient:
             "response_format": response_format,
         }
         if spec.max_output_tokens is not None:
-            body["max_tokens"] = spec.max_output_tokens
+            body[spec.output_limit_field] = spec.max_output_tokens
         attempt = 0
         while True:
             attempt += 1

@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from services.runtime.settings import Settings
 
 StructuredOutput = Literal["json_schema", "json_object"]
+#: The request field that carries ``max_output_tokens``: OpenAI's reasoning models refuse
+#: ``max_tokens``, while some older OpenAI-compatible servers know nothing else.
+OutputLimitField = Literal["max_completion_tokens", "max_tokens"]
 
 #: Where the one-endpoint key comes from, as readiness reports it.
 SHORTCUT_KEY = "AGENSBUS_OPENAI_API_KEY"
@@ -44,6 +47,7 @@ class _Fields(_Strict):
     price_out_per_1k: float | None = Field(default=None, ge=0.0)
     context_window: int | None = Field(default=None, ge=256)
     max_output_tokens: int | None = Field(default=None, ge=1)
+    output_limit_field: OutputLimitField | None = None
     timeout_s: float | None = Field(default=None, gt=0.0, le=3600.0)
     max_concurrency: int | None = Field(default=None, ge=1, le=4096)
     requests_per_minute: float | None = Field(default=None, gt=0.0)
@@ -73,6 +77,7 @@ class ModelSpec:
     price_out_per_1k: float = 0.0
     context_window: int = 128_000
     max_output_tokens: int | None = None
+    output_limit_field: OutputLimitField = "max_completion_tokens"
     timeout_s: float = 60.0
     max_concurrency: int = 16
     requests_per_minute: float | None = None
