@@ -48,6 +48,8 @@ from schemas.records import (
 )
 
 SCHEMA_VERSION: Final = 1
+#: Revisions within SCHEMA_VERSION, which only add optional fields (docs/events.md).
+SCHEMA_MINOR: Final = 0
 
 
 _EVENT_TYPE = (
@@ -69,6 +71,13 @@ class Event(Record):
     schema_version: Literal[1] = Field(
         default=SCHEMA_VERSION,
         description="version of the event contract; a new version is a new value here",
+    )
+    schema_minor: int = Field(
+        default=SCHEMA_MINOR,
+        ge=0,
+        le=1_000,
+        description="revision within schema_version that wrote the event; a reader of an "
+        "older revision drops the fields it does not know instead of rejecting them",
     )
     event_id: Identifier = Field(
         default_factory=_new_id,

@@ -35,6 +35,7 @@ from schemas.events import (
     Event,
     TaskSubmitted,
 )
+from schemas.headers import headers_schema
 from schemas.policy_file import POLICY_FORMAT, PolicyDocument
 from schemas.topics import TOPICS, Topic
 
@@ -166,6 +167,7 @@ def asyncapi_document(prefix: str) -> dict[str, Any]:
             "title": f"{event} v{SCHEMA_VERSION}",
             "summary": (topic.event.__doc__ or "").strip(),
             "contentType": "application/json",
+            "headers": headers_schema(event),
             "payload": {
                 "schemaFormat": ASYNCAPI_SCHEMA_FORMAT,
                 "schema": {"$ref": f"./json/{event}.json"},

@@ -9,6 +9,7 @@ from services.cli._errors import UserError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "reports": ("matplotlib",),
     "openai": ("httpx", "bm25s", "Stemmer"),
+    "tracing": ("opentelemetry",),
 }
 
 

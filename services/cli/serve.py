@@ -16,6 +16,7 @@ from services.cli._settings import require_bootstrap, settings_from, with_pipeli
 from services.runtime.plugins import PluginConfigError
 from services.runtime.service import Service, run_service
 from services.runtime.settings import Settings, settings_options
+from services.runtime.tracing import TracingUnavailable
 from services.spec_files import SpecFileError
 
 _RUNNING = """
@@ -34,7 +35,7 @@ def serve(flags: dict[str, Any], build: Callable[[Settings], Service]) -> None:
     bootstrap = require_bootstrap(settings)
     try:
         service = build(with_pipeline(settings))
-    except (SpecFileError, PluginConfigError) as error:
+    except (SpecFileError, PluginConfigError, TracingUnavailable) as error:
         raise UserError(str(error)) from None
     try:
         run_service(service)

@@ -26,6 +26,7 @@ from schemas.events import (
     TaskSubmitted,
     TrajectoryCompleted,
 )
+from schemas.headers import as_kafka, event_headers
 from schemas.topics import TOPIC_NAMES, event_of
 from services.cli._errors import UserError
 from services.cli._render import listing
@@ -34,6 +35,7 @@ from services.runtime.codec import Rejected, decode, encode
 from services.runtime.kafka import aiokafka_options
 from services.runtime.limits import Limits, task_problem
 from services.runtime.settings import Settings, settings_options
+from services.runtime.tracing import TracingUnavailable, start_tracing
 
 _MODEL_OF_TYPE: dict[str, type[Event]] = {model.__name__: model for model in EVENT_TYPES}
 
@@ -90,15 +92,23 @@ def parse_tasks(data: bytes, limits: Limits) -> tuple[list[TaskSubmitted], list[
 
 
 async def publish_tasks(settings: Settings, topic: str, tasks: Sequence[TaskSubmitted]) -> None:
-    """Publish ``tasks`` keyed by task_id, waiting for every acknowledgement."""
+    """Publish ``tasks`` keyed by task_id, waiting for every acknowledgement; with tracing
+    configured, each task starts its trace here."""
     await check_topic(settings, topic)
+    tracing = start_tracing(settings, "cli")
     producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all")
     await producer.start()
     try:
-        sent = [await producer.send(topic, encode(t), key=t.task_id.encode()) for t in tasks]
+        sent = []
+        for task in tasks:
+            with tracing.span("submit", task_id=task.task_id):
+                headers = event_headers(task, "cli") | dict(tracing.headers())
+                value, key = encode(task), task.task_id.encode()
+                sent.append(await producer.send(topic, value, key=key, headers=as_kafka(headers)))
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
+        tracing.shutdown()
 
 
 @click.command("submit")
@@ -142,7 +152,10 @@ def submit(file: IO[bytes], topic: str, skip_invalid: bool, **flags: Any) -> Non
             f"{source}: skipped {len(problems)} invalid line(s):\n{listing(problems)}", err=True
         )
     target = topic_name(settings, topic)
-    asyncio.run(publish_tasks(settings, target, tasks))
+    try:
+        asyncio.run(publish_tasks(settings, target, tasks))
+    except TracingUnavailable as error:
+        raise UserError(str(error)) from None
     click.echo(f"published {len(tasks)} task(s) to {target}")
 
 

@@ -18,6 +18,7 @@ from typing import Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.events import PolicySnapshot, RewardObserved, StepOutcome, TrajectoryCompleted
+from schemas.headers import as_kafka, event_headers
 from schemas.records import StepStatus
 from services.demo.tasks import epoch_submissions
 from services.runtime.codec import Rejected, decode, encode
@@ -266,7 +267,10 @@ class Replay:
             )
             if self.sync_router is not None:
                 await self.sync_router(observed.version)
-            await producer.send_and_wait(topic, encode(task), key=task.task_id.encode())
+            headers = as_kafka(event_headers(task, "demo"))
+            await producer.send_and_wait(
+                topic, encode(task), key=task.task_id.encode(), headers=headers
+            )
             in_flight.add(task.task_id)
         await follower.until(
             lambda: settle() == 0, waiting_for=missing, stall_s=self.stall_s, check=self.check

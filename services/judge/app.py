@@ -15,12 +15,15 @@ from services.judge import core as judging
 from services.judge.metrics import JudgeMetrics
 from services.judge.scorers import make_scorer
 from services.pipeline import deployed_pipeline
-from services.runtime.codec import Rejected, encode
+from services.runtime.codec import Rejected
 from services.runtime.poison import Poison, poison_reason, raise_
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.worker.claims import Claims
 from services.worker.commits import Committer, Rebalance, record_of
+
+#: What the judge dead-letters beyond undecodable input (their series start at 0).
+JUDGE_DEAD_LETTERS = ("unknown_tenant", "unknown_trajectory", "unknown_task_class")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,7 @@ class _Held:
 
 
 def build(settings: Settings) -> Service:
-    service = Service("judge", settings)
+    service = Service("judge", settings, JUDGE_DEAD_LETTERS)
     metrics = JudgeMetrics(service.registry)
     scorer = make_scorer(settings, deployed_pipeline(settings), metrics, service.log)
     window_s = settings.judge_window_ms / 1000
@@ -53,16 +56,16 @@ def build(settings: Settings) -> Service:
     scoring: set[asyncio.Task[None]] = set()
 
     async def settle(group: judging.Group[_Held]) -> None:
+        began = time.time_ns()
         rewards = await scorer.score([h.trajectory for h in group.members])
-        sent = [
-            await service.broker.publish(
-                encode(reward),
-                service.topic("rewards"),
-                key=reward.trajectory_id.encode(),
-                no_confirm=True,
-            )
-            for reward in rewards
-        ]
+        records = {h.trajectory.trajectory_id: h.record for h in group.members}
+        sent = []
+        for reward in rewards:
+            # One span per trajectory, in its own trace: the group's scoring and its reward.
+            parent = records[reward.trajectory_id].headers
+            with service.tracing.span("judgement", parent, start_ns=began, group=group.key):
+                key = reward.trajectory_id.encode()
+                sent.append(await service.send(reward, service.topic("rewards"), key))
         await asyncio.gather(*sent)
         # Committed only once the rewards are on the broker (at least once); a trajectory
         # no judge scored is finished too: retrying would not make a judge appear, and its

@@ -19,6 +19,7 @@ class LLMScorer:
         self.judge, table = build_judge(settings)
         self.preflight = Preflight(table, self.judge.client, log)
         self.metrics = metrics
+        metrics.expect(spec.name for spec in self.judge.judges)
 
     @property
     def classes(self) -> Collection[str] | None:

@@ -1,11 +1,12 @@
 """Prometheus metrics of the judge, on the service's registry."""
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from schemas.events import RewardObserved
-from services.worker.metrics import LATENCY_BUCKETS
+from schemas.events import FailureKind, RewardObserved
+from services.worker.metrics import DIRECTIONS, LATENCY_BUCKETS
 
 if TYPE_CHECKING:  # the openai package is loaded only where models judge
     from services.worker.openai.judge import JudgeCall
@@ -70,6 +71,18 @@ class JudgeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+
+    def expect(self, models: Iterable[str]) -> None:
+        """Start the series of these judge models at 0."""
+        for model in models:
+            self.requests.labels(model)
+            self.abstentions.labels(model)
+            self.cost.labels(model)
+            self.latency.labels(model)
+            for direction in DIRECTIONS:
+                self.tokens.labels(model, direction)
+            for kind in FailureKind:
+                self.failures.labels(model, kind.value)
 
     def scored(self, rewards: list[RewardObserved], unscored: int = 0) -> None:
         self.groups.inc()

@@ -18,6 +18,7 @@ progress. Run exactly one learner per tenant, each tenant's in its own group.
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -26,6 +27,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from schemas.events import RewardObserved, TrajectoryCompleted
+from schemas.headers import as_kafka
 from schemas.topics import POLICY_MAX_BYTES
 from services.learner.core import (
     Applied,
@@ -41,6 +43,16 @@ from services.runtime.codec import Rejected, decode, encode
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 
+#: What the learner dead-letters beyond undecodable input (their series start at 0).
+DEAD_LETTERS = (
+    "unknown_tenant",
+    "inconsistent_trajectory",
+    "unknown_action",
+    "invalid_signature",
+    "learner_error",
+)
+#: Backups a snapshot's span links to at most (the newest ones).
+TRACED_BACKUPS = 64
 BATCH_RECORDS = 500
 BATCH_TIMEOUT_MS = 100
 #: How often, at most, joins are expired and the snapshot interval is checked.
@@ -53,15 +65,17 @@ class Learner:
         self.service = service = Service(
             "learner",
             settings,
+            DEAD_LETTERS,
             # Snapshots carry the whole graph and join state: compress them, and let the
             # producer send as much as the policy topic accepts.
             compression_type="gzip",
             max_request_size=POLICY_MAX_BYTES,
         )
         self.log = service.log
-        self.config = LearnerConfig.from_settings(settings, deployed_pipeline(settings))
+        pipeline = deployed_pipeline(settings)
+        self.config = LearnerConfig.from_settings(settings, pipeline)
         self.core = LearnerCore(self.config)
-        self.metrics = LearnerMetrics(service.registry)
+        self.metrics = LearnerMetrics(service.registry, pipeline.classes.values())
         self.version = 0
         self.offsets: dict[tuple[str, int], int] = {}
         self._kinds = {
@@ -76,6 +90,8 @@ class Learner:
         self._dirty = False  # something was applied or expired since the last snapshot
         self._restored = False
         self._closing = False
+        # Trace contexts of the backups since the last snapshot, for its span's links.
+        self._traced_backups: deque[list[tuple[str, bytes]]] = deque(maxlen=TRACED_BACKUPS)
 
         self.subscriber = service.broker.subscriber(
             *self._kinds,
@@ -165,7 +181,10 @@ class Learner:
     async def _consume_one(self, record: ConsumerRecord[bytes, bytes], at: float) -> None:
         kind = self._kinds[record.topic]
         self.metrics.consumed[kind].inc()
+        began = time.time_ns()
         applied = self._apply(kind, record.value, at)
+        if applied.backup is not None and self.service.tracing.enabled:
+            self._trace_backup(record, began)
         if applied.rejected is not None:
             await self.service.dead_letter(record, applied.rejected)
         # Applying and advancing happen without a pause between them, so any snapshot sees
@@ -175,6 +194,13 @@ class Learner:
         self.metrics.applied(kind, applied)
         if applied.backup is not None and self._pending() >= self.settings.snapshot_every:
             self._snapshot_due.set()
+
+    def _trace_backup(self, record: ConsumerRecord[bytes, bytes], began: int) -> None:
+        """A span for the backup that applying ``record`` (the second half of a join) made,
+        in the trace of that record."""
+        tracing = self.service.tracing
+        with tracing.span("backup", record.headers, start_ns=began, topic=record.topic):
+            self._traced_backups.append(as_kafka(dict(tracing.headers())))
 
     def _apply(self, kind: str, raw: bytes | None, at: float) -> Applied:
         event = (
@@ -240,10 +266,11 @@ class Learner:
             payload = encode(snapshot)
             # Set before publishing: a snapshot too large to deliver shows here first.
             self.metrics.snapshot_bytes.set(len(payload))
+            backups, self._traced_backups = list(self._traced_backups), deque(maxlen=TRACED_BACKUPS)
             try:
-                await self.service.broker.publish(
-                    payload, self.settings.topic("policy"), key=self.settings.tenant.encode()
-                )
+                with self.service.tracing.span("snapshot", links=backups, version=self.version):
+                    topic, key = self.settings.topic("policy"), self.settings.tenant.encode()
+                    await self.service.publish(snapshot, topic, key, encoded=payload)
             except Exception:  # the next trigger tries again; learning goes on meanwhile
                 self._dirty = True
                 self.metrics.snapshot_failures.inc()

@@ -40,7 +40,7 @@ from services.router.core import (
 )
 from services.router.metrics import RouterMetrics
 from services.router.readiness import PolicyCatchUp
-from services.runtime.codec import Rejected, decode, encode
+from services.runtime.codec import Rejected, decode
 from services.runtime.kafka import aiokafka_options
 from services.runtime.limits import Limits, task_problem
 from services.runtime.service import Service
@@ -51,6 +51,18 @@ BATCH_MAX_RECORDS = 500
 #: How long an idle poll waits for records; it bounds the latency a quiet router adds.
 BATCH_TIMEOUT_MS = 50
 
+#: What the router dead-letters beyond undecodable input (their series start at 0).
+DEAD_LETTERS = (
+    "invalid_task",
+    "over_limit",
+    "invalid_state",
+    "unknown_tenant",
+    "unknown_action",
+    "unknown_trajectory",
+    "unknown_step",
+    "internal_error",
+)
+
 Records = Sequence["ConsumerRecord[bytes, bytes]"]
 Sent = list["asyncio.Future[RecordMetadata]"]
 E = TypeVar("E")
@@ -58,7 +70,7 @@ R = TypeVar("R")
 
 
 def build(settings: Settings) -> Service:
-    service = Service("router", settings)
+    service = Service("router", settings, DEAD_LETTERS)
     pipeline = deployed_pipeline(settings)
     setup = deployed_arm(settings.policy_arm).setup(pipeline, settings.seed)
     core = RouterCore(
@@ -95,6 +107,10 @@ def breaker_config(settings: Settings) -> BreakerConfig:
         min_calls=settings.breaker_min_calls,
         cooldown_s=settings.breaker_cooldown_s,
     )
+
+
+def _span_name(event: RouterEvent) -> str:
+    return "decision" if isinstance(event, Decision) else "trajectory completed"
 
 
 def models_of(pool: CellPool) -> set[str]:
@@ -158,16 +174,16 @@ class Router:
         sent: list[tuple[ConsumerRecord[bytes, bytes], list[RouterEvent], Sent]] = []
         absorbed: list[tuple[str, int]] = []
         started = 0
+        tracing = self.service.tracing
         try:
             for record in records:
-                if record.topic == self.tasks_topic:
-                    routed = await self._task(record)
-                    started += len({e.trajectory_id for e in routed})
-                else:
-                    routed = await self._outcome(record, absorbed)
-                if not routed:
-                    continue
-                publishing = await self._publish_all(record, routed)
+                with tracing.span("route", record.headers, topic=record.topic):
+                    if record.topic == self.tasks_topic:
+                        routed = await self._task(record)
+                        started += len({e.trajectory_id for e in routed})
+                    else:
+                        routed = await self._outcome(record, absorbed)
+                    publishing = await self._publish_all(record, routed) if routed else None
                 if publishing is None:
                     continue
                 sent.append((record, routed, publishing))
@@ -265,12 +281,9 @@ class Router:
             return Rejected("internal_error", f"{type(error).__name__}: {error}")
 
     async def _publish(self, event: RouterEvent) -> "asyncio.Future[RecordMetadata]":
-        return await self.service.broker.publish(
-            encode(event),
-            self.service.topic(topic_of(type(event))),
-            key=event.trajectory_id.encode(),
-            no_confirm=True,
-        )
+        topic = self.service.topic(topic_of(type(event)))
+        with self.service.tracing.span(_span_name(event), trajectory_id=event.trajectory_id):
+            return await self.service.send(event, topic, event.trajectory_id.encode())
 
     def _breakers_moved(self, transitions: list[Transition]) -> None:
         self.metrics.moved(transitions)
@@ -342,6 +355,10 @@ class Router:
         # Every replica replays every snapshot at every start, so a bad one is logged and
         # counted here rather than dead-lettered once per replica and restart.
         self.catch_up.read(record.partition, record.offset)
+        with self.service.tracing.span("follow policy", record.headers, offset=record.offset):
+            self._follow(record)
+
+    def _follow(self, record: "ConsumerRecord[bytes, bytes]") -> None:
         snapshot = decode(record.value, PolicySnapshot)
         if isinstance(snapshot, Rejected):
             self._refused(snapshot.error_type, snapshot.reason, offset=record.offset)

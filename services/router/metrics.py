@@ -13,15 +13,28 @@ from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.events import Decision, PolicySnapshot
-from services.router.breaker import Breakers, Transition
-from services.router.core import RouterEvent
+from schemas.events import (
+    ActionKind,
+    Decision,
+    DecisionReason,
+    FailureKind,
+    PolicySnapshot,
+    Termination,
+)
+from services.policy.governance import REPEATED_FAILURES
+from services.router.breaker import Breakers, BreakerState, Transition
+from services.router.core import RouterEvent, SnapshotVerdict
+from services.runtime.codec import DECODE_ERRORS
 
 # A decision is pure CPU work plus a hand-off to the producer: milliseconds, not minutes.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 #: The span ``agensbus_router_min_propensity`` looks back over, in slices of SLICE_S.
 PROPENSITY_WINDOW_S = 300.0
 SLICE_S = 10.0
+#: Why a policy record is unusable: it does not decode, or the core refuses it.
+POLICY_REFUSALS = (*DECODE_ERRORS, SnapshotVerdict.FOLD_MISMATCH, SnapshotVerdict.INVALID)
+#: Why the off-policy gate keeps the acting policy instead of a usable newer snapshot.
+GATE_REFUSALS = ("below_acting_policy", "too_few_decisions")
 
 
 class WindowMin:
@@ -110,6 +123,13 @@ class RouterMetrics:
             ["reason"],
             registry=registry,
         )
+        self.snapshots_refused = Counter(
+            "agensbus_router_snapshots_refused_total",
+            "Usable snapshots the off-policy gate kept out, the acting policy staying in "
+            "use, by reason.",
+            ["reason"],
+            registry=registry,
+        )
         self.decision_latency = Histogram(
             "agensbus_router_decision_latency_seconds",
             "From receiving a task or outcome to its events being handed to the producer.",
@@ -148,6 +168,18 @@ class RouterMetrics:
         for tenant in tenants:
             self.policy_version.labels(tenant=tenant).set(0)
             self.policy_timestamp.labels(tenant=tenant).set(0)
+        # Every series a rule or panel may read exists from the start, at 0.
+        for kind in ActionKind:
+            for reason in DecisionReason:
+                self.decisions.labels(action_kind=kind.value, reason=reason.value)
+        for termination in Termination:
+            self.completed.labels(termination=termination.value)
+        for refusal in POLICY_REFUSALS:
+            self.policy_refused.labels(reason=refusal)
+        for refusal in GATE_REFUSALS:
+            self.snapshots_refused.labels(reason=refusal)
+        for halt in (*(k.value for k in FailureKind), REPEATED_FAILURES):
+            self.governance_halts.labels(reason=halt)
 
     def started_trajectories(self, count: int) -> None:
         self.started.inc(count)
@@ -170,6 +202,8 @@ class RouterMetrics:
         """Read each model's breaker state at scrape time (a cool-down ends without an event)."""
         for model in breakers.models:
             self.breaker_state.labels(model=model).set_function(partial(breakers.state, model))
+            for state in BreakerState:
+                self.breaker_transitions.labels(model=model, state=state.label)
 
     def moved(self, transitions: Sequence[Transition]) -> None:
         for moved in transitions:

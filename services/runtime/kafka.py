@@ -5,6 +5,7 @@ import logging
 from typing import Any
 
 from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from services.runtime.settings import Settings
@@ -42,6 +43,12 @@ def faststream_security(settings: Settings) -> BaseSecurity | None:
     )
 
 
+async def undecoded(message: StreamMessage[Any]) -> Any:
+    """The body as received: handlers decode it themselves (services.runtime.codec), so a
+    body its content-type header misdescribes reaches them and is dead-lettered."""
+    return message.body
+
+
 def make_broker(settings: Settings, client_id: str, **extra: Any) -> KafkaBroker:
     """A FastStream broker for one service. A publish is acknowledged once every in-sync
     replica has it, so a leader that dies right after cannot take it along; consumers
@@ -58,6 +65,7 @@ def make_broker(settings: Settings, client_id: str, **extra: Any) -> KafkaBroker
         # "Received"/"Processed" per message is debugging detail, not an operator's log.
         log_level=logging.DEBUG,
         graceful_timeout=settings.graceful_timeout_s,
+        decoder=undecoded,
         **extra,
     )
 

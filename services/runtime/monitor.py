@@ -27,18 +27,19 @@ Consumers = Callable[[], Iterable[AIOKafkaConsumer]]
 
 
 class ConsumerLag:
-    """``agensbus_<service>_consumer_lag{topic,partition}``: records on each assigned
+    """``agensbus_consumer_lag{service,topic,partition}``: records on each assigned
     partition that the consumer has not read yet (end offset minus position). Partitions
     no longer assigned lose their series, so a rebalance leaves no stale lag behind."""
 
     def __init__(self, service: str, registry: CollectorRegistry) -> None:
         self.gauge = Gauge(
-            f"agensbus_{service}_consumer_lag",
+            "agensbus_consumer_lag",
             "Records on a partition this process consumes that it has not read yet "
             "(end offset minus the consumer's position), per assigned partition.",
-            ["topic", "partition"],
+            ["service", "topic", "partition"],
             registry=registry,
         )
+        self._service = service
         self._series: set[tuple[str, str]] = set()
 
     async def measure(self, consumers: Iterable[AIOKafkaConsumer]) -> None:
@@ -48,9 +49,9 @@ class ConsumerLag:
         # No await from here on: a scrape sees the old set of series or the new one.
         for gone in self._series - lags.keys():
             with contextlib.suppress(KeyError):
-                self.gauge.remove(*gone)
+                self.gauge.remove(self._service, *gone)
         for labels, lag in lags.items():
-            self.gauge.labels(*labels).set(lag)
+            self.gauge.labels(self._service, *labels).set(lag)
         self._series = set(lags)
 
 

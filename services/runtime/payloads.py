@@ -54,6 +54,9 @@ class PayloadStore:
                 registry=registry,
             )
         )
+        if self._ops is not None:
+            for op in ("stored", "fetched"):  # every series from the first scrape, at 0
+                self._ops.labels(service=service, op=op)
 
     def _count(self, op: str) -> None:
         if self._ops is not None:

@@ -10,6 +10,14 @@ from pydantic_core import PydanticSerializationError
 
 from services.runtime.codec import Rejected
 
+#: Every reason a record is found poison with (their series start at 0).
+POISON_REASONS = (
+    "record_too_large",
+    "invalid_output",
+    "serialisation",
+    "payload_missing",
+    "payload_corrupt",
+)
 _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 

@@ -4,24 +4,27 @@ logging and graceful shutdown. A service module supplies its subscribers and rea
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from importlib.metadata import version
 from typing import Any
 
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, RecordMetadata
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry, Counter, Info, disable_created_metrics
 
+from schemas.events import Event
+from schemas.headers import event_headers
 from schemas.topics import TOPICS
-from services.runtime.codec import Rejected, dead_letter, encode
+from services.runtime.codec import DECODE_ERRORS, Rejected, dead_letter, encode
 from services.runtime.http import HttpEndpoint
 from services.runtime.kafka import make_broker
 from services.runtime.logs import configure_logging
 from services.runtime.monitor import KafkaMonitor
-from services.runtime.poison import dead_letter_id, poison_reason
+from services.runtime.poison import POISON_REASONS, dead_letter_id, poison_reason
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
+from services.runtime.tracing import start_tracing
 
 Check = Callable[[], tuple[bool, str]]
 
@@ -35,20 +38,33 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 class Service:
     """One agensbus process. Build it, register subscribers on ``broker``, then ``run()``."""
 
-    def __init__(self, name: str, settings: Settings, **broker_options: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        dead_letter_reasons: Collection[str] = (),
+        **broker_options: Any,
+    ) -> None:
+        """``dead_letter_reasons``: the error types this service dead-letters beyond the
+        decoding ones every reader has; their series start at 0."""
         self.name = name
         self.settings = settings
         self.log = logging.getLogger(f"agensbus.{name}")
         self.registry = CollectorRegistry()
+        self.tracing = start_tracing(settings, name)
         self.broker: KafkaBroker = make_broker(
             settings, client_id=f"agensbus-{name}", **broker_options
         )
+        # One family for every service, told apart by a `service` label, so a rule or a
+        # panel reads one name.
         self.dead_letters_total = Counter(
-            f"agensbus_{name}_dead_letters_total",
-            "Inputs sent to the dead-letter topic, by reason.",
-            ["reason"],
+            "agensbus_dead_letters_total",
+            "Inputs sent to the dead-letter topic, by service and reason.",
+            ["service", "reason"],
             registry=self.registry,
         )
+        for reason in dict.fromkeys([*DECODE_ERRORS, *POISON_REASONS, *dead_letter_reasons]):
+            self.dead_letters_total.labels(service=name, reason=reason)
         self.poison_records_total = Counter(
             "agensbus_poison_records_total",
             "Records whose processing fails the same way on every retry (dead-lettered, "
@@ -56,10 +72,12 @@ class Service:
             ["service", "reason"],
             registry=self.registry,
         )
+        for reason in POISON_REASONS:
+            self.poison_records_total.labels(service=name, reason=reason)
         self._lettered: OrderedDict[str, None] = OrderedDict()
-        Info(
-            f"agensbus_{name}_build", "Version of the running agensbus.", registry=self.registry
-        ).info({"version": version("agensbus"), "service": name})
+        Info("agensbus_build", "Version of the running agensbus.", registry=self.registry).info(
+            {"version": version("agensbus"), "service": name}
+        )
         self._checks: dict[str, Check] = {}
         self.monitor = KafkaMonitor(
             name,
@@ -81,6 +99,36 @@ class Service:
 
     def topic(self, name: str) -> str:
         return self.settings.topic(name)
+
+    async def publish(
+        self, event: Event, topic: str, key: bytes | None, *, encoded: bytes | None = None
+    ) -> None:
+        """Publish ``event`` to the full topic name ``topic`` and wait for its delivery.
+        ``encoded``: the event's bytes, when the caller has them already."""
+        await self.broker.publish(
+            encode(event) if encoded is None else encoded,
+            topic,
+            key=key,
+            headers=self._headers(event),
+            correlation_id=event.event_id,
+        )
+
+    async def send(
+        self, event: Event, topic: str, key: bytes | None
+    ) -> "asyncio.Future[RecordMetadata]":
+        """Publish ``event`` without waiting: the future tells its delivery."""
+        return await self.broker.publish(
+            encode(event),
+            topic,
+            key=key,
+            headers=self._headers(event),
+            correlation_id=event.event_id,
+            no_confirm=True,
+        )
+
+    def _headers(self, event: Event) -> dict[str, str]:
+        """The envelope of ``event`` and the current trace context."""
+        return event_headers(event, self.name) | dict(self.tracing.headers())
 
     def add_check(self, name: str, check: Check) -> None:
         """A readiness condition shown on /readyz; the service is ready when all hold."""
@@ -126,11 +174,11 @@ class Service:
             value=record.value,
             rejected=rejected,
         )
-        await self.broker.publish(encode(letter), self.topic("dlq"), key=record.key)
+        await self.publish(letter, self.topic("dlq"), record.key)
         self._lettered[letter_id] = None
         if len(self._lettered) > _LETTERED_WINDOW:
             self._lettered.popitem(last=False)
-        self.dead_letters_total.labels(reason=rejected.error_type).inc()
+        self.dead_letters_total.labels(service=self.name, reason=rejected.error_type).inc()
         self.log.warning(
             "dead letter",
             extra={"topic": record.topic, "offset": record.offset, "reason": rejected.reason},
@@ -189,6 +237,7 @@ class Service:
         finally:
             await self.monitor.stop()
             await self.http.stop()
+            self.tracing.shutdown()
 
     def stop(self) -> None:
         """Ask a running service to shut down as it would on SIGTERM (for in-process use)."""

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the service's JSON logs."
     )
+    otel_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP collector base URL that spans are exported to, e.g. "
+        "http://localhost:4318 (needs the agensbus[tracing] extra). Empty: the standard "
+        "OTEL_EXPORTER_OTLP_ENDPOINT when set, else no tracing.",
+    )
 
     # --- service endpoints ---------------------------------------------------------------
     http_host: str = Field(default="127.0.0.1", description="Address of /metrics and health.")

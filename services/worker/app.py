@@ -8,7 +8,7 @@ from faststream.middlewares import AckPolicy
 
 from schemas.events import ActionKind, Decision
 from services.pipeline import deployed_pipeline
-from services.runtime.codec import Rejected, encode
+from services.runtime.codec import Rejected
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.worker import invoke
@@ -18,13 +18,24 @@ from services.worker.commits import Committer, Rebalance, record_of
 from services.worker.executor import Executor
 from services.worker.metrics import WorkerMetrics
 
+#: What the worker dead-letters beyond undecodable input (their series start at 0).
+WORKER_DEAD_LETTERS = (
+    "unknown_tenant",
+    "unknown_action",
+    "unknown_trajectory",
+    "unknown_step",
+    "unknown_task_class",
+    "unknown_model",
+    "context_overflow",
+)
+
 
 def build(settings: Settings) -> Service:
     pipeline = deployed_pipeline(settings)
     pool = pipeline.pool
     backend = make_backend(settings, pipeline)
-    service = Service("worker", settings)
-    metrics = WorkerMetrics(service.registry)
+    service = Service("worker", settings, WORKER_DEAD_LETTERS)
+    metrics = WorkerMetrics(service.registry, pool)
     # The subscriber is created below; the consumer exists only once it has started.
     committer = Committer(lambda: subscriber.consumer, service.log, service.poisoned)
     claims = Claims(service)
@@ -39,6 +50,10 @@ def build(settings: Settings) -> Service:
     )
 
     async def execute(record: ConsumerRecord[bytes, bytes], decision: Decision) -> None:
+        with service.tracing.span("execution", record.headers, action=decision.action):
+            await run(record, decision)
+
+    async def run(record: ConsumerRecord[bytes, bytes], decision: Decision) -> None:
         variant = pool.variant(decision.action)
         # A payload missing from the store raises Poison: the decision is dead-lettered
         # and left unanswered, as every retry would fail the same way.
@@ -52,9 +67,8 @@ def build(settings: Settings) -> Service:
             execution = error.as_failure()
         execution = await claims.carried(decision.state, execution)
         outcome = invoke.outcome_of(decision, execution)
-        await service.broker.publish(
-            encode(outcome), service.topic("outcomes"), key=decision.trajectory_id.encode()
-        )
+        key = decision.trajectory_id.encode()
+        await service.publish(outcome, service.topic("outcomes"), key)
         metrics.executed(decision, outcome)
 
     @subscriber

@@ -2,15 +2,19 @@
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.events import Decision, StepOutcome
+from schemas.events import Decision, FailureKind, StepOutcome
 from schemas.records import StepStatus
+from services.policy import CellPool
 
 #: LLM calls take from under a second to minutes.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+DIRECTIONS = ("in", "out")
+OUTCOME_STATUSES = (StepStatus.SUCCEEDED.value, StepStatus.FAILED.value)
 
 
 class WorkerMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, pool: CellPool | None = None) -> None:
+        """``pool``: the cells and models whose series start at 0."""
         self.executions = Counter(
             "agensbus_worker_cell_executions_total",
             "Invoke decisions executed, by cell, model and final status.",
@@ -47,6 +51,18 @@ class WorkerMetrics:
         self.in_flight = Gauge(
             "agensbus_worker_in_flight", "Decisions executing right now.", registry=registry
         )
+        variants = [] if pool is None else [v for c in pool.cells.values() for v in c.variants]
+        for variant in variants:
+            cell, model = variant.cell, variant.model or "none"
+            self.latency.labels(cell, model)
+            for status in OUTCOME_STATUSES:
+                self.executions.labels(cell, model, status)
+        for model in {v.model or "none" for v in variants}:
+            self.cost.labels(model)
+            for direction in DIRECTIONS:
+                self.tokens.labels(model, direction)
+            for kind in FailureKind:
+                self.failures.labels(model, kind.value)
 
     def executed(self, decision: Decision, outcome: StepOutcome) -> None:
         """Count what the published outcome of ``decision`` reports."""

@@ -207,6 +207,7 @@ def build_samples() -> dict[str, BaseModel]:
         "TaskSubmitted": TaskSubmitted(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="TaskSubmitted",
             task_id="incident-0042",
             goal="Find the root cause of the replication lag.",
@@ -220,6 +221,7 @@ def build_samples() -> dict[str, BaseModel]:
         "Decision": Decision(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="Decision",
             decision_id=f"{TRAJECTORY}:3",
             trajectory_id=TRAJECTORY,
@@ -242,6 +244,7 @@ def build_samples() -> dict[str, BaseModel]:
         "StepOutcome": StepOutcome(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="StepOutcome",
             decision_id=f"{TRAJECTORY}:3",
             trajectory_id=TRAJECTORY,
@@ -269,6 +272,7 @@ def build_samples() -> dict[str, BaseModel]:
         "TrajectoryCompleted": TrajectoryCompleted(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="TrajectoryCompleted",
             trajectory_id=TRAJECTORY,
             task_id="incident-0042",
@@ -286,6 +290,7 @@ def build_samples() -> dict[str, BaseModel]:
         "RewardObserved": RewardObserved(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="RewardObserved",
             trajectory_id=TRAJECTORY,
             task_id="incident-0042",
@@ -309,6 +314,7 @@ def build_samples() -> dict[str, BaseModel]:
         "PolicySnapshot": PolicySnapshot(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="PolicySnapshot",
             version=7,
             policy=_policy(),
@@ -321,6 +327,7 @@ def build_samples() -> dict[str, BaseModel]:
         "DeadLetter": DeadLetter(
             **ENVELOPE,
             schema_version=1,
+            schema_minor=0,
             event_type="DeadLetter",
             service="router",
             source_topic="agensbus.tasks",

@@ -1,5 +1,5 @@
 """Integrating from any pipeline: a task written as plain JSON by kcat (librdkafka, no agensbus
-code) is routed, and its decisions are read back with kcat.
+code) is routed, and its decisions are read back with kcat, CloudEvents headers included.
 
 The commands are the ones the README shows; scripts/setup.sh installs Debian's kcat.
 """
@@ -7,6 +7,7 @@ The commands are the ones the README shows; scripts/setup.sh installs Debian's k
 import json
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 from schemas.events import Decision, TrajectoryCompleted
@@ -40,6 +41,19 @@ def read_back(bus: Bus, name: str) -> list[tuple[str, str]]:
     return [(key, value) for key, _, value in (line.partition(" ") for line in out.splitlines())]
 
 
+def read_headers(bus: Bus, name: str) -> list[tuple[dict[str, str], str]]:
+    """(headers, value) of every record on a topic; kcat prints headers as name=value,..."""
+    out = kcat(
+        "-C", "-b", bus.bootstrap, "-t", bus.topic(name), "-o", "beginning", "-e", "-q",
+        "-f", r"%h\t%s\n",
+    )  # fmt: skip
+    records = []
+    for line in out.splitlines():
+        headers, _, value = line.partition("\t")
+        records.append((dict(h.split("=", 1) for h in headers.split(",")), value))
+    return records
+
+
 def test_a_task_published_by_kcat_is_routed_and_read_back_with_kcat(
     bus: Bus, tmp_path: Path
 ) -> None:
@@ -68,6 +82,7 @@ def test_a_task_published_by_kcat_is_routed_and_read_back_with_kcat(
             time.sleep(0.5)
         (trajectory,) = [TrajectoryCompleted.model_validate_json(v) for v in completed]
         decisions = [Decision.model_validate_json(v) for _, v in read_back(bus, "decisions")]
+        headed = read_headers(bus, "decisions") + read_headers(bus, "trajectories")
     finally:
         stop_all(services)
 
@@ -80,5 +95,18 @@ def test_a_task_published_by_kcat_is_routed_and_read_back_with_kcat(
     assert [d.decision_id for d in sorted(decisions, key=lambda d: d.step)] == [
         f"kcat-1:{step}" for step in range(trajectory.steps)
     ]
+    # Every event says what it is in its headers, from its own fields (binary-mode
+    # CloudEvents over Kafka), read with kcat's %h.
+    assert len(headed) == len(decisions) + 1
+    for headers, value in headed:
+        event = json.loads(value)
+        assert headers["content-type"] == "application/json"
+        assert headers["ce_specversion"] == "1.0"
+        assert headers["ce_type"] == f"agensbus.{event['event_type']}"
+        assert headers["ce_source"] == "agensbus/router"
+        assert headers["ce_id"] == event["event_id"]
+        assert datetime.fromisoformat(headers["ce_time"]) == datetime.fromisoformat(
+            event["produced_at"]
+        )
     # Both services stopped on SIGTERM with exit code 0.
     assert [s.returncode for s in services] == [0, 0]

@@ -79,7 +79,7 @@ def test_up_runs_the_loop_and_stops_cleanly(tmp_path: Path) -> None:
             assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
             status, metrics = get(url)
             assert status == 200
-            assert f'agensbus_{service}_build_info{{service="{service}"' in metrics
+            assert f'agensbus_build_info{{service="{service}"' in metrics
             status, body = get(url.removesuffix("metrics") + "readyz")
             assert (status, json.loads(body)["ready"]) == (200, True), body
 

@@ -41,9 +41,16 @@ def settings_for(bootstrap: str, **values: Any) -> Settings:
     )
 
 
+#: What a producer of JSON says it sends, broken values too: a reader must not trust it.
+JSON_HEADERS = [("content-type", b"application/json")]
+
+
 async def produce(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> None:
     async with AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all") as producer:
-        sent = [await producer.send(topic, value, key=key.encode()) for key, value in values]
+        sent = [
+            await producer.send(topic, value, key=key.encode(), headers=JSON_HEADERS)
+            for key, value in values
+        ]
         await asyncio.gather(*sent)
 
 

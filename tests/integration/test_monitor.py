@@ -97,7 +97,10 @@ def test_lag_counts_the_records_a_busy_consumer_has_not_read(kafka_bootstrap: st
             await until(lambda: len(handled) == 6, "every record handled")
             await until(lambda: lag(service).get((topic, "0")) == 0, "no lag")
             text = generate_latest(service.registry).decode()
-            assert f'agensbus_probe_consumer_lag{{partition="0",topic="{topic}"}} 0.0' in text
+            assert (
+                f'agensbus_consumer_lag{{partition="0",service="probe",topic="{topic}"}} 0.0'
+                in text
+            )
 
     run(scenario())
 

@@ -203,7 +203,7 @@ def test_bad_decisions_go_to_the_dlq_and_the_rest_proceed(kafka_bootstrap: str) 
         assert all(d.key_b64 is not None for d in letters)
         for _, error_type in expected:
             counted = service.registry.get_sample_value(
-                "agensbus_worker_dead_letters_total", {"reason": error_type}
+                "agensbus_dead_letters_total", {"service": "worker", "reason": error_type}
             )
             assert counted == 1
         # Dead-lettered records count as done: the commit covers all of them.

@@ -103,6 +103,9 @@ COMMANDS: dict[tuple[str, ...], str] = {
         "--kafka-bootstrap",
         "127.0.0.1:9",
     ): "openai",
+    ("router", "--otel-endpoint", "http://127.0.0.1:9", "--kafka-bootstrap", "127.0.0.1:9"): (
+        "tracing"
+    ),
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.topics import TOPICS
 from services.judge import app as judge_app
@@ -20,6 +21,7 @@ from services.router import app as router_app
 from services.runtime.broker import KAFKA_VERSION
 from services.runtime.settings import Settings
 from services.worker import app as worker_app
+from tests.support_metrics import JUDGE_MODEL_FAMILIES, not_started_at_zero
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -80,18 +82,13 @@ EXPECTED_METRICS: dict[str, str] = {
     "agensbus_learner_policy_version": "gauge",
     "agensbus_learner_policy_nodes": "gauge",
     "agensbus_learner_policy_edges": "gauge",
-    # every service (the Service shell)
+    "agensbus_router_snapshots_refused_total": "counter",
+    # every service (the Service shell), told apart by their `service` label
     "agensbus_poison_records_total": "counter",
     "agensbus_payloads_total": "counter",
-    **{
-        f"agensbus_{service}_{name}": kind
-        for service in ("router", "worker", "judge", "learner")
-        for name, kind in (
-            ("dead_letters_total", "counter"),
-            ("build_info", "gauge"),
-            ("consumer_lag", "gauge"),
-        )
-    },
+    "agensbus_dead_letters_total": "counter",
+    "agensbus_build_info": "gauge",
+    "agensbus_consumer_lag": "gauge",
 }
 
 #: Series Prometheus makes itself.
@@ -121,7 +118,20 @@ DASHBOARD_PANELS = {
     "Cell latency p50 / p99 by cell",
     "Cell failure rate by model",
     "Circuit breaker state by model",
+    "Cost (USD/h) by model",
+    "Failures/s by kind",
+    "Minimum propensity",
+    "Refused snapshots by reason",
 }
+#: The dashboard's variables: the datasource (an import input, a selector once provisioned)
+#: and the label filters its queries take.
+DASHBOARD_VARIABLES = {
+    "DS_PROMETHEUS": "datasource",
+    "tenant": "query",
+    "instance": "query",
+    "model": "query",
+}
+DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 
 
 def tool(name: str, package: str) -> str:
@@ -197,9 +207,8 @@ def test_unknown_series_flags_a_bare_histogram_and_a_typo() -> None:
     }
 
 
-def exported_metrics() -> dict[str, str]:
-    """Name -> type of every metric family the four services register, as /metrics declares
-    them (``# TYPE`` lines). Building a service connects to nothing."""
+def scrapes() -> dict[str, str]:
+    """Service -> its /metrics text just after it was built (building connects to nothing)."""
     settings = Settings(kafka_bootstrap="127.0.0.1:9")
     services = [
         router_app.build(settings),
@@ -207,9 +216,15 @@ def exported_metrics() -> dict[str, str]:
         judge_app.build(settings),
         learner_app.build(settings),
     ]
+    return {s.name: generate_latest(s.registry).decode() for s in services}
+
+
+def exported_metrics() -> dict[str, str]:
+    """Name -> type of every metric family the four services register, as /metrics declares
+    them (``# TYPE`` lines)."""
     exported = {}
-    for service in services:
-        for line in generate_latest(service.registry).decode().splitlines():
+    for text in scrapes().values():
+        for line in text.splitlines():
             if line.startswith("# TYPE "):
                 _, _, name, kind = line.split(" ")
                 exported[name] = kind
@@ -220,6 +235,35 @@ def test_the_services_export_exactly_the_expected_metrics() -> None:
     # So every metric a panel or a rule reads (checked against EXPECTED_METRICS below) is one
     # the services export, and a metric added to a service is listed (and documented).
     assert exported_metrics() == EXPECTED_METRICS
+
+
+def test_every_dead_letter_reason_the_code_names_starts_at_0() -> None:
+    # A reason no role declares would have no series until its first letter.
+    named = {
+        reason
+        for path in (ROOT / "services").rglob("*.py")
+        for reason in re.findall(
+            r'\b(?:Rejected|Unexecutable|Poison)\(\s*"(\w+)"', path.read_text()
+        )
+    }
+    started = {
+        sample.labels["reason"]
+        for text in scrapes().values()
+        for family in text_string_to_metric_families(text)
+        if family.name == "agensbus_dead_letters"
+        for sample in family.samples
+    }
+    assert len(named) > 10
+    assert named <= started
+
+
+def test_every_counter_and_histogram_has_its_series_at_0_before_any_event() -> None:
+    # rate() and increase() see the first event only from a series that existed before it.
+    for name, text in scrapes().items():
+        assert not_started_at_zero(text, JUDGE_MODEL_FAMILIES) == [], name
+    shell = scrapes()["router"]
+    assert 'agensbus_dead_letters_total{reason="invalid_task",service="router"} 0.0' in shell
+    assert 'agensbus_build_info{service="router",version=' in shell
 
 
 # --- docker-compose.yml ---------------------------------------------------------------------
@@ -363,14 +407,14 @@ JUDGE = {"service": "judge", "instance": "judge:9400"}
 RULE_CASES: dict[str, tuple[str, list[dict[str, str]], str, list[dict[str, str]]]] = {
     "tasks wait, no decision ever": (
         "AgensbusRouterNoDecisions",
-        [series("agensbus_router_consumer_lag", "5+5x40", topic="agensbus.tasks", **ROUTER)],
+        [series("agensbus_consumer_lag", "5+5x40", topic="agensbus.tasks", **ROUTER)],
         "20m",
         [{"severity": "critical"}],
     ),
     "tasks wait, decisions flow": (
         "AgensbusRouterNoDecisions",
         [
-            series("agensbus_router_consumer_lag", "5+5x40", topic="agensbus.tasks", **ROUTER),
+            series("agensbus_consumer_lag", "5+5x40", topic="agensbus.tasks", **ROUTER),
             series(
                 "agensbus_router_decisions_total",
                 "0+10x40",
@@ -440,11 +484,7 @@ RULE_CASES: dict[str, tuple[str, list[dict[str, str]], str, list[dict[str, str]]
     ),
     "learner dead-letters steadily": (
         "AgensbusDeadLetters",
-        [
-            series(
-                "agensbus_learner_dead_letters_total", "0+1x40", reason="schema_invalid", **LEARNER
-            )
-        ],
+        [series("agensbus_dead_letters_total", "0+1x40", reason="schema_invalid", **LEARNER)],
         "30m",
         [{"severity": "warning", "service": "learner", "reason": "schema_invalid"}],
     ),
@@ -461,7 +501,7 @@ RULE_CASES: dict[str, tuple[str, list[dict[str, str]], str, list[dict[str, str]]
         "AgensbusLearnerLagGrowing",
         [
             series(
-                "agensbus_learner_consumer_lag",
+                "agensbus_consumer_lag",
                 "0+20x40",
                 topic="agensbus.rewards",
                 partition="0",
@@ -475,7 +515,7 @@ RULE_CASES: dict[str, tuple[str, list[dict[str, str]], str, list[dict[str, str]]
         "AgensbusPartitionStuck",
         [
             series(
-                "agensbus_router_consumer_lag",
+                "agensbus_consumer_lag",
                 "0x5 40+10x40",
                 topic="agensbus.tasks",
                 partition="1",
@@ -497,7 +537,7 @@ RULE_CASES: dict[str, tuple[str, list[dict[str, str]], str, list[dict[str, str]]
         "AgensbusPartitionStuck",
         [
             series(
-                "agensbus_worker_consumer_lag",
+                "agensbus_consumer_lag",
                 "50 80 20 90 60 30 100 70 10 " * 5,
                 topic="agensbus.decisions",
                 partition="0",
@@ -605,21 +645,51 @@ def test_grafana_provisions_the_prometheus_datasource_and_the_dashboards(
     )
 
 
-def test_dashboard_has_the_panels_on_the_provisioned_datasource() -> None:
+def test_dashboard_has_the_panels_on_the_datasource_input() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     assert (dashboard["uid"], dashboard["title"]) == ("agensbus", "agensbus")
+    (wanted,) = dashboard["__inputs"]
+    assert (wanted["name"], wanted["type"], wanted["pluginId"]) == (
+        "DS_PROMETHEUS",
+        "datasource",
+        "prometheus",
+    )
+    variables = dashboard["templating"]["list"]
+    assert {v["name"]: v["type"] for v in variables} == DASHBOARD_VARIABLES
+    for variable in variables:
+        if variable["type"] == "query":
+            assert variable["datasource"] == DATASOURCE, variable["name"]
     panels = dashboard_panels()
     assert {p["title"] for p in panels} >= DASHBOARD_PANELS
     for panel in panels:
         assert panel["targets"], panel["title"]
         for target in [panel, *panel["targets"]]:
-            assert target["datasource"]["uid"] == "prometheus", panel["title"]
+            assert target["datasource"] == DATASOURCE, panel["title"]
+
+
+def test_dashboard_queries_take_the_label_variables() -> None:
+    queries = [t["expr"] for p in dashboard_panels() for t in p["targets"]]
+    for variable in ("tenant", "instance", "model"):
+        assert any(f'=~"${variable}"' in q for q in queries), variable
+
+
+def dashboard_variable_selectors() -> list[str]:
+    """The series selector of each query variable (``label_values(SELECTOR, label)``)."""
+    selectors = []
+    for variable in json.loads(DASHBOARD.read_text())["templating"]["list"]:
+        if variable["type"] == "query":
+            match = re.fullmatch(r"label_values\((.*), \w+\)", variable["query"]["query"])
+            assert match, variable["name"]
+            selectors.append(match.group(1))
+    return selectors
 
 
 def test_dashboard_reads_only_expected_metrics() -> None:
     for panel in dashboard_panels():
         for target in panel["targets"]:
             assert unknown_series(metric_names(target["expr"])) == set(), panel["title"]
+    for selector in dashboard_variable_selectors():
+        assert unknown_series(metric_names(selector)) == set(), selector
 
 
 def test_dashboard_queries_parse(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from schemas.events import FailureKind
 from services.cli.serve import worker
@@ -30,6 +30,7 @@ from services.worker.openai.client import ChatClient, RetryPolicy
 from services.worker.openai.judge import LLMJudge, Verdict, judge_name
 from services.worker.openai.models import CHARS_PER_TOKEN
 from services.worker.openai.testing import Reply, Request, ScriptedServer, completion, scripted
+from tests.support_metrics import not_started_at_zero
 from tests.unit.support_judge import SCENARIO, completed
 from tests.unit.support_openai import KEY, Sleeps, spec_for
 
@@ -343,6 +344,17 @@ def test_judge_models_come_from_the_setting_or_the_default(tmp_path: Path) -> No
     }
     with pytest.raises(ModelConfigError, match="'other' has no base_url"):
         build_judge(settings_with(tmp_path, judge_models="other"))
+
+
+def test_the_judge_models_series_start_at_0(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    settings = settings_with(tmp_path, openai_base_url="http://127.0.0.1:8/v1", judge_models="a,b")
+    LLMScorer(settings, JudgeMetrics(registry), LOG)
+    assert not_started_at_zero(generate_latest(registry).decode()) == []
+    for model in ("a", "b"):
+        assert registry.get_sample_value("agensbus_judge_requests_total", {"model": model}) == 0
+        labels = {"model": model, "kind": "quota"}
+        assert registry.get_sample_value("agensbus_judge_failures_total", labels) == 0
 
 
 def test_the_role_judges_with_models_only_on_the_openai_backend(tmp_path: Path) -> None:

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from prometheus_client import CollectorRegistry
 
 from schemas.records import Budget, Regime, Role, TaskFeatures
 from services.cli import cli
+from services.learner.metrics import LearnerMetrics
 from services.pipeline import PipelineError, load_pipeline, parse_pipeline, shipped_pipelines
 from services.policy import candidate_actions, fixed_pipeline, paper_pool, start_state
 from services.policy.arms import ARMS
@@ -317,3 +319,13 @@ def test_a_simulated_worker_refuses_a_pipeline_its_world_does_not_simulate(
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
     assert "scenario security-advisories simulates the pipeline paper" in result.output
+
+
+def test_the_learner_starts_the_reward_series_of_the_pipelines_classes() -> None:
+    registry = CollectorRegistry()
+    found = parse_pipeline(yaml.safe_dump(triage_pipeline([])), "mine.yaml")
+    LearnerMetrics(registry, found.classes.values())
+    count = "agensbus_learner_reward_count"
+    assert registry.get_sample_value(count, {"task_class": "urgent", "regime": "high_risk"}) == 0
+    assert registry.get_sample_value(count, {"task_class": "none", "regime": "ambiguous"}) == 0
+    assert registry.get_sample_value(count, {"task_class": "urgent", "regime": "ambiguous"}) is None
