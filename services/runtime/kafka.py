@@ -52,7 +52,8 @@ async def undecoded(message: StreamMessage[Any]) -> Any:
 def make_broker(settings: Settings, client_id: str, **extra: Any) -> KafkaBroker:
     """A FastStream broker for one service. A publish is acknowledged once every in-sync
     replica has it, so a leader that dies right after cannot take it along; consumers
-    deduplicate what a retry repeats, and idempotence keeps a retry from storing it twice."""
+    deduplicate what a retry repeats (idempotent producers are a setting: see
+    ``Settings.kafka_idempotence`` for why they are off by default)."""
     return KafkaBroker(
         # One address per entry: FastStream would hand a comma-separated string to aiokafka
         # as one host name.

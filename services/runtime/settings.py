@@ -66,10 +66,12 @@ class Settings(BaseSettings):
         "it is acknowledged (at most the replication factor).",
     )
     kafka_idempotence: bool = Field(
-        default=True,
-        description="Idempotent producers, so that a retried write is stored once; off only "
-        "for a broker without them (the fallback broker). Producers wait for every in-sync "
-        "replica either way.",
+        default=False,
+        description="Idempotent producers, so that a retried write is stored once. Off by "
+        "default: aiokafka does not roll a partition's sequence number back when the broker "
+        "refuses a batch (a record over the topic's max.message.bytes), and every later write "
+        "to that partition then fails with OutOfOrderSequenceNumber. Consumers deduplicate "
+        "anyway, and producers wait for every in-sync replica either way.",
     )
     tenant: str = Field(default="default", description="Tenant of the events this process emits.")
 

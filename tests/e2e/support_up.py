@@ -37,10 +37,14 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 class Up:
-    """``agensbus up`` in the background; its stdout is read line by line as it comes."""
+    """``agensbus up`` in the background; its stdout is read line by line as it comes. Unless
+    the test names a data directory, the stack is ephemeral: a test never takes the user's
+    default data directory (nor its lock)."""
 
     def __init__(self, args: list[str], env: dict[str, str], stderr: Path) -> None:
         self._stderr_path = stderr
+        if "--data-dir" not in args and "--ephemeral" not in args:
+            args = [*args, "--ephemeral"]
         with stderr.open("w") as err:
             self.process = subprocess.Popen(
                 agensbus_command(["up", *args]),

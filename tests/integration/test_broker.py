@@ -208,8 +208,9 @@ def test_a_kept_directory_is_formatted_once_and_reused(tmp_path: Path) -> None:
     with EmbeddedKafka(directory=home) as first:
         bootstrap = first.bootstrap
         run(write(bootstrap))
-        # Services started on it create topics with one copy, and idempotent producers.
-        suited = settings_for(first, Settings())
+        # Services started on it create topics with one copy; it keeps idempotent producers
+        # where they are asked for (the fallback broker cannot have them).
+        suited = settings_for(first, Settings(kafka_idempotence=True))
         assert (suited.kafka_replication, suited.kafka_min_insync_replicas) == (1, 1)
         assert suited.kafka_idempotence is True
     state = (home / STATE_FILE).read_text()
