@@ -18,7 +18,7 @@ from services.bench.policy import (
 from services.cli._errors import UserError
 from services.cli._extras import require_extra
 from services.cli._options import scenario_option
-from services.cli._settings import KAFKA_FIELDS, settings_from
+from services.cli._settings import KAFKA_FIELDS, settings_from, with_pipeline
 from services.cli.demo import replay_progress
 from services.policy import PAPER_REWARD, PolicyGraph
 from services.runtime.policy_files import PolicyFileError, load_graph
@@ -192,7 +192,8 @@ def bench_router(tasks: int, in_flight: int, timeout_s: float, as_json: bool, **
     """
     from services.bench.router import run_router_bench
 
-    settings = settings_from(flags)
+    # The router routes the cells the scenario's world answers.
+    settings = with_pipeline(settings_from(flags))
     err = Console(stderr=True)
     with err.status("benchmarking") as status:
         result = run_router_bench(

@@ -159,6 +159,7 @@ class Engine:
             features=task_class.features,
             setup=self.setup,
             task_class=task_class.name,
+            budget=self.scenario.pipeline.budget,
         )
         decisions = skips = 0
         while True:
