@@ -237,3 +237,17 @@ def test_command_writes_a_report_that_reruns_identically(tmp_path: Path) -> None
         f"--arms fixed,paper --out {tmp_path / 'a'}"
     ) in pages[0]
     assert "![per_class.png](per_class.png)" in pages[0]
+
+
+def test_the_rare_class_scenario_counts_the_skips_of_its_fatal_verifier() -> None:
+    # docs/learning.md measures the fatal-skip share on this file: keep it loadable
+    rare = load_scenario(str(Path(__file__).parents[1] / "data/scenarios/rare-fatal-skip.yaml"))
+    counts = {name: c.count for name, c in rare.classes.items()}
+    assert [counts[name] for name in ("R1", "R2", "R3", "R4")] == [2, 3, 1, 2]
+    result = run_learning_bench(
+        rare, [ARMS["paper"]], seeds=1, epochs=3, source=None, clock=time.perf_counter
+    )
+    skips = result.arms["paper"].late_skip_share
+    assert set(skips) == set(rare.classes)
+    assert all(0.0 <= share <= 1.0 for cells in skips.values() for share in cells.values())
+    assert any(cells.get("verifier", 0.0) > 0.0 for cells in skips.values())
