@@ -127,6 +127,9 @@ class DecisionReason(StrEnum):
     GRAPH_RECOMMENDATION = "graph_recommendation"
     UNTRIED_ACTION = "untried_action"
     FIXED_PIPELINE = "fixed_pipeline"
+    #: baseline-safe selection kept the fixed pipeline's action over a better score that
+    #: the evidence does not yet support
+    BASELINE_KEPT = "baseline_kept"
 
 
 class Decision(Event):

@@ -1,6 +1,10 @@
-"""The ``agensbus.policy/1`` document: a learned policy as plain, language-neutral JSON."""
+"""The ``agensbus.policy/2`` document: a learned policy as plain, language-neutral JSON.
 
-from typing import Final, Literal
+Version 2 adds ``classes`` (the class floor of baseline-safe selection); an
+``agensbus.policy/1`` document reads as version 2 without classes, everything else equal.
+"""
+
+from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
@@ -9,7 +13,9 @@ from schemas._fields import TenantName
 from schemas._types import ActionId, Name, SignatureText
 from schemas.records import FoldSpec, RewardConfig, SelectionConfig
 
-POLICY_FORMAT: Final = "agensbus.policy/1"
+POLICY_FORMAT: Final = "agensbus.policy/2"
+#: The formats a reader accepts: every earlier one migrates to ``POLICY_FORMAT``.
+READABLE_FORMATS: Final = ("agensbus.policy/1", POLICY_FORMAT)
 
 
 class EdgeRecord(Record):
@@ -48,9 +54,35 @@ class NodeRecord(Record):
     )
 
 
+class StreamRecord(Record):
+    """Count, mean and M2 (sum of squared deviations) of a stream of judged qualities; the
+    count is fractional after a weighted merge (a warm start's prior strength)."""
+
+    count: float = Field(default=0.0, ge=0.0, description="trajectories counted")
+    mean: float = Field(default=0.0, description="their mean judged quality")
+    m2: float = Field(
+        default=0.0, ge=0.0, description="sum of squared deviations from the mean (Welford)"
+    )
+
+
+class ClassRecord(Record):
+    """The class floor of one task class (``services.policy.floor``)."""
+
+    baseline: StreamRecord = Field(
+        default_factory=StreamRecord,
+        description="judged quality of the class's trajectories that ran the fixed pipeline",
+    )
+    deviated: StreamRecord = Field(
+        default_factory=StreamRecord,
+        description="judged quality of the class's trajectories that left it somewhere",
+    )
+
+
 class PolicyDocument(Record):
-    format: Literal["agensbus.policy/1"] = Field(
-        default=POLICY_FORMAT, description="the document format; always `agensbus.policy/1`"
+    format: Literal["agensbus.policy/2"] = Field(
+        default=POLICY_FORMAT,
+        description="the document format; always `agensbus.policy/2` (a reader migrates "
+        "`agensbus.policy/1`)",
     )
     tenant: TenantName = "default"
     version: int = Field(default=0, ge=0, description="version of the policy")
@@ -65,6 +97,21 @@ class PolicyDocument(Record):
     nodes: list[NodeRecord] = Field(
         default_factory=list, description="one per signature; no signature appears twice"
     )
+    classes: dict[Name, ClassRecord] = Field(
+        default_factory=dict,
+        description="per task class, the judged quality on and off its fixed pipeline, which "
+        "the class floor of baseline-safe selection reads (absent in agensbus.policy/1)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        """An ``agensbus.policy/1`` document is version 2 without classes."""
+        if isinstance(data, dict) and data.get("format") == READABLE_FORMATS[0]:
+            if "classes" in data:
+                raise ValueError("an agensbus.policy/1 document has no classes")
+            return {**data, "format": POLICY_FORMAT}
+        return data
 
     @model_validator(mode="after")
     def _signatures_unique(self) -> "PolicyDocument":
@@ -76,4 +123,13 @@ class PolicyDocument(Record):
         return self
 
 
-__all__ = ["POLICY_FORMAT", "EdgeRecord", "Name", "NodeRecord", "PolicyDocument"]
+__all__ = [
+    "POLICY_FORMAT",
+    "READABLE_FORMATS",
+    "ClassRecord",
+    "EdgeRecord",
+    "Name",
+    "NodeRecord",
+    "PolicyDocument",
+    "StreamRecord",
+]

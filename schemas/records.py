@@ -357,6 +357,72 @@ class SelectionConfig(Record):
         "take instead the one of least token mean among the tried actions whose reward mean "
         "is within this margin of the best tried mean; null takes the best score, as the paper",
     )
+    baseline_tolerance: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="baseline-safe selection: the fixed pipeline's action (the plan's next "
+        "cell on its default variant) is kept at a node unless an alternative has at least "
+        "baseline_min_visits visits there and its lower confidence bound (mean less "
+        "baseline_z standard errors) is at least the baseline's mean less this tolerance; "
+        "null selects by score alone, as the paper",
+    )
+    baseline_floor: Literal["node", "class"] = Field(
+        default="node",
+        description="where baseline-safe selection keeps the floor: node, the rule above at "
+        "every node; class, a conservative gate per task class: the class follows its scores "
+        "while the judged quality of its trajectories off the fixed pipeline, at their lower "
+        "confidence bound, keeps the class's cumulative quality at the pipeline's less the "
+        "tolerance per trajectory, and runs the pipeline otherwise",
+    )
+    baseline_min_visits: int = Field(
+        default=5,
+        ge=1,
+        description="visits an alternative needs at a node before baseline-safe selection "
+        "may prefer it to the baseline (the SPIBB count threshold)",
+    )
+    baseline_z: float = Field(
+        default=1.645,
+        ge=0.0,
+        description="standard errors below its mean at which baseline-safe selection reads "
+        "an alternative's lower confidence bound (1.645: one-sided 95%)",
+    )
+    explore_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="with baseline-safe selection: the probability that a decision whose "
+        "best score is neither the baseline nor a proven alternative explores it anyway "
+        "(drawn with the decision's uniform, logged as the propensity); 0 never explores "
+        "away from what the evidence supports",
+    )
+    explore_budget: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="with the class floor: the judged quality a class may lose, summed over "
+        "its trajectories off the fixed pipeline and counted at their lower confidence bound, "
+        "beyond the tolerance per trajectory, while it learns; 0 leaves it only the tolerance",
+    )
+    protected_classes: list[Name] = Field(
+        default_factory=list,
+        max_length=256,
+        description="task classes that baseline-safe selection keeps on the fixed pipeline: "
+        "they never explore, nor follow evidence that other classes left at shared nodes",
+    )
+    protected_regimes: list[Regime] = Field(
+        default_factory=list,
+        description="regimes that baseline-safe selection keeps on the fixed pipeline",
+    )
+
+    @model_validator(mode="after")
+    def _node_rule_is_greedy(self) -> "SelectionConfig":
+        node_rule = self.baseline_tolerance is not None and self.baseline_floor == "node"
+        if node_rule and (self.temperature > 0.0 or self.cheap_within is not None):
+            raise ValueError(
+                "the node rule of baseline-safe selection takes neither a temperature nor "
+                "cheap_within: it draws its own exploration with explore_share"
+            )
+        return self
 
 
 class RewardConfig(Record):

@@ -45,6 +45,13 @@ SHIFT_EFFECTS: dict[str, ClassEffect] = {
     "verifier@balanced": ClassEffect(token_factor=2.0),
 }
 
+#: Early in a run: the epochs over which a warm start's regret is compared with its cold
+#: twin's.
+EARLY_EPOCHS = 3
+
+#: The skips each arm still takes are counted per class and cell after this epoch.
+SETTLED_AFTER = 2
+
 #: Recovered: the expected reward of the last ``RECOVERY_WINDOW`` trajectories reaches this
 #: share of what the new optimum would earn on the same tasks (tasks come shuffled, so a
 #: window mixes classes).
@@ -102,6 +109,13 @@ class Run:
     total_tokens: float
     trajectories: int
     recovery: int | None = None  # trajectories after the shift until recovered; None: never
+    #: per class: its trajectories after ``SETTLED_AFTER``, and per cell how many of them
+    #: skipped it
+    late_tasks: dict[str, int] = field(default_factory=dict)
+    late_skips: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def early_regret(self) -> float:
+        return sum(e.regret * e.trajectories for e in self.epochs[:EARLY_EPOCHS])
 
     @property
     def plateau(self) -> list[EpochReport]:
@@ -136,15 +150,11 @@ def run_arm(
     phases = [(scenario, oracle, 1, before)]
     if shift is not None and before < epochs:
         phases.append((shift.after, shift.oracle, before + 1, epochs - before))
-    regret = tokens = 0.0
-    count = 0
+    totals = RunTally()
     earned: list[tuple[float, float]] = []  # after the shift: (expected reward, optimum)
 
     def tally(record: TrajectoryRecord) -> None:
-        nonlocal regret, tokens, count
-        regret += record.regret
-        tokens += record.state.tokens_used
-        count += 1
+        totals.add(record)
         if record.epoch > before:
             best = phases[-1][1].for_class(record.task_class).best_reward
             earned.append((best - record.regret, best))
@@ -159,7 +169,44 @@ def run_arm(
         engine.graph = graph
         reports += engine.run(length, first_epoch=first, on_trajectory=tally)
     recovery = recovered_after(earned, RECOVERY_WINDOW) if shift is not None else None
-    return Run(arm.name, seed, reports, regret, tokens, count, recovery), graph
+    return totals.run(arm.name, seed, reports, recovery), graph
+
+
+@dataclass
+class RunTally:
+    """What a run sums over its trajectories, in the order they ran."""
+
+    regret: float = 0.0
+    tokens: float = 0.0
+    count: int = 0
+    late_tasks: dict[str, int] = field(default_factory=dict)
+    late_skips: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, record: TrajectoryRecord) -> None:
+        self.regret += record.regret
+        self.tokens += record.state.tokens_used
+        self.count += 1
+        if record.epoch > SETTLED_AFTER:
+            name = record.task_class
+            self.late_tasks[name] = self.late_tasks.get(name, 0) + 1
+            skips = self.late_skips.setdefault(name, {})
+            for cell in record.state.skipped:
+                skips[cell] = skips.get(cell, 0) + 1
+
+    def run(
+        self, arm: str, seed: int, epochs: list[EpochReport], recovery: int | None = None
+    ) -> Run:
+        return Run(
+            arm,
+            seed,
+            epochs,
+            self.regret,
+            self.tokens,
+            self.count,
+            recovery,
+            self.late_tasks,
+            self.late_skips,
+        )
 
 
 def recovered_after(earned: Sequence[tuple[float, float]], window: int) -> int | None:
@@ -223,6 +270,9 @@ class ArmSummary:
     per_class: dict[str, Estimate]
     per_epoch: dict[str, list[Estimate]]
     recovery: list[int | None] = field(default_factory=list)  # per seed, with a shift
+    #: per class, per cell: the share of the class's trajectories after ``SETTLED_AFTER``
+    #: that skipped the cell, over every seed
+    late_skip_share: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def recovered(self) -> list[int]:
@@ -247,6 +297,7 @@ class ArmSummary:
                 for m in EPOCH_METRICS
             },
             recovery=[r.recovery for r in runs],
+            late_skip_share=_late_skip_share(runs),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -259,7 +310,24 @@ class ArmSummary:
             "total_tokens": self.total_tokens.as_dict(),
             "per_class": {c: e.as_dict() for c, e in self.per_class.items()},
             "per_epoch": {m: [e.as_dict() for e in values] for m, values in self.per_epoch.items()},
+            f"skip_share_after_epoch_{SETTLED_AFTER}": self.late_skip_share,
         }
+
+
+def _late_skip_share(runs: Sequence[Run]) -> dict[str, dict[str, float]]:
+    tasks: dict[str, int] = {}
+    skips: dict[str, dict[str, int]] = {}
+    for run in runs:
+        for name, count in run.late_tasks.items():
+            tasks[name] = tasks.get(name, 0) + count
+        for name, cells in run.late_skips.items():
+            mine = skips.setdefault(name, {})
+            for cell, count in cells.items():
+                mine[cell] = mine.get(cell, 0) + count
+    return {
+        name: {cell: count / tasks[name] for cell, count in sorted(skips.get(name, {}).items())}
+        for name in sorted(tasks)
+    }
 
 
 @dataclass(frozen=True)
@@ -274,6 +342,9 @@ class WarmRow:
     #: twin spends per trajectory at its plateau: what starting "already learned" is worth
     #: in tokens when the plateau is the same.
     savings_at_cold_plateau: Estimate
+    #: the share of the cold twin's regret over the first ``EARLY_EPOCHS`` epochs that the
+    #: warm start saves, per seed
+    early_regret_saving: Estimate
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -282,6 +353,8 @@ class WarmRow:
             "token_savings": self.savings.as_dict(),
             "plateau_quality_delta": self.plateau_delta.as_dict(),
             "token_savings_at_cold_plateau": self.savings_at_cold_plateau.as_dict(),
+            "early_regret_saving": self.early_regret_saving.as_dict(),
+            "early_epochs": EARLY_EPOCHS,
         }
 
 
@@ -320,9 +393,26 @@ class LearningBench:
             result["plateau_at_least_fixed_where_coordination_matters"] = all(
                 mine.per_class[c].mean >= fixed.per_class[c].mean for c in self.coordination_classes
             )
+            result["plateau_within_0.01_of_fixed_on_every_class"] = all(
+                mine.per_class[c].mean >= fixed.per_class[c].mean - 0.01 for c in mine.per_class
+            )
+            result["plateau_at_least_fixed_plus_0.03"] = (
+                mine.plateau_quality.mean >= fixed.plateau_quality.mean + 0.03
+            )
+            result["regret_at_most_0.5x_fixed"] = (
+                mine.cumulative_regret.mean <= 0.5 * fixed.cumulative_regret.mean
+            )
+            result["tokens_at_most_0.85x_fixed"] = (
+                mine.tokens_per_trajectory.mean <= 0.85 * fixed.tokens_per_trajectory.mean
+            )
+        if mine is not None and paper is not None:
+            result["regret_at_most_0.25x_paper"] = (
+                mine.cumulative_regret.mean <= 0.25 * paper.cumulative_regret.mean
+            )
         for row in self.warm:
             result[f"{row.warm}_saves_30pct_tokens"] = row.savings.mean >= 0.30
             result[f"{row.warm}_plateau_not_lower"] = row.plateau_delta.mean >= 0.0
+            result[f"{row.warm}_early_regret_25pct_lower"] = row.early_regret_saving.mean >= 0.25
         return result
 
     def as_dict(self) -> dict[str, Any]:
@@ -402,7 +492,9 @@ def run_learning_bench(
         twin = cold_twin(arm)
         if arm.warm_weight is not None and all(a.name != twin.name for a in plan):
             plan.append(twin)
-    classes = list(scenario.classes)
+    # per-class figures are of the plateau's world: the one after a shift
+    world = scenario if shift is None else shift.after
+    classes = list(world.classes)
     runs: dict[str, list[Run]] = {arm.name: [] for arm in plan}
     for arm in plan:
         for seed in range(seeds):
@@ -410,7 +502,9 @@ def run_learning_bench(
             start = None
             if arm.warm_weight is not None:
                 start = warm_graph(
-                    _source_graph(source, source_oracle, arm, seed, epochs), arm, classes
+                    _source_graph(source, source_oracle, arm, seed, epochs),
+                    arm,
+                    list(scenario.classes),
                 )
             if runner is not None:
                 runs[arm.name].append(runner(arm, seed, oracle))
@@ -429,7 +523,7 @@ def run_learning_bench(
         epochs=epochs,
         arms={name: ArmSummary.of(r, classes) for name, r in runs.items()},
         runs=runs,
-        coordination_gap=fixed_pipeline_gap(oracle, scenario),
+        coordination_gap=fixed_pipeline_gap(oracle if shift is None else shift.oracle, world),
         warm=warm_rows,
         seconds=clock() - started,
         shift_epoch=None if shift is None else shift.epoch,
@@ -474,6 +568,9 @@ def _warm_row(name: str, warm: Sequence[Run], cold: Sequence[Run]) -> WarmRow:
                 1.0 - c.plateau_of("tokens_per_trajectory") * c.trajectories / c.total_tokens
                 for c in cold
             ]
+        ),
+        early_regret_saving=Estimate.of(
+            [1.0 - w.early_regret() / c.early_regret() for w, c in pairs]
         ),
     )
 

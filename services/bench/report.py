@@ -8,13 +8,14 @@ committed copy (docs/results/) shows at a glance when the code has moved on from
 from collections.abc import Sequence
 
 from services.bench._stats import Estimate
-from services.bench.learning import PLATEAU_EPOCHS, LearningBench
+from services.bench.learning import EARLY_EPOCHS, PLATEAU_EPOCHS, LearningBench
 
 REPORT_FILE = "report.md"
 
 # Suffixes of the warm-start targets (LearningBench.targets), one pair per warm arm.
 _SAVES = "_saves_30pct_tokens"
 _NOT_LOWER = "_plateau_not_lower"
+_EARLY = "_early_regret_25pct_lower"
 
 _TARGET_TEXT = {
     "regret_at_most_0.6x_paper": "`agensbus` cumulative regret at most 0.6x `paper`'s",
@@ -22,6 +23,15 @@ _TARGET_TEXT = {
     "tokens_at_most_paper": "`agensbus` tokens per trajectory (plateau) at most `paper`'s",
     "plateau_at_least_fixed_where_coordination_matters": (
         "`agensbus` plateau at least `fixed`'s on every class where coordination matters"
+    ),
+    "plateau_within_0.01_of_fixed_on_every_class": (
+        "`agensbus` plateau at least `fixed`'s less 0.01 on every class (means)"
+    ),
+    "plateau_at_least_fixed_plus_0.03": "`agensbus` plateau at least `fixed`'s plus 0.03",
+    "regret_at_most_0.5x_fixed": "`agensbus` cumulative regret at most 0.5x `fixed`'s",
+    "regret_at_most_0.25x_paper": "`agensbus` cumulative regret at most 0.25x `paper`'s",
+    "tokens_at_most_0.85x_fixed": (
+        "`agensbus` tokens per trajectory (plateau) at most 0.85x `fixed`'s"
     ),
 }
 
@@ -91,13 +101,15 @@ def learning_report(bench: LearningBench, command: str, plots: Sequence[str]) ->
             "starting already learned is worth in tokens when the plateau is the same.",
             "",
             "| warm arm | cold twin | share of the run's tokens saved | plateau quality delta "
-            "| saved if at the cold plateau from the start |",
-            "|---|---|---|---|---|",
+            "| saved if at the cold plateau from the start "
+            f"| share of the regret of epochs 1-{EARLY_EPOCHS} saved |",
+            "|---|---|---|---|---|---|",
         ]
         for row in bench.warm:
             lines.append(
                 f"| `{row.warm}` | `{row.cold}` | {interval(row.savings, 3)} "
-                f"| {interval(row.plateau_delta, 3)} | {interval(row.savings_at_cold_plateau, 3)} |"
+                f"| {interval(row.plateau_delta, 3)} | {interval(row.savings_at_cold_plateau, 3)} "
+                f"| {interval(row.early_regret_saving, 3)} |"
             )
     if bench.shift_epoch is not None:
         lines += [
@@ -113,7 +125,7 @@ def learning_report(bench: LearningBench, command: str, plots: Sequence[str]) ->
             lines.append(f"| `{name}` | {len(done)}/{len(arm.recovery)} | {mean} |")
     targets = bench.targets()
     if targets:
-        lines += ["", "## Targets (issue 6)", ""]
+        lines += ["", "## Targets (issues 6 and 11)", ""]
         for key, met in targets.items():
             text = _TARGET_TEXT.get(key) or _warm_target_text(key)
             lines.append(f"- {'met' if met else '**not met**'}: {text}")
@@ -127,6 +139,9 @@ def _warm_target_text(key: str) -> str:
     if key.endswith(_SAVES):
         arm = key.removesuffix(_SAVES)
         return f"`{arm}` saves at least 30% of its cold twin's tokens over the whole run"
+    if key.endswith(_EARLY):
+        arm = key.removesuffix(_EARLY)
+        return f"`{arm}` regret over epochs 1-{EARLY_EPOCHS} at least 25% below its cold twin's"
     if key.endswith(_NOT_LOWER):
         return f"`{key.removesuffix(_NOT_LOWER)}` plateau not lower than its cold twin's"
     return key

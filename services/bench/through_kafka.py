@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.bench.learning import LearningBench, Run, run_learning_bench
+from services.bench.learning import LearningBench, Run, RunTally, run_learning_bench
 from services.demo.results import ArmResult
 from services.demo.run import DemoConfig, Progress, kafka, new_run_id, run_arm
 from services.policy.arms import Arm
@@ -52,11 +52,10 @@ class KafkaBench:
 
 def as_run(result: ArmResult, seed: int) -> Run:
     """The benchmark's run from a replayed arm, summed in the engine's (submission) order."""
-    regret = tokens = 0.0
+    totals = RunTally()
     for record in result.records:
-        regret += record.regret
-        tokens += record.state.tokens_used
-    return Run(result.arm, seed, result.epochs, regret, tokens, len(result.records))
+        totals.add(record)
+    return totals.run(result.arm, seed, result.epochs)
 
 
 def run_through_kafka(

@@ -5,9 +5,10 @@ import click
 from services.cli._errors import run_cli
 from services.cli.bench import bench
 from services.cli.demo import demo
+from services.cli.pipeline import pipeline
 from services.cli.policy import policy
 from services.cli.policy_evaluate import evaluate_command
-from services.cli.serve import learner, router, worker
+from services.cli.serve import judge, learner, router, worker
 from services.cli.serve_cells import serve_cells
 from services.cli.simulate import simulate
 from services.cli.skills import skills
@@ -31,11 +32,13 @@ def cli() -> None:
 policy.add_command(evaluate_command)
 cli.add_command(policy)
 cli.add_command(task)
+cli.add_command(pipeline)
 cli.add_command(simulate)
 cli.add_command(bench)
 cli.add_command(demo)
 cli.add_command(router)
 cli.add_command(worker)
+cli.add_command(judge)
 cli.add_command(serve_cells)
 cli.add_command(learner)
 cli.add_command(up)

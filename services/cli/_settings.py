@@ -8,6 +8,8 @@ from pydantic import ValidationError
 from services.cli._errors import UserError
 from services.runtime.kafka import KafkaNotConfigured, bootstrap_of
 from services.runtime.settings import Settings, load_settings
+from services.sim.loader import ScenarioError, load_scenario
+from services.sim.scenario import Scenario
 
 #: The settings a plain Kafka client needs (address, security, topic names).
 KAFKA_FIELDS = (
@@ -40,3 +42,27 @@ def require_bootstrap(settings: Settings) -> str:
         return bootstrap_of(settings)
     except KafkaNotConfigured as error:
         raise UserError(str(error)) from None
+
+
+def pipeline_of(scenario: Scenario) -> str:
+    """The pipeline ``scenario`` names, as the services can load it."""
+    if scenario.pipeline.source == "inline":
+        raise UserError(
+            f"scenario {scenario.name} writes its cells inline, so it names no pipeline the "
+            "services can read: move its cells and plan into a pipeline file, name that in "
+            "the scenario ('pipeline: FILE') or in --pipeline / AGENSBUS_PIPELINE "
+            "(docs/pipeline.md)"
+        )
+    return scenario.pipeline.source
+
+
+def with_pipeline(settings: Settings) -> Settings:
+    """``settings`` with the pipeline named: when unset, the one the scenario names, so a
+    simulated deployment routes exactly the cells its world simulates."""
+    if settings.pipeline is not None:
+        return settings
+    try:
+        scenario = load_scenario(settings.scenario)
+    except ScenarioError as error:
+        raise UserError(str(error)) from None
+    return settings.model_copy(update={"pipeline": pipeline_of(scenario)})

@@ -18,7 +18,7 @@ from services.bench.policy import (
 from services.cli._errors import UserError
 from services.cli._extras import require_extra
 from services.cli._options import scenario_option
-from services.cli._settings import KAFKA_FIELDS, settings_from
+from services.cli._settings import KAFKA_FIELDS, settings_from, with_pipeline
 from services.cli.demo import replay_progress
 from services.policy import PAPER_REWARD, PolicyGraph
 from services.runtime.policy_files import PolicyFileError, load_graph
@@ -192,7 +192,8 @@ def bench_router(tasks: int, in_flight: int, timeout_s: float, as_json: bool, **
     """
     from services.bench.router import run_router_bench
 
-    settings = settings_from(flags)
+    # The router routes the cells the scenario's world answers.
+    settings = with_pipeline(settings_from(flags))
     err = Console(stderr=True)
     with err.status("benchmarking") as status:
         result = run_router_bench(
@@ -255,15 +256,16 @@ def _ms(value: float | None) -> str:
     default="fixed,noskip,paper,warm,agensbus",
     show_default=True,
     metavar="LIST",
-    help="Comma-separated arms: fixed, noskip, paper, warm, agensbus, agensbus-warm, or "
-    "ARM+SWITCH[+SWITCH...] for an arm with improvements turned on (docs/learning.md).",
+    help="Comma-separated arms: fixed, noskip, paper, warm, agensbus (the recommended, "
+    "default arm), agensbus-free, agensbus-warm, or ARM+SWITCH[+SWITCH...] for an arm with "
+    "improvements turned on (docs/learning.md).",
 )
 @click.option(
     "--warm-from",
     default=None,
     metavar="NAME|POLICY",
     help="Where warm arms start from: a scenario (learned on for the same seeds and epochs "
-    "with the arm's rules) or an agensbus.policy/1 file. Default: the other shipped scenario.",
+    "with the arm's rules) or a policy file. Default: the other shipped scenario.",
 )
 @click.option(
     "--through-kafka",
@@ -296,6 +298,13 @@ def _ms(value: float | None) -> str:
     "worse and the balanced model costs twice as much; reports how many trajectories each "
     "arm needs to earn 90% of the new optimum's reward again. Default: no shift.",
 )
+@click.option(
+    "--shift-to",
+    default=None,
+    metavar="NAME|FILE",
+    help="With --shift-at: the world changes into this scenario (shipped name or file, on "
+    "the same cells) instead of the built-in shift; the per-class tables then refer to it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON on stdout instead of tables.")
 @settings_options(_REPLAY_KAFKA_FIELDS)
 def bench_learning(
@@ -308,6 +317,7 @@ def bench_learning(
     concurrency: int,
     out: Path,
     shift_at: int | None,
+    shift_to: str | None,
     as_json: bool,
     **flags: Any,
 ) -> None:
@@ -319,13 +329,7 @@ def bench_learning(
     arm with the same rules started cold; PNG plots and a JSON file with every number.
     """
     require_extra("reports", "agensbus bench learning (its plots)")
-    from services.bench.learning import (
-        Shift,
-        run_learning_bench,
-        scenario_spec,
-        shifted,
-        write_plots,
-    )
+    from services.bench.learning import PLATEAU_EPOCHS, Shift, run_learning_bench, write_plots
     from services.bench.report import REPORT_FILE, learning_report
     from services.policy.arms import arm_named
 
@@ -344,11 +348,15 @@ def bench_learning(
     if shift_at is not None:
         if shift_at > epochs:
             raise UserError(f"--shift-at {shift_at} is after the last epoch ({epochs})")
-        try:
-            after = shifted(scenario_spec(scenario_name))
-        except ValueError as error:  # the shift names variants a custom scenario may lack
-            raise UserError(f"cannot shift {scenario.name}: {error}") from None
+        if shift_to is not None and shift_at > epochs - PLATEAU_EPOCHS + 1:
+            raise UserError(
+                f"--shift-to: the plateau (the last {PLATEAU_EPOCHS} epochs) must lie after "
+                f"the shift: --shift-at at most {epochs - PLATEAU_EPOCHS + 1}"
+            )
+        after = _shifted_world(scenario_name, scenario, shift_to)
         shift = Shift(shift_at, after, Oracle(after, PAPER_REWARD))
+    elif shift_to is not None:
+        raise UserError("--shift-to needs --shift-at EPOCH: when the world changes")
     if through_kafka:
         if source is not None or shift is not None:
             raise UserError("--through-kafka takes no warm arms and no --shift-at")
@@ -381,6 +389,7 @@ def bench_learning(
         through_kafka=through_kafka,
         concurrency=concurrency,
         shift_at=shift_at,
+        shift_to=shift_to,
         out=out,
     )
     report = out / REPORT_FILE
@@ -394,6 +403,28 @@ def bench_learning(
     click.echo(f"ran in {result.seconds:.1f} s", err=True)
 
 
+def _shifted_world(scenario_name: str, scenario: Scenario, shift_to: str | None) -> Scenario:
+    """The world after the shift: the scenario ``shift_to`` names, or the built-in shift."""
+    from services.bench.learning import scenario_spec, shifted
+
+    if shift_to is None:
+        try:
+            return shifted(scenario_spec(scenario_name))
+        except ValueError as error:  # the shift names variants a custom scenario may lack
+            raise UserError(f"cannot shift {scenario.name}: {error}") from None
+    try:
+        after = load_scenario(shift_to)
+    except ScenarioError as error:
+        raise UserError(f"--shift-to: {error}") from None
+    strangers = sorted(set(after.pool.actions) - set(scenario.pool.actions))
+    if strangers:
+        raise UserError(
+            f"--shift-to {shift_to}: its cells are not {scenario.name}'s "
+            f"(actions {', '.join(strangers[:5])} are new)"
+        )
+    return after
+
+
 def _learning_command(
     scenario: str,
     *,
@@ -404,6 +435,7 @@ def _learning_command(
     through_kafka: bool,
     concurrency: int,
     shift_at: int | None,
+    shift_to: str | None,
     out: Path,
 ) -> str:
     """The command line that runs this benchmark again (connection flags left out)."""
@@ -415,6 +447,8 @@ def _learning_command(
         words += ["--through-kafka", "--concurrency", str(concurrency)]
     if shift_at is not None:
         words += ["--shift-at", str(shift_at)]
+    if shift_to is not None:
+        words += ["--shift-to", shift_to]
     words += ["--out", str(out)]
     return shlex.join(words)
 

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeE
 from services.cli._errors import UserError
 from services.cli._extras import require_extra
 from services.cli._options import scenario_option
-from services.cli._settings import KAFKA_FIELDS, settings_from
+from services.cli._settings import KAFKA_FIELDS, pipeline_of, settings_from
 from services.policy.arms import deployed_arm
 from services.runtime.settings import Settings, settings_options
 from services.sim.corpus import CorpusError, corpus_for
@@ -176,6 +176,8 @@ def demo(
         click.echo(f"warning: {error}; tasks ask their class description", err=True)
         corpus = None
     settings = settings_from(flags)
+    if settings.pipeline is None:
+        pipeline_of(scenario)  # the services will read it: an inline one stops them all
     defaults = _DEFAULTS[backend]
     if backend == "openai":
         for warning in openai_preflight(settings, scenario):

@@ -12,11 +12,13 @@ from aiokafka.errors import KafkaConnectionError
 
 from services.cli._errors import UserError
 from services.cli._extras import require_extra
-from services.cli._settings import require_bootstrap, settings_from
+from services.cli._settings import require_bootstrap, settings_from, with_pipeline
+from services.runtime.plugins import PluginConfigError
 from services.runtime.service import Service, run_service
 from services.runtime.settings import Settings, settings_options
 from services.runtime.tracing import TracingUnavailable
-from services.sim.loader import ScenarioError
+from services.spec_files import SpecFileError
+from services.worker.cells import CellsError
 
 RUNNING = """
 \b
@@ -33,8 +35,8 @@ def serve(flags: dict[str, Any], build: Callable[[Settings], Service]) -> None:
     settings = settings_from(flags)
     bootstrap = require_bootstrap(settings)
     try:
-        service = build(settings)
-    except (ScenarioError, TracingUnavailable) as error:
+        service = build(with_pipeline(settings))
+    except (SpecFileError, PluginConfigError, TracingUnavailable, CellsError) as error:
         raise UserError(str(error)) from None
     try:
         run_service(service)
@@ -60,6 +62,22 @@ def router(**flags: Any) -> None:
     serve(flags, build)
 
 
+def _build_worker(settings: Settings) -> Service:
+    if settings.worker_backend == "openai":
+        require_extra("openai", "--worker-backend openai")
+    from services.worker.app import build
+
+    return build(settings)
+
+
+def _build_judge(settings: Settings) -> Service:
+    if settings.judge_scorer_name == "openai":
+        require_extra("openai", "--judge-scorer openai (or --worker-backend openai)")
+    from services.judge.app import build
+
+    return build(settings)
+
+
 @click.command("worker", epilog=RUNNING)
 @click.option(
     "--role",
@@ -67,32 +85,30 @@ def router(**flags: Any) -> None:
     default="worker",
     show_default=True,
     help="worker: execute invoke decisions and publish StepOutcomes (group --worker-group). "
-    "judge: score completed trajectories and publish RewardObserved (group --judge-group).",
+    "judge: the same as `agensbus judge`.",
 )
 @settings_options()
 def worker(role: Literal["worker", "judge"], **flags: Any) -> None:
     """Run an agent worker, or a judge with --role judge.
 
-    A worker executes the cells that decisions invoke (with the --worker-backend) and echoes
-    the trajectory state back in its StepOutcome; a judge scores completed trajectories.
+    A worker executes the cells of the pipeline that decisions invoke (with the
+    --worker-backend, an installed agensbus.backends entry point) and echoes the trajectory
+    state back in its StepOutcome.
     """
+    serve(flags, _build_judge if role == "judge" else _build_worker)
 
-    def build(settings: Settings) -> Service:
-        from services.worker.app import build
-        from services.worker.cells import CellsError
 
-        mistakes: tuple[type[Exception], ...] = (CellsError,)
-        if settings.worker_backend == "openai":
-            require_extra("openai", "--worker-backend openai")
-            from services.worker.openai import CONFIG_ERRORS
+@click.command("judge", epilog=RUNNING)
+@settings_options()
+def judge(**flags: Any) -> None:
+    """Run a judge: score completed trajectories.
 
-            mistakes += CONFIG_ERRORS
-        try:
-            return build(settings, role=role)
-        except mistakes as error:
-            raise UserError(str(error)) from None
-
-    serve(flags, build)
+    Groups completed trajectories (the rollouts of a task, or peers of a task class), has
+    the --judge-scorer (an installed agensbus.judges entry point; by default the one named
+    like --worker-backend) score each group side by side, and publishes RewardObserved
+    events. Replicas share the --judge-group.
+    """
+    serve(flags, _build_judge)
 
 
 @click.command("learner", epilog=RUNNING)

@@ -15,8 +15,8 @@ from rich.table import Table
 
 from services.cli._errors import UserError
 from services.cli._options import scenario_option
-from services.policy import PAPER_REWARD, PolicyGraph
-from services.policy.arms import POLICIES, PolicyName, policy_setup
+from services.policy import PolicyGraph
+from services.policy.arms import deployed_arm
 from services.runtime.policy_files import PolicyFileError, load_graph
 from services.runtime.policy_files import save_policy as write_policy
 from services.sim.engine import Engine, EpochReport, TrajectoryRecord
@@ -38,11 +38,12 @@ OnTrajectory = Callable[[TrajectoryRecord], None]
 )
 @click.option(
     "--policy",
-    type=click.Choice(POLICIES),
-    default="paper",
+    default="agensbus",
     show_default=True,
-    help="fixed: the plan's cells on their default variants, never adapting. "
-    "paper: the paper's learned selector (rule-based prior, then UCB), learning online.",
+    help="The arm to run, any that `agensbus bench learning --arms` takes but a warm one: "
+    "agensbus, the recommended rules (the fixed pipeline is a floor per class, see "
+    "docs/learning.md); fixed, the plan's cells on their default variants, never adapting; "
+    "paper, the paper's selector exactly; or ARM+SWITCH[+SWITCH...].",
 )
 @click.option(
     "--seed",
@@ -61,7 +62,8 @@ OnTrajectory = Callable[[TrajectoryRecord], None]
     "--load-policy",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Warm start from this agensbus.policy/1 file; its fold and reward settings are "
+    help="Warm start from this policy file (agensbus.policy/2 or /1); its fold and reward "
+    "settings are "
     "used. Default: start from an empty graph.",
 )
 @click.option(
@@ -73,7 +75,7 @@ OnTrajectory = Callable[[TrajectoryRecord], None]
 def simulate(
     scenario_name: str,
     epochs: int,
-    policy: PolicyName,
+    policy: str,
     seed: int,
     as_json: bool,
     load_policy: Path | None,
@@ -83,17 +85,24 @@ def simulate(
     true (latent) quality, the judges' score, tokens per trajectory, the share of skip
     decisions and the regret against the scenario's oracle."""
     try:
+        arm = deployed_arm(policy)
+    except KeyError as error:
+        raise UserError(f"--policy: {error.args[0]}") from None
+    except ValueError as error:
+        raise UserError(f"--policy: {error}") from None
+    try:
         scenario = load_scenario(scenario_name)
     except ScenarioError as error:
         raise UserError(str(error)) from None
-    graph, reward, fold, version = PolicyGraph(), PAPER_REWARD, None, 0
+    graph, reward, version = PolicyGraph(), arm.reward, 0
+    setup = arm.setup(scenario, seed)
     if load_policy is not None:
         try:
             document, graph = load_graph(load_policy)
         except PolicyFileError as error:
             raise UserError(str(error)) from None
-        reward, fold, version = document.reward, document.fold, document.version
-    setup = policy_setup(scenario, policy, fold=fold)
+        reward, version = document.reward, document.version
+        setup = dataclasses.replace(setup, fold=document.fold)
     engine = Engine(scenario, setup, seed=seed, reward=reward, graph=graph)
     started = time.perf_counter()
     with _progress(epochs * scenario.tasks_per_epoch) as advance:

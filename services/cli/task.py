@@ -14,6 +14,8 @@ from schemas._types import Name
 from schemas.records import TaskFeatures
 from services.cli._errors import UserError, describe_validation
 from services.cli._render import echo_json, make_console, print_line
+from services.cli.pipeline import pipeline_or_exit
+from services.pipeline import DEFAULT_PIPELINE
 from services.policy import (
     PolicySetup,
     candidate_actions,
@@ -21,6 +23,7 @@ from services.policy import (
     signature_of,
     start_state,
 )
+from services.policy.pipeline import Pipeline
 from services.policy.regime import REGIME_RULES, matching_rule
 
 _NAME: TypeAdapter[str] = TypeAdapter(Name)
@@ -70,9 +73,11 @@ def check_task_class(value: str | None) -> str | None:
         ) from None
 
 
-def explain_task(features: TaskFeatures, task_class: str | None) -> dict[str, Any]:
+def explain_task(
+    features: TaskFeatures, task_class: str | None, pipeline: Pipeline | None = None
+) -> dict[str, Any]:
     """Everything the router decides before the first step, as plain data."""
-    setup = PolicySetup()
+    setup = PolicySetup() if pipeline is None else PolicySetup(pool=pipeline.pool)
     state = start_state(
         task_id="explain",
         trajectory_id="explain",
@@ -105,6 +110,7 @@ def explain_task(features: TaskFeatures, task_class: str | None) -> dict[str, An
             }
             for name in state.plan
         ],
+        "protected": sorted(pool.protected),
         "fixed_pipeline": list(fixed_pipeline(pool, state.regime)),
         "fold_extra_keys": list(setup.fold.extra_keys),
         "signature": signature_of(state, setup),
@@ -142,6 +148,8 @@ def _render(console: Console, data: dict[str, Any]) -> None:
     for i, cell in enumerate(data["plan"], 1):
         plan.add_row(str(i), cell["cell"], cell["role"], ", ".join(cell["variants"]))
     console.print(plan)
+    if data["protected"]:
+        line("protected", ", ".join(data["protected"]) + "  (never skipped)")
     line("fixed pipeline", " → ".join(data["fixed_pipeline"]))
     line("initial signature", data["signature"])
     if data["task_class"] is not None and "task_class" not in data["fold_extra_keys"]:
@@ -158,19 +166,30 @@ def _render(console: Console, data: dict[str, Any]) -> None:
 @click.option(
     "--features",
     "features_text",
-    required=True,
+    default=None,
     metavar="JSON|@FILE",
     help="The task's features as a JSON object of TaskFeatures fields (ambiguity_level, "
     "contradiction_risk, evidence_availability, verification_need, novelty_level, "
     "time_horizon_complexity, cost_sensitivity, requires_factual_grounding), each a number "
-    "in [0, 1]; a missing field is 0. @FILE reads the object from a file.",
+    "in [0, 1]; a missing field is 0. @FILE reads the object from a file. Default: the "
+    "features of the --task-class in the pipeline file (required for any other class).",
 )
 @click.option(
     "--task-class",
     default=None,
     metavar="C",
-    help="The task_class label a pipeline would attach (default: none). The default fold "
-    "does not put it in the signature.",
+    help="The task_class label a pipeline would attach (default: none); a class the "
+    "pipeline file lists brings its features. The default fold does not put it in the "
+    "signature.",
+)
+@click.option(
+    "--pipeline",
+    "pipeline_name",
+    default=DEFAULT_PIPELINE,
+    show_default=True,
+    metavar="NAME|FILE",
+    help="The pipeline whose cells and plans route the task: a shipped one or a pipeline "
+    "file (docs/pipeline.md).",
 )
 @click.option(
     "--json",
@@ -179,8 +198,10 @@ def _render(console: Console, data: dict[str, Any]) -> None:
     default=False,
     help="Print one JSON object instead of tables (default: tables).",
 )
-def explain_command(features_text: str, task_class: str | None, as_json: bool) -> None:
-    """Show how a task with these features would start, with the paper's defaults.
+def explain_command(
+    features_text: str | None, task_class: str | None, pipeline_name: str, as_json: bool
+) -> None:
+    """Show how a task with these features would start, with the paper's rules.
 
     Prints the regime and the rule that fired (contradiction_risk > 0.7 → contradictory;
     ambiguity_level > 0.7 → ambiguous; evidence_availability > 0.7 and verification_need >
@@ -188,7 +209,20 @@ def explain_command(features_text: str, task_class: str | None, as_json: bool) -
     activation plan with each cell's variants, the fixed pipeline, the initial signature
     and the initial legal candidates in tie order.
     """
-    data = explain_task(read_features(features_text), check_task_class(task_class))
+    pipeline = pipeline_or_exit(pipeline_name)
+    task_class = check_task_class(task_class)
+    known = pipeline.classes.get(task_class) if task_class is not None else None
+    if features_text is not None:
+        features = read_features(features_text)
+    elif known is not None:
+        features = known.features
+    else:
+        listed = ", ".join(pipeline.classes) or "none"
+        raise UserError(
+            f"give --features, or a --task-class the pipeline {pipeline.name} lists "
+            f"(its classes: {listed})"
+        )
+    data = explain_task(features, task_class, pipeline)
     if as_json:
         echo_json(data)
     else:

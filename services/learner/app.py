@@ -38,10 +38,10 @@ from services.learner.core import (
 )
 from services.learner.metrics import LearnerMetrics
 from services.learner.restore import newest_snapshot
+from services.pipeline import deployed_pipeline
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.service import Service
 from services.runtime.settings import Settings
-from services.sim import load_scenario
 
 #: What the learner dead-letters beyond undecodable input (their series start at 0).
 DEAD_LETTERS = (
@@ -72,10 +72,10 @@ class Learner:
             max_request_size=POLICY_MAX_BYTES,
         )
         self.log = service.log
-        scenario = load_scenario(settings.scenario)
-        self.config = LearnerConfig.from_settings(settings, scenario)
+        pipeline = deployed_pipeline(settings)
+        self.config = LearnerConfig.from_settings(settings, pipeline)
         self.core = LearnerCore(self.config)
-        self.metrics = LearnerMetrics(service.registry, scenario)
+        self.metrics = LearnerMetrics(service.registry, pipeline.classes.values())
         self.version = 0
         self.offsets: dict[tuple[str, int], int] = {}
         self._kinds = {

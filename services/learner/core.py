@@ -26,10 +26,9 @@ from schemas.events import (
 from schemas.policy_file import NodeRecord, PolicyDocument
 from schemas.records import FoldSpec, Regime, RewardConfig
 from services.policy import PAPER_REWARD, PolicyGraph, PolicySetup, backup, hybrid_reward
-from services.policy.arms import deployed_arm
+from services.policy.arms import PoolSource, deployed_arm
 from services.runtime.codec import Rejected
 from services.runtime.settings import Settings
-from services.sim import Scenario
 
 #: LearnerCheckpoint's bounds: a snapshot holding more would not validate.
 MAX_WAITING = 100_000
@@ -58,14 +57,14 @@ class LearnerConfig:
             )
 
     @classmethod
-    def from_settings(cls, settings: Settings, scenario: Scenario) -> "LearnerConfig":
+    def from_settings(cls, settings: Settings, pipeline: PoolSource) -> "LearnerConfig":
         """The router's fold and selection, so routers accept the snapshots as their own,
         and the arm's reward."""
         arm = deployed_arm(settings.policy_arm)
         return cls(
             tenant=settings.tenant,
             tenants=settings.tenant_list,
-            setup=arm.setup(scenario, settings.seed),
+            setup=arm.setup(pipeline, settings.seed),
             reward=arm.reward,
             dedupe_window=settings.dedupe_window,
             reward_ttl_s=settings.reward_ttl_s,
@@ -246,7 +245,13 @@ class LearnerCore:
     def _join(self, trajectory: TrajectoryCompleted, reward: RewardObserved) -> Applied:
         state = trajectory.state
         value = hybrid_reward(reward.quality, state.tokens_used, state.retries, self.config.reward)
-        edges = backup(self.graph, [(state, value)], self.config.reward, [reward.confidence])
+        edges = backup(
+            self.graph,
+            [(state, value)],
+            self.config.reward,
+            [reward.confidence],
+            floor=(self.config.setup.pool, [reward.quality]),
+        )
         self._remember(trajectory.trajectory_id)
         self.backed_up += 1
         return Applied(

@@ -1,19 +1,24 @@
 """The learner's Prometheus metrics."""
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schemas.records import Regime
 from services.learner.core import Applied, LearnerCore, Verdict
-from services.sim import Scenario
+from services.policy.pipeline import TaskClassInfo
 
 # Paper-mode rewards lie in [-0.45 - 0.15*retries, 1]; the upper buckets resolve quality.
 REWARD_BUCKETS = (-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 SNAPSHOT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 KINDS = ("trajectory", "reward")
+#: The task_class label of a trajectory whose task named none.
+UNCLASSED = "none"
 
 
 class LearnerMetrics:
-    def __init__(self, registry: CollectorRegistry, scenario: Scenario | None = None) -> None:
-        """``scenario``: the task classes whose reward series start at 0."""
+    def __init__(self, registry: CollectorRegistry, classes: Iterable[TaskClassInfo] = ()) -> None:
+        """``classes``: the task classes whose reward series start at 0 (the pipeline's)."""
 
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(f"agensbus_learner_{name}", doc, labels, registry=registry)
@@ -64,7 +69,11 @@ class LearnerMetrics:
         self._expired_seen = 0
         for kind in KINDS:
             self.duplicates.labels(kind=kind)
-        for task_class in () if scenario is None else scenario.classes.values():
+        # Known before any event: a task without a class, in any regime, and the classes
+        # the pipeline lists (the simulator's classes are the scenario's, not the learner's).
+        for regime in Regime:
+            self.reward.labels(task_class=UNCLASSED, regime=regime.value)
+        for task_class in classes:
             self.reward.labels(task_class=task_class.name, regime=task_class.regime.value)
 
     def applied(self, kind: str, applied: Applied) -> None:
@@ -75,7 +84,7 @@ class LearnerMetrics:
         elif applied.backup is not None:
             self.backups.inc()
             self.reward.labels(
-                task_class=applied.backup.task_class or "none",
+                task_class=applied.backup.task_class or UNCLASSED,
                 regime=applied.backup.regime.value,
             ).observe(applied.backup.reward)
 

@@ -32,7 +32,8 @@ def candidate_actions(
     blocked_models: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Every variant of every legal cell in plan order, then ``skip:X`` for each legal cell
-    while at least two cells are legal (the last legal cell cannot be skipped).
+    the pool does not protect while at least two cells are legal (the last legal cell
+    cannot be skipped).
 
     ``next_only`` offers the first legal cell alone (its variants, then its skip): every
     cell is decided in plan order, so no evidence is gathered after the draft it should
@@ -49,5 +50,5 @@ def candidate_actions(
     offered = cells[:1] if next_only else cells
     actions = [action for name in offered for action in variants[name]]
     if allow_skip and len(cells) >= 2:
-        actions.extend(skip_action(name) for name in offered)
+        actions.extend(skip_action(name) for name in offered if name not in pool.protected)
     return actions

@@ -89,6 +89,13 @@ SWITCHES: dict[str, Callable[[Arm], Arm]] = {
             update={"cost_weight": 0.0, "retry_penalty": 0.0, "tokens_to_go": True}
         ),
     ),
+    # Baseline-safe selection: keep the fixed pipeline's action unless an alternative is
+    # proven no worse than it less 0.01; explore otherwise on a decaying share of decisions.
+    "baseline_safe": _selection(baseline_tolerance=0.01, explore_share=0.4),
+    # The class floor: a class leaves its pipeline only while its quality off it, at the
+    # lower confidence bound, keeps the class at the pipeline's less 0.01 a trajectory and
+    # a learning budget of 2.0 (a conservative bandit per class).
+    "class_floor": _selection(baseline_tolerance=0.01, baseline_floor="class", explore_budget=2.0),
     # Softmax over scores, the exact propensity logged on every decision.
     "softmax": _selection(temperature=0.01),
     # One node visit per trajectory: a skip chain at one signature does not inflate N.
@@ -121,21 +128,30 @@ SWITCHES: dict[str, Callable[[Arm], Arm]] = {
 WARM_SWITCHES = frozenset({"warm_prior"})
 
 PAPER_ARM = Arm("paper")
-AGENSBUS_SWITCHES: tuple[str, ...] = (
+#: The recommended arm's improvements over paper mode, without its floor.
+FREE_SWITCHES: tuple[str, ...] = (
     "optimistic_prior",
     "decaying_c",
     "next_in_plan",
     "node_visit_once",
 )
+AGENSBUS_SWITCHES: tuple[str, ...] = (*FREE_SWITCHES, "class_floor")
 ARMS: dict[str, Arm] = {
     "fixed": Arm("fixed", selection=SelectionConfig(mode="fixed")),
     "noskip": Arm("noskip", allow_skip=False),
     "paper": PAPER_ARM,
     "warm": replace(PAPER_ARM, name="warm", warm_weight=1.0, cold_twin="paper"),
     "agensbus": PAPER_ARM.with_switches("agensbus", AGENSBUS_SWITCHES),
+    # The same learning without the class floor: faster where it is safe, unsafe elsewhere.
+    "agensbus-free": PAPER_ARM.with_switches("agensbus-free", FREE_SWITCHES),
     # Trades some plateau quality on the hardest classes for tokens (docs/learning.md).
     "agensbus-lean": PAPER_ARM.with_switches(
         "agensbus-lean", (*AGENSBUS_SWITCHES, "linear_cost_16k")
+    ),
+    # The node rule instead of the class floor: never leaves the pipeline at a node without
+    # evidence for the move there (docs/learning.md).
+    "agensbus-node-safe": PAPER_ARM.with_switches(
+        "agensbus-node-safe", (*FREE_SWITCHES, "baseline_safe")
     ),
     "agensbus-warm": replace(
         PAPER_ARM.with_switches("agensbus-warm", (*AGENSBUS_SWITCHES, "warm_prior")),

@@ -62,10 +62,12 @@ def parse_action(action: str) -> tuple[bool, str]:
 
 @dataclass(frozen=True)
 class CellPool:
-    """The cells a deployment can run and the ordered plan for each regime."""
+    """The cells a deployment can run, the ordered plan for each regime, and the cells no
+    policy may skip (``protected``: a legal step never offers ``skip:X`` for them)."""
 
     cells: Mapping[str, Cell]
     plans: Mapping[Regime, tuple[str, ...]]
+    protected: frozenset[str] = frozenset()
     _variants: Mapping[str, Variant] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +77,9 @@ class CellPool:
                 raise ValueError(f"plan for {regime.value} names unknown cells {missing}")
             if len(set(plan)) != len(plan):
                 raise ValueError(f"plan for {regime.value} lists a cell twice")
+        unknown = sorted(self.protected - set(self.cells))
+        if unknown:
+            raise ValueError(f"protected names unknown cells {unknown}")
         variants = {v.action: v for cell in self.cells.values() for v in cell.variants}
         object.__setattr__(self, "_variants", variants)
 
@@ -156,7 +161,9 @@ def fixed_pipeline(pool: CellPool, regime: Regime) -> tuple[str, ...]:
 
 
 def make_pool(
-    cells: Iterable[Cell], plans: Mapping[Regime, Sequence[str]] | Sequence[str]
+    cells: Iterable[Cell],
+    plans: Mapping[Regime, Sequence[str]] | Sequence[str],
+    protected: Iterable[str] = (),
 ) -> CellPool:
     """Build a pool from cells and either one plan for all regimes or a plan per regime."""
     by_name = {c.name: c for c in cells}
@@ -164,4 +171,4 @@ def make_pool(
         table = {Regime(r): tuple(p) for r, p in plans.items()}
     else:
         table = {regime: tuple(plans) for regime in Regime}
-    return CellPool(by_name, table)
+    return CellPool(by_name, table, frozenset(protected))

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from schemas.policy_file import EdgeRecord, NodeRecord, PolicyDocument
+from schemas.policy_file import ClassRecord, EdgeRecord, NodeRecord, PolicyDocument, StreamRecord
 from schemas.records import FoldSpec, RewardConfig, SelectionConfig
+from services.policy.floor import ClassFloor
 from services.policy.signature import Signature
-from services.policy.stats import EdgeStats, chan_merge
+from services.policy.stats import EdgeStats, RunningStat, chan_merge
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -62,6 +63,8 @@ class PolicyGraph:
         # Retries summed over an edge's visits, completed and failed; kept only by a learner
         # that backs up expected retries (``RewardConfig.expected_retries``), else all 0.
         self.retries: F64 = np.zeros((capacity, width))
+        # Per task class, the judged quality on and off its fixed pipeline (the class floor).
+        self.classes: dict[str, ClassFloor] = {}
         for action in actions:
             self.action_col(action)
 
@@ -298,6 +301,9 @@ class PolicyGraph:
         """
         if weight <= 0:
             raise ValueError("merge weight must be positive")
+        for name, floor in other.classes.items():
+            prior = ClassFloor(_scaled(floor.baseline, weight), _scaled(floor.deviated, weight))
+            self.classes[name] = self.classes.get(name, ClassFloor()).merge(prior)
         for signature in other.signatures:
             row_b = other._node_rows[signature]
             row = self.node_row(signature)
@@ -347,6 +353,7 @@ class PolicyGraph:
                 self.failures[row_b, cols],
             )
             out.retries[row, cols] += self.retries[row_b, cols]
+        out.classes = {name: floor.merge(ClassFloor()) for name, floor in self.classes.items()}
         return out
 
     # --- the policy file -----------------------------------------------------------------
@@ -392,6 +399,10 @@ class PolicyGraph:
             selection=selection or SelectionConfig(),
             reward=reward or RewardConfig(),
             nodes=self.to_nodes(),
+            classes={
+                name: ClassRecord(baseline=_record(f.baseline), deviated=_record(f.deviated))
+                for name, f in self.classes.items()
+            },
         )
 
     @classmethod
@@ -435,7 +446,24 @@ class PolicyGraph:
                 graph.token_mean[row, col] = edge.token_mean
                 graph.token_m2[row, col] = edge.token_m2
                 graph.retries[row, col] = edge.retries or 0.0
+        graph.classes = {
+            name: ClassFloor(_stream(c.baseline), _stream(c.deviated))
+            for name, c in document.classes.items()
+        }
         return graph
+
+
+def _record(stat: RunningStat) -> StreamRecord:
+    return StreamRecord(count=stat.count, mean=stat.mean, m2=stat.m2)
+
+
+def _stream(record: StreamRecord) -> RunningStat:
+    return RunningStat(record.count, record.mean, record.m2)
+
+
+def _scaled(stat: RunningStat, weight: float) -> RunningStat:
+    """``stat`` counted ``weight`` times as much, its mean and variance kept."""
+    return RunningStat(stat.count * weight, stat.mean, stat.m2 * weight)
 
 
 def _sample_moments(

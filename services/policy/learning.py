@@ -4,7 +4,8 @@ from collections.abc import Sequence
 from itertools import accumulate
 
 from schemas.records import RewardConfig, StepStatus, TrajectoryState
-from services.policy.cells import parse_action
+from services.policy.cells import CellPool, parse_action
+from services.policy.floor import record_classes
 from services.policy.graph import PolicyGraph
 from services.policy.reward import PAPER_REWARD, token_cost
 
@@ -14,6 +15,8 @@ def backup(
     trajectories: Sequence[tuple[TrajectoryState, float]],
     config: RewardConfig = PAPER_REWARD,
     confidences: Sequence[float] | None = None,
+    *,
+    floor: tuple[CellPool, Sequence[float]] | None = None,
 ) -> int:
     """Back each trajectory's reward up, in full, into every edge it visited (paper mode).
 
@@ -24,6 +27,8 @@ def backup(
     nothing. ``config.recency_floor`` discounts old rewards (``PolicyGraph.backup``).
     With ``config.confidence_weighted`` each trajectory's reward weighs its judge's
     confidence (``confidences``, one per trajectory) in its edges' counts and sums.
+    With ``floor`` (the pool and each trajectory's judged quality) every trajectory of a
+    known class also counts in its class floor (``services.policy.floor``).
     Returns the number of edge updates applied.
     """
     failed = StepStatus.FAILED
@@ -66,6 +71,10 @@ def backup(
         retries=retries if config.expected_retries else None,
     )
     graph.backup(batch, recency_floor=config.recency_floor)
+    if floor is not None:
+        pool, qualities = floor
+        states = [state for state, _ in trajectories]
+        record_classes(graph.classes, pool, list(zip(states, qualities, strict=True)))
     return len(edges)
 
 

@@ -8,15 +8,16 @@ PAPER_REWARD = RewardConfig()
 def hybrid_reward(
     quality: float, tokens: float, retries: float, config: RewardConfig = PAPER_REWARD
 ) -> float:
-    """``r = wq*Q - wc*min(tokens/cap, 1) - wr*retries``; paper: 1.0, 0.3, 8000, 0.15.
+    """``r = wq*clamp(Q, 0, 1) - wc*min(tokens/cap, 1) - wr*retries``; paper: 1.0, 0.3, 8000,
+    0.15. A judge's score outside [0, 1] counts as its nearest end, as the reference does.
 
     With ``cost_shape`` linear the cost is ``tokens/cap`` uncapped: past the cap the paper's
     reward stops telling a 9k-token trajectory from a 20k one."""
-    cost = tokens / config.token_cap
-    if config.cost_shape == "capped":
-        cost = min(cost, 1.0)
+    clamped = min(max(quality, 0.0), 1.0)
     return (
-        config.quality_weight * quality - config.cost_weight * cost - config.retry_penalty * retries
+        config.quality_weight * clamped
+        - config.cost_weight * token_cost(tokens, config)
+        - config.retry_penalty * retries
     )
 
 

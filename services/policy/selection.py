@@ -11,6 +11,15 @@ probability of the drawn action. With ``cheap_within`` a greedy choice of a trie
 gives way to the tried action of least token mean whose reward mean is within that margin
 of the best (a two-stage rule: reward first, then tokens).
 
+With ``baseline_tolerance`` (baseline-safe selection, docs/learning.md) the fixed
+pipeline's action, the first invoke candidate, is the baseline: the best score is taken
+when it is the baseline or a *proven* alternative (at least ``baseline_min_visits`` visits
+at the node and ``mean - penalty - z*se`` at least the baseline's ``mean - penalty`` less
+the tolerance, the SPIBB rule on counts with a conservative-bandit bound on values). Any
+other best score is exploration: taken with probability ``explore_share`` (never on a
+protected class or regime, and once per trajectory: at its first such decision, drawn or
+not), else the proven action of best mean, the baseline by default.
+
 ``select`` serves one decision with Python floats (``ucb_score``); ``select_batch`` scores
 many decisions in one pass of numpy (``ucb_scores``) for replays, off-policy evaluation and
 benchmarks; it is greedy only. A property test checks that the two agree on every input.
@@ -19,6 +28,7 @@ benchmarks; it is greedy only. A property test checks that the two agree on ever
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import NamedTuple
 
 import numpy as np
@@ -52,6 +62,19 @@ class Selection:
     exploration_c: float
     node_visits: int
     scores: tuple[CandidateScore, ...]
+
+
+class Guard(Enum):
+    """How baseline-safe selection constrains one decision (``guard_for`` in the router)."""
+
+    #: the scores alone decide (paper mode, or a class whose floor is open)
+    FREE = "free"
+    #: the node rule, and this decision may explore
+    NODE = "node"
+    #: the node rule, without exploration (the trajectory has had its one chance)
+    NODE_ONLY = "node_only"
+    #: the fixed pipeline's action (a closed class floor, a protected class or regime)
+    BASELINE = "baseline"
 
 
 def exploration_constant(
@@ -116,14 +139,24 @@ def select(
     config: SelectionConfig = PAPER_SELECTION,
     *,
     u: float | None = None,
+    guard: Guard | None = None,
 ) -> Selection:
     """Choose one of ``candidates`` (legal actions, in tie order) at node ``signature``;
-    ``u`` in [0, 1) drives the draw when ``config.temperature`` is above 0."""
+    ``u`` in [0, 1) drives the draw when ``config.temperature`` is above 0 or baseline-safe
+    selection may explore. ``guard`` None, for a decision seen without its trajectory
+    (``policy explain``, off-policy evaluation), is the node rule free to explore when
+    ``config.baseline_floor`` is node, else no constraint: a class floor is read open."""
     if not candidates:
         raise ValueError("no candidate actions to select from")
     row = graph.find_row(signature)
     n_node = 0 if row is None else int(graph.node_visits[row])
     c = exploration_constant(n_node, config)
+    if guard is None:
+        node_rule = config.baseline_tolerance is not None and config.baseline_floor == "node"
+        guard = Guard.NODE if node_rule else Guard.FREE
+    if guard is Guard.BASELINE:
+        index = _prior_index(candidates)
+        return Selection(candidates[index], index, DecisionReason.BASELINE_KEPT, 1.0, c, n_node, ())
     if config.mode == "fixed" or n_node < config.confidence_threshold:
         index = _prior_index(candidates)
         reason = (
@@ -145,6 +178,17 @@ def select(
         propensity = 1.0
         if config.cheap_within is not None and row is not None and scores[chosen].visits > 0:
             chosen = _cheapest_near_best(graph, row, candidates, scores, config.cheap_within)
+        elif guard is not Guard.FREE:
+            # exploration decays with the node's visits as the exploration constant does
+            decay = 2.0 ** (-n_node / config.c_half_life)
+            share = config.explore_share * decay if guard is Guard.NODE else 0.0
+            best = chosen
+            chosen, propensity = _baseline_safe(
+                graph, row, candidates, scores, best, config, share, u
+            )
+            if chosen != best and chosen == _prior_index(candidates):
+                reason = DecisionReason.BASELINE_KEPT
+                return Selection(candidates[chosen], chosen, reason, propensity, c, n_node, scores)
     picked = scores[chosen]
     untried = picked.visits == 0 and picked.failures == 0
     reason = DecisionReason.UNTRIED_ACTION if untried else DecisionReason.GRAPH_RECOMMENDATION
@@ -243,6 +287,45 @@ def _cheapest_near_best(
     return min(eligible)[1]
 
 
+def _baseline_safe(
+    graph: PolicyGraph,
+    row: int | None,
+    candidates: Sequence[str],
+    scores: Sequence[CandidateScore],
+    best: int,
+    config: SelectionConfig,
+    share: float,
+    u: float | None,
+) -> tuple[int, float]:
+    """(index, propensity) of baseline-safe selection given the index of the best score.
+    Proven actions are the baseline and the alternatives whose lower bound clears its
+    estimate less the tolerance; a best score among them is taken, any other with
+    probability ``share``, else the proven one of best mean."""
+    base = _prior_index(candidates)
+    proven = [base]
+    baseline = scores[base]
+    if row is not None and baseline.visits > 0:
+        floor = baseline.mean - baseline.penalty - (config.baseline_tolerance or 0.0)
+        for i, score in enumerate(scores):
+            col = graph.find_col(candidates[i])
+            if i == base or col is None or score.visits < config.baseline_min_visits:
+                continue
+            weight = float(graph.weight[row, col])
+            if weight <= 1.0:
+                continue  # one reward has no spread to bound it with
+            spread = math.sqrt(float(graph.reward_m2[row, col]) / (weight - 1.0) / weight)
+            if score.mean - score.penalty - config.baseline_z * spread >= floor:
+                proven.append(i)
+    if best in proven:
+        return best, 1.0
+    kept = max(proven, key=lambda i: scores[i].mean - scores[i].penalty)
+    if share <= 0.0:
+        return kept, 1.0
+    if u is None:
+        raise ValueError("baseline-safe exploration (explore_share > 0) needs a uniform draw u")
+    return (best, share) if u < share else (kept, 1.0 - share)
+
+
 @dataclass(frozen=True, slots=True)
 class BatchSelection:
     """Choices for a batch: index into each row's candidates, and the reason codes."""
@@ -268,9 +351,14 @@ def select_batch(
     never seen); ``is_skip[b, k]`` whether that candidate is a skip. Greedy only: a
     stochastic config is refused rather than silently served its argmax.
     """
-    if config.temperature > 0.0 or config.cheap_within is not None:
+    if (
+        config.temperature > 0.0
+        or config.cheap_within is not None
+        or config.baseline_tolerance is not None
+    ):
         raise ValueError(
-            "select_batch is plain greedy; stochastic or two-stage selection goes through select"
+            "select_batch is plain greedy; stochastic, two-stage or baseline-safe selection "
+            "goes through select"
         )
     untried = INF if config.untried_score is None else config.untried_score
     valid = cols != -1

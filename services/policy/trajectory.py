@@ -27,7 +27,7 @@ from services.policy.cells import CellPool, Variant, paper_pool, parse_action
 from services.policy.graph import PolicyGraph
 from services.policy.handoff import apply_delta
 from services.policy.regime import detect_regime
-from services.policy.selection import Selection, score_candidates, select
+from services.policy.selection import Guard, Selection, score_candidates, select
 from services.policy.signature import fold
 
 
@@ -122,6 +122,32 @@ def decision_uniform(seed: int, trajectory_id: str, step: int) -> float:
     return int.from_bytes(digest, "big") / 2.0**64
 
 
+def guard_for(state: TrajectoryState, graph: PolicyGraph, config: SelectionConfig) -> Guard | None:
+    """How baseline-safe selection constrains the trajectory's next decision (None: it is
+    off). A protected class or regime runs the pipeline: nodes are shared across the
+    classes of a regime, so evidence that proves a move there may come from other classes
+    (measured: the node rule on protected rare classes ran their fatal skip). The class
+    floor (``baseline_floor`` class) leaves a class to its scores while its floor is open
+    and holds it to the pipeline while it is closed. The node rule explores once per
+    trajectory: the first decision that could explore logs a propensity below 1 whichever
+    way it went (every other decision logs 1), so the visited edges tell, and the logged
+    propensities multiply to the exact probability of the trajectory."""
+    if config.baseline_tolerance is None:
+        return None
+    if state.task_class in config.protected_classes or state.regime in config.protected_regimes:
+        return Guard.BASELINE
+    if config.baseline_floor == "class":
+        floor = graph.classes.get(state.task_class or "")
+        if floor is None or not floor.open(
+            config.baseline_tolerance, config.baseline_z, config.explore_budget
+        ):
+            return Guard.BASELINE
+        return Guard.FREE
+    if all(edge.propensity == 1.0 for edge in state.visited):
+        return Guard.NODE
+    return Guard.NODE_ONLY
+
+
 def decide(
     state: TrajectoryState,
     graph: PolicyGraph,
@@ -145,9 +171,14 @@ def decide(
     if ended is not None:
         return ended
     signature = signature_of(state, setup)
-    stochastic = setup.selection.temperature > 0.0
-    u = decision_uniform(setup.seed, state.trajectory_id, state.step) if stochastic else None
-    selection = select(graph, signature, candidates, setup.selection, u=u)
+    config = setup.selection
+    stochastic = config.temperature > 0.0
+    explores = config.baseline_tolerance is not None and config.explore_share > 0.0
+    drawn = stochastic or explores
+    u = decision_uniform(setup.seed, state.trajectory_id, state.step) if drawn else None
+    selection = select(
+        graph, signature, candidates, config, u=u, guard=guard_for(state, graph, config)
+    )
     if stochastic and not selection.scores:
         # Where the rule-based prior acted, a stochastic arm's log still lists every
         # candidate, so that off-policy evaluation can ask any target policy about it. A

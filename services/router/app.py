@@ -26,6 +26,7 @@ from schemas.events import (
 )
 from schemas.records import Budget
 from schemas.topics import topic_of
+from services.pipeline import deployed_pipeline
 from services.policy import CellPool
 from services.policy.arms import deployed_arm
 from services.policy.governance import GovernanceConfig, parse_failure_kinds
@@ -45,7 +46,6 @@ from services.runtime.kafka import aiokafka_options
 from services.runtime.limits import Limits, task_problem
 from services.runtime.service import Service
 from services.runtime.settings import Settings
-from services.sim import load_scenario
 
 #: Records per batch: enough to amortise a commit, few enough to keep a batch in milliseconds.
 BATCH_MAX_RECORDS = 500
@@ -72,18 +72,24 @@ R = TypeVar("R")
 
 def build(settings: Settings) -> Service:
     service = Service("router", settings, DEAD_LETTERS)
-    scenario = load_scenario(settings.scenario)
-    setup = deployed_arm(settings.policy_arm).setup(scenario, settings.seed)
+    pipeline = deployed_pipeline(settings)
+    setup = deployed_arm(settings.policy_arm).setup(pipeline, settings.seed)
     core = RouterCore(
         setup,
         settings.tenant_list,
-        budget=Budget(max_steps=settings.max_steps, max_tokens=settings.max_tokens),
+        budget=budget_of(settings, pipeline.budget),
         dedupe_window=settings.dedupe_window,
         governance=governance_config(settings),
         breakers=Breakers(models_of(setup.pool), breaker_config(settings), clock=time.time),
     )
     Router(service, core).register()
     return service
+
+
+def budget_of(settings: Settings, default: Budget) -> Budget:
+    """The pipeline's budget, with what the settings set instead."""
+    given = {"max_steps": settings.max_steps, "max_tokens": settings.max_tokens}
+    return default.model_copy(update={k: v for k, v in given.items() if v is not None})
 
 
 def governance_config(settings: Settings) -> GovernanceConfig:

@@ -1,4 +1,5 @@
-"""Reading and writing ``agensbus.policy/1`` files. Never pickle: a policy is plain JSON."""
+"""Reading and writing policy files (``agensbus.policy/2``; ``/1`` files read as ``/2``).
+Never pickle: a policy is plain JSON."""
 
 import json
 import os
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from schemas.policy_file import POLICY_FORMAT, PolicyDocument
+from schemas.policy_file import POLICY_FORMAT, READABLE_FORMATS, PolicyDocument
 from services.policy.graph import PolicyGraph
 
 
@@ -27,9 +28,12 @@ def load_graph(path: str | Path) -> tuple[PolicyDocument, PolicyGraph]:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PolicyFileError(f"{source} is not JSON: {error}") from None
-    if not isinstance(data, dict) or data.get("format") != POLICY_FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise PolicyFileError(f"{source} is not an {POLICY_FORMAT} document (format: {found!r})")
+        raise PolicyFileError(
+            f"{source} is not an {POLICY_FORMAT} document, nor an earlier one it reads "
+            f"({', '.join(READABLE_FORMATS[:-1])}) (format: {found!r})"
+        )
     try:
         document = PolicyDocument.model_validate(data)
         graph = PolicyGraph.from_document(document)

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.policy.arms import deployed_arm
+from services.runtime.plugins import BACKENDS, JUDGES, unknown_plugin
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,6 +98,14 @@ class Settings(BaseSettings):
         default=9400, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz (0: any)."
     )
 
+    # --- pipeline ------------------------------------------------------------------------
+    pipeline: str | None = Field(
+        default=None,
+        description="The pipeline the router, workers, judge and learner run (a shipped "
+        "name, e.g. paper, or a YAML file; docs/pipeline.md). Unset: the one the scenario "
+        "names, else paper.",
+    )
+
     # --- simulation ----------------------------------------------------------------------
     scenario: str = Field(
         default="security-advisories",
@@ -112,13 +121,26 @@ class Settings(BaseSettings):
         "tenant go to the dead-letter topic.",
     )
     policy_arm: str = Field(
-        default="paper",
+        default="agensbus",
         description="The policy arm the router routes by and the learner learns as (its "
-        "selection, fold, skips and reward): fixed, noskip, paper, agensbus, agensbus-lean, "
-        "or ARM+SWITCH[+SWITCH...] as `agensbus bench learning --arms` takes them.",
+        "selection, fold, skips and reward): agensbus (recommended: learns, with the fixed "
+        "pipeline's quality as a floor per class), paper (the paper's rules exactly), fixed, "
+        "noskip, agensbus-free, agensbus-lean, or ARM+SWITCH[+SWITCH...] as `agensbus bench "
+        "learning --arms` takes them.",
     )
-    max_steps: int = Field(default=24, ge=1, le=1000, description="Step budget per trajectory.")
-    max_tokens: int = Field(default=60_000, ge=1, description="Token budget per trajectory.")
+    max_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Step budget of a trajectory whose task names none (unset: the "
+        "pipeline's, 24 unless it says otherwise).",
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Token budget of a trajectory whose task names none (unset: the "
+        "pipeline's, 60000 unless it says otherwise).",
+    )
     dedupe_window: int = Field(
         default=200_000,
         ge=1_000,
@@ -249,10 +271,17 @@ class Settings(BaseSettings):
         description="Comma-separated cells this worker leaves to workers of your own "
         "(in a consumer group of their own); see docs/own-agents.md.",
     )
-    worker_backend: Literal["simulated", "openai"] = Field(
+    worker_backend: str = Field(
         default="simulated",
-        description="How cells are executed (simulated: the scenario; openai: an "
-        "OpenAI-compatible chat-completions endpoint, see docs/models.md).",
+        description="How cells are executed: an installed backend (simulated: the "
+        "scenario's world; openai: an OpenAI-compatible chat-completions endpoint, see "
+        "docs/models.md; packages add their own as agensbus.backends entry points).",
+    )
+    judge_scorer: str | None = Field(
+        default=None,
+        description="How the judge scores trajectories: an installed scorer (simulated, "
+        "openai, or an agensbus.judges entry point). Unset: the one named like "
+        "worker_backend.",
     )
     sim_time_scale: float = Field(
         default=0.0,
@@ -366,6 +395,26 @@ class Settings(BaseSettings):
         except KeyError as error:
             raise ValueError(error.args[0]) from None
         return value
+
+    @field_validator("worker_backend")
+    @classmethod
+    def _backend_is_installed(cls, value: str) -> str:
+        problem = unknown_plugin(BACKENDS, value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("judge_scorer")
+    @classmethod
+    def _scorer_is_installed(cls, value: str | None) -> str | None:
+        problem = None if value is None else unknown_plugin(JUDGES, value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @property
+    def judge_scorer_name(self) -> str:
+        return self.judge_scorer or self.worker_backend
 
     @field_validator("governance_halt_on")
     @classmethod

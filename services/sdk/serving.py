@@ -1,17 +1,17 @@
 """Serving a :class:`CellSet` as a worker of its own: the built-in worker with the SDK as its
-backend, taking only the invokes of the cells the set serves, in a consumer group named
-after them (``<worker_group>.<cell>+<cell>``) so that it never shares work with the built-in
-worker or with another set."""
+backend, taking only the invoke decisions of the cells the set serves, in a consumer group
+named after them (``<worker_group>.<cell>+<cell>``) so that it never shares work with the
+built-in worker or with another set."""
 
 import asyncio
 import logging
 
+from services.pipeline import deployed_pipeline
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.sdk.backend import CellsBackend
 from services.sdk.registry import CellSet
-from services.sim import load_scenario
-from services.worker.app import worker_service
+from services.worker.app import build as build_worker
 
 
 def group_of(settings: Settings, cells: list[str]) -> str:
@@ -21,11 +21,11 @@ def group_of(settings: Settings, cells: list[str]) -> str:
 
 
 def cells_service(cells: CellSet, settings: Settings | None = None) -> Service:
-    """A worker service running ``cells``; ``await service.run()`` in your own event loop and
+    """A worker service running ``cells`` over the pipeline of ``settings``
+    (``AGENSBUS_PIPELINE``); ``await service.run()`` in your own event loop and
     ``service.stop()`` to end it, or use :func:`run`. Raises SdkError on misuse."""
     settings = settings or Settings()
-    scenario = load_scenario(settings.scenario)
-    handlers = cells.bind(scenario.pool)
+    handlers = cells.bind(deployed_pipeline(settings).pool)
     served = sorted({cell for cell, _, _ in handlers})
     settings = settings.model_copy(
         update={
@@ -35,7 +35,7 @@ def cells_service(cells: CellSet, settings: Settings | None = None) -> Service:
         }
     )
     backend = CellsBackend(handlers, logging.getLogger("agensbus.worker.cells"))
-    return worker_service(settings, scenario, backend)
+    return build_worker(settings, backend)
 
 
 def run(cells: CellSet, settings: Settings | None = None) -> None:

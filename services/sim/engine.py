@@ -159,6 +159,7 @@ class Engine:
             features=task_class.features,
             setup=self.setup,
             task_class=task_class.name,
+            budget=self.scenario.pipeline.budget,
         )
         decisions = skips = 0
         while True:
@@ -176,7 +177,13 @@ class Engine:
         quality = self.world.true_quality(state)
         judgement = self.judge.score(state.trajectory_id, quality)
         reward = hybrid_reward(judgement.quality, state.tokens_used, state.retries, self.reward)
-        backup(self.graph, [(state, reward)], self.reward, [judgement.confidence])
+        backup(
+            self.graph,
+            [(state, reward)],
+            self.reward,
+            [judgement.confidence],
+            floor=(self.setup.pool, [judgement.quality]),
+        )
         return TrajectoryRecord(
             epoch=epoch,
             task_class=task_class.name,

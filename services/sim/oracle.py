@@ -19,7 +19,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from schemas.records import Handoff, RewardConfig, Role, StepStatus, TrajectoryState
+from schemas.records import Budget, Handoff, RewardConfig, Role, StepStatus, TrajectoryState
 from services.policy import (
     PAPER_REWARD,
     CellPool,
@@ -110,7 +110,12 @@ class Oracle:
             # Reachability depends on the plan only, so classes of one regime share it.
             paths = self._paths.get(task_class.plan)
             if paths is None:
-                paths = reachable_paths(task_class, self.scenario.pool, allow_skip=self.allow_skip)
+                paths = reachable_paths(
+                    task_class,
+                    self.scenario.pool,
+                    allow_skip=self.allow_skip,
+                    budget=self.scenario.pipeline.budget,
+                )
                 self._paths[task_class.plan] = paths
             quality, tokens, retries, reward = expect(paths)
             self._classes[name] = ClassOracle(
@@ -143,7 +148,13 @@ def chosen_path(task_class: TaskClass, state: TrajectoryState) -> Paths:
     return Paths(index[None], late[None])
 
 
-def reachable_paths(task_class: TaskClass, pool: CellPool, *, allow_skip: bool = True) -> Paths:
+def reachable_paths(
+    task_class: TaskClass,
+    pool: CellPool,
+    *,
+    allow_skip: bool = True,
+    budget: Budget | None = None,
+) -> Paths:
     """Every path the router can produce for this class when nothing fails."""
     base = TrajectoryState(
         task_id="oracle",
@@ -153,6 +164,7 @@ def reachable_paths(task_class: TaskClass, pool: CellPool, *, allow_skip: bool =
         features=task_class.features,
         plan=list(task_class.plan),
         handoff=Handoff(goal=task_class.description),
+        budget=budget or Budget(),
     )
     drafted = base.handoff.model_copy(update={"draft_answer": "draft"})
     roles = dict(zip(task_class.plan, task_class.roles, strict=True))

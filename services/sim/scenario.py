@@ -9,23 +9,19 @@ gains of all matching selectors add up; a class's token factors multiply.
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from schemas.records import Handoff, Regime, Role, TaskFeatures
-from services.policy import (
-    Cell,
-    CellPool,
-    Variant,
-    detect_regime,
-    make_pool,
-    precondition_holds,
-)
-from services.policy.cells import PAPER_PLAN, paper_cells
+from services.pipeline import PipelineError, load_pipeline
+from services.pipeline.build import build_pool
+from services.policy import CellPool, Variant, detect_regime, precondition_holds
+from services.policy.pipeline import Pipeline
 from services.sim.spec import (
     ClassEffect,
     Dist,
@@ -34,6 +30,7 @@ from services.sim.spec import (
     TaskClassSpec,
     VariantDefaults,
 )
+from services.spec_files import Problems, SpecFileError, SpecProblems
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -56,12 +53,10 @@ _SELECTOR = re.compile(
 )
 
 
-class ScenarioProblems(ValueError):
-    """Everything wrong with a scenario, as (location, message) pairs."""
+class ScenarioError(SpecFileError):
+    """A scenario that cannot be used; one line per problem, each naming the file."""
 
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{loc}: {msg}" for loc, msg in problems))
-        self.problems = problems
+    kind = "scenario"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +170,14 @@ class Scenario:
     name: str
     description: str
     source: str
-    pool: CellPool
+    pipeline: Pipeline
     max_retries: int
     judges: tuple[JudgeSpec, ...]
     classes: Mapping[str, TaskClass]
+
+    @property
+    def pool(self) -> CellPool:
+        return self.pipeline.pool
 
     @property
     def tasks_per_epoch(self) -> int:
@@ -194,21 +193,14 @@ class Scenario:
 # --- building ------------------------------------------------------------------------------
 
 
-class _Problems:
-    def __init__(self) -> None:
-        self.items: list[tuple[str, str]] = []
-
-    def add(self, loc: str, message: str) -> None:
-        if (loc, message) not in self.items:
-            self.items.append((loc, message))
-
-
 def build_scenario(spec: ScenarioSpec, source: str) -> Scenario:
-    """Resolve a validated spec; raises ScenarioProblems listing every inconsistency."""
-    problems = _Problems()
-    pool = _build_pool(spec, problems)
-    if pool is None:
-        raise ScenarioProblems(problems.items)
+    """Resolve a validated spec; raises SpecProblems listing every inconsistency of the
+    scenario, or ScenarioError with the problems of the pipeline file it names."""
+    problems = Problems()
+    pipeline = _pipeline(spec, source, problems)
+    if pipeline is None:
+        raise SpecProblems(problems.items)
+    pool = pipeline.pool
     variants = [v for cell in pool.cells.values() for v in cell.variants]
     defaults = _selectors(spec.defaults, variants, "defaults", problems)
     base_costs = {v.action: _base_costs(v, defaults, problems) for v in variants}
@@ -220,7 +212,7 @@ def build_scenario(spec: ScenarioSpec, source: str) -> Scenario:
         if class_spec.name in classes:
             problems.add(f"{loc}.name", f"class {class_spec.name!r} is defined twice")
             continue
-        built = _build_class(class_spec, loc, spec, pool, defaults, base_costs, problems)
+        built = _build_class(class_spec, loc, spec, pipeline, defaults, base_costs, problems)
         if built is not None:
             classes[class_spec.name] = built
     if not any(c.count for c in spec.classes):
@@ -228,63 +220,47 @@ def build_scenario(spec: ScenarioSpec, source: str) -> Scenario:
     names = [j.name for j in spec.judges]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.add("judges", f"judge {name!r} is listed twice")
-    if problems.items:
-        raise ScenarioProblems(problems.items)
+    problems.raise_if_any()
     return Scenario(
         name=spec.name,
         description=spec.description,
         source=source,
-        pool=pool,
+        pipeline=pipeline,
         max_retries=spec.max_retries,
         judges=tuple(spec.judges),
         classes=classes,
     )
 
 
-def _build_pool(spec: ScenarioSpec, problems: _Problems) -> CellPool | None:
-    if spec.cells is None:
-        cells: Iterable[Cell] = paper_cells().values()
-    else:
-        built = _custom_cells(spec, problems)
-        if built is None:
+def _pipeline(spec: ScenarioSpec, source: str, problems: Problems) -> Pipeline | None:
+    """The pipeline the scenario names (a relative path starts at the scenario's directory),
+    or the one its own cells make."""
+    if spec.pipeline is not None:
+        try:
+            pipeline = load_pipeline(spec.pipeline, relative_to=Path(source).parent)
+        except PipelineError as error:
+            if error.listed:
+                raise ScenarioError(str(error)) from None
+            problems.add("pipeline", str(error))
             return None
-        cells = built
-    plan = spec.plan or list(PAPER_PLAN)
-    named = (
-        {f"plans.{regime.value}": p for regime, p in spec.plans.items()}
-        if spec.plans is not None
-        else {"plan": plan}
-    )
-    for where, listed in named.items():
-        if len(listed) > MAX_PLAN_CELLS:
-            problems.add(where, f"a plan may list at most {MAX_PLAN_CELLS} cells")
-    try:
-        return make_pool(cells, spec.plans if spec.plans is not None else plan)
-    except ValueError as error:
-        problems.add("plans" if spec.plans is not None else "plan", str(error))
-        return None
-
-
-def _custom_cells(spec: ScenarioSpec, problems: _Problems) -> list[Cell] | None:
-    cells: list[Cell] = []
-    seen: set[str] = set()
-    for i, cell in enumerate(spec.cells or []):
-        if cell.name in seen:
-            problems.add(f"cells.{i}.name", f"cell {cell.name!r} is defined twice")
-            continue
-        seen.add(cell.name)
-        variants = tuple(Variant(cell.name, v.protocol, v.model) for v in cell.variants) or (
-            Variant(cell.name),
-        )
-        actions = [v.action for v in variants]
-        for action in sorted({a for a in actions if actions.count(a) > 1}):
-            problems.add(f"cells.{i}.variants", f"variant {action!r} is listed twice")
-        cells.append(Cell(cell.name, cell.role, variants))
-    return None if problems.items else cells
+    else:
+        pool = build_pool(spec, problems)
+        if pool is None:
+            return None
+        pipeline = Pipeline(spec.name, spec.description, "inline", pool)
+    for regime, plan in pipeline.pool.plans.items():
+        if len(plan) > MAX_PLAN_CELLS:
+            where = "pipeline" if spec.pipeline is not None else "plan"
+            problems.add(
+                where,
+                f"the plan for {regime.value} lists {len(plan)} cells; the simulator takes at "
+                f"most {MAX_PLAN_CELLS}",
+            )
+    return None if problems.items else pipeline
 
 
 def _selectors(
-    entries: Mapping[str, E], variants: list[Variant], loc: str, problems: _Problems
+    entries: Mapping[str, E], variants: list[Variant], loc: str, problems: Problems
 ) -> list[tuple[Selector, E]]:
     parsed = []
     for text, entry in entries.items():
@@ -305,7 +281,7 @@ def _most_specific(
     entries: list[tuple[Selector, E]],
     pick: Callable[[E], V | None],
     where: str,
-    problems: _Problems,
+    problems: Problems,
 ) -> V | None:
     """The value set by the most specific matching selector; a tie is a problem because
     ``cell.protocol`` and ``cell@model`` are equally specific and neither should win."""
@@ -326,7 +302,7 @@ def _most_specific(
 
 
 def _base_costs(
-    variant: Variant, defaults: list[tuple[Selector, VariantDefaults]], problems: _Problems
+    variant: Variant, defaults: list[tuple[Selector, VariantDefaults]], problems: Problems
 ) -> Costs | None:
     def resolve(name: str, pick: Callable[[VariantDefaults], V | None]) -> V | None:
         return _most_specific(variant, defaults, pick, f"defaults ({name})", problems)
@@ -351,14 +327,18 @@ def _build_class(
     spec: TaskClassSpec,
     loc: str,
     scenario: ScenarioSpec,
-    pool: CellPool,
+    pipeline: Pipeline,
     defaults: list[tuple[Selector, VariantDefaults]],
     base_costs: Mapping[str, Costs | None],
-    problems: _Problems,
+    problems: Problems,
 ) -> TaskClass | None:
     before = len(problems.items)
-    regime = detect_regime(spec.features)
-    if scenario.plans is not None and not {regime, Regime.STRAIGHTFORWARD} & set(scenario.plans):
+    pool = pipeline.pool
+    features = _features(spec, pipeline, loc, problems)
+    if features is None:
+        return None
+    regime = detect_regime(features)
+    if not {regime, Regime.STRAIGHTFORWARD} & set(pool.plans):
         problems.add(
             f"{loc}.features",
             f"the features give regime {regime.value}, which has no plan, and 'plans' has no "
@@ -409,7 +389,7 @@ def _build_class(
     return TaskClass(
         name=spec.name,
         description=spec.description,
-        features=spec.features,
+        features=features,
         regime=regime,
         count=spec.count,
         base_quality=spec.base_quality,
@@ -424,13 +404,36 @@ def _build_class(
     )
 
 
+def _features(
+    spec: TaskClassSpec, pipeline: Pipeline, loc: str, problems: Problems
+) -> TaskFeatures | None:
+    """A class's features: the scenario's, or those of the pipeline's class of its name
+    (a scenario adds only the simulated world, so it may not give that class others)."""
+    known = pipeline.classes.get(spec.name)
+    if known is None:
+        if spec.features is None:
+            problems.add(
+                f"{loc}.features",
+                f"pipeline {pipeline.name} has no class {spec.name!r}; give its features here",
+            )
+        return spec.features
+    if spec.features is not None and spec.features != known.features:
+        problems.add(
+            f"{loc}.features",
+            f"pipeline {pipeline.name} gives class {spec.name!r} other features; leave them "
+            "out here",
+        )
+        return None
+    return known.features
+
+
 def _evidence_counts(
     spec: TaskClassSpec,
     scenario: ScenarioSpec,
     pool: CellPool,
     plan: tuple[str, ...],
     loc: str,
-    problems: _Problems,
+    problems: Problems,
 ) -> dict[str, int]:
     """Evidence items per retrieval cell of the plan: the class's count for the cell, else
     for its role, else the scenario's (cell, then role)."""
@@ -457,14 +460,14 @@ def _evidence_counts(
     return counts
 
 
-def _check_cells(table: Mapping[str, float], pool: CellPool, loc: str, problems: _Problems) -> None:
+def _check_cells(table: Mapping[str, float], pool: CellPool, loc: str, problems: Problems) -> None:
     for name in table:
         if name not in pool.cells:
             problems.add(f"{loc}.{name}", f"no cell {name!r} in the pool ({', '.join(pool.cells)})")
 
 
 def _check_evidence_keys(
-    table: Mapping[str, int], pool: CellPool, loc: str, problems: _Problems
+    table: Mapping[str, int], pool: CellPool, loc: str, problems: Problems
 ) -> None:
     roles = {r.value for r in Role}
     for key in table:

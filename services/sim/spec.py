@@ -5,24 +5,19 @@ need the whole file and are checked when the scenario is built (``services.sim.s
 See docs/scenarios.md for the meaning of every field.
 """
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from schemas._types import Name, Unit
-from schemas.records import Regime, Role, TaskFeatures
+from schemas.records import TaskFeatures
+from services.pipeline.spec import PoolSpec, Spec
 
 #: A change of latent quality.
 Gain = Annotated[float, Field(ge=-1.0, le=1.0)]
 
 #: Evidence items one retrieval or search step returns (the handoff holds at most 64).
 EvidenceCount = Annotated[int, Field(ge=0, le=64)]
-
-
-class Spec(BaseModel):
-    """Every section forbids unknown keys, so a typo is an error rather than a silent no-op."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Dist(Spec):
@@ -64,21 +59,6 @@ class ClassEffect(Spec):
     failure: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
-class VariantSpec(Spec):
-    protocol: Name | None = None
-    model: Name | None = None
-
-
-class CellSpec(Spec):
-    name: Name
-    role: Role
-    variants: list[VariantSpec] = Field(
-        default_factory=list,
-        max_length=64,
-        description="empty: one variant without protocol or model",
-    )
-
-
 class JudgeSpec(Spec):
     name: Name
     noise_sd: float = Field(ge=0.0, le=1.0)
@@ -88,7 +68,9 @@ class JudgeSpec(Spec):
 class TaskClassSpec(Spec):
     name: Name
     description: str = Field(min_length=1, max_length=2_000)
-    features: TaskFeatures
+    features: TaskFeatures | None = Field(
+        default=None, description="unset: the features of the pipeline's class of this name"
+    )
     count: int = Field(ge=0, le=10_000, description="tasks of this class per epoch")
     base_quality: Unit = Field(description="latent quality of the fixed pipeline, no failures")
     effects: dict[str, ClassEffect] = Field(default_factory=dict)
@@ -107,13 +89,13 @@ class TaskClassSpec(Spec):
     )
 
 
-class ScenarioSpec(Spec):
+class ScenarioSpec(PoolSpec):
+    """A simulated world over a pipeline: the one ``pipeline`` names (a shipped name, or a
+    path relative to the scenario file), or the scenario's own ``cells`` and plan."""
+
     name: Name
     description: str = Field(min_length=1, max_length=4_000)
-    pool: Literal["paper"] | None = None
-    cells: list[CellSpec] | None = Field(default=None, min_length=1, max_length=64)
-    plan: list[Name] | None = Field(default=None, min_length=1)
-    plans: dict[Regime, list[Name]] | None = Field(default=None, min_length=1)
+    pipeline: str | None = Field(default=None, min_length=1, max_length=1_000)
     max_retries: int = Field(default=1, ge=0, le=10)
     defaults: dict[str, VariantDefaults] = Field(min_length=1)
     absent: dict[Name, Gain] = Field(default_factory=dict)
@@ -122,11 +104,7 @@ class ScenarioSpec(Spec):
     classes: list[TaskClassSpec] = Field(min_length=1, max_length=256)
 
     @model_validator(mode="after")
-    def _one_pool_one_plan(self) -> "ScenarioSpec":
-        if (self.pool is None) == (self.cells is None):
-            raise ValueError("give exactly one of 'pool: paper' or 'cells'")
-        if self.plan is not None and self.plans is not None:
-            raise ValueError("give 'plan' (all regimes) or 'plans' (per regime), not both")
-        if self.cells is not None and self.plan is None and self.plans is None:
-            raise ValueError("a scenario with its own 'cells' needs 'plan' or 'plans'")
+    def _one_pipeline(self) -> "ScenarioSpec":
+        if (self.pipeline is None) == (self.cells is None):
+            raise ValueError("give exactly one of 'pipeline' or 'cells'")
         return self

@@ -1,2 +1,2 @@
-"""The agent-worker: executes invoke decisions concurrently and, run with the
-judge role, scores completed trajectories."""
+"""The agent-worker: executes the invoke decisions of the pipeline's cells concurrently, on
+the deployment's backend (an ``agensbus.backends`` entry point)."""

@@ -1,34 +1,25 @@
-"""The agent-worker service, in either role: ``worker`` executes invoke decisions, ``judge``
-scores completed trajectories. Handlers stay thin: parse, call pure code, publish."""
-
-import asyncio
-import time
-from dataclasses import dataclass
-from functools import partial
-from typing import Literal
+"""The agent-worker service: executes invoke decisions of the pipeline's cells with the
+deployment's backend and publishes their outcomes. Handlers stay thin: parse, call pure
+code, publish."""
 
 from aiokafka import ConsumerRecord
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from schemas.events import ActionKind, Decision, TrajectoryCompleted
+from schemas.events import ActionKind, Decision
+from services.pipeline import deployed_pipeline
 from services.runtime.codec import Rejected
-from services.runtime.poison import Poison, poison_reason, raise_
 from services.runtime.service import Service
 from services.runtime.settings import Settings
-from services.sim import Scenario, load_scenario
 from services.worker import invoke
-from services.worker import judge as judging
 from services.worker.backend import Backend, Unexecutable, make_backend
 from services.worker.cells import ServedCells
 from services.worker.claims import Claims
-from services.worker.commits import Committer, Rebalance
+from services.worker.commits import Committer, Rebalance, record_of
 from services.worker.executor import Executor
-from services.worker.metrics import JudgeMetrics, WorkerMetrics
-from services.worker.scorers import make_scorer
+from services.worker.metrics import WorkerMetrics
 
-Role = Literal["worker", "judge"]
-#: What each role dead-letters beyond undecodable input (their series start at 0).
+#: What the worker dead-letters beyond undecodable input (their series start at 0).
 WORKER_DEAD_LETTERS = (
     "unknown_tenant",
     "unknown_action",
@@ -39,30 +30,18 @@ WORKER_DEAD_LETTERS = (
     "context_overflow",
     "unserved_variant",
 )
-JUDGE_DEAD_LETTERS = ("unknown_tenant", "unknown_trajectory", "unknown_task_class")
 
 
-def build(settings: Settings, role: Role = "worker") -> Service:
-    scenario = load_scenario(settings.scenario)
-    match role:
-        case "worker":
-            return worker_service(settings, scenario, make_backend(settings, scenario))
-        case "judge":
-            return _judge(settings, scenario)
-
-
-def _record(msg: KafkaMessage) -> ConsumerRecord[bytes, bytes]:
-    record = msg.raw_message
-    if isinstance(record, tuple):
-        raise TypeError("a batch reached a per-record handler")
-    return record
-
-
-def worker_service(settings: Settings, scenario: Scenario, backend: Backend) -> Service:
-    """A worker executing the cells ``settings`` name with ``backend`` (the SDK brings its own)."""
-    served = ServedCells.of(settings.worker_cells, settings.worker_cells_except, scenario.pool)
+def build(settings: Settings, backend: Backend | None = None) -> Service:
+    """A worker of the cells ``settings`` serve, on ``backend`` (the SDK brings its own)
+    or else the deployment's."""
+    pipeline = deployed_pipeline(settings)
+    pool = pipeline.pool
+    served = ServedCells.of(settings.worker_cells, settings.worker_cells_except, pool)
+    if backend is None:
+        backend = make_backend(settings, pipeline)
     service = Service("worker", settings, WORKER_DEAD_LETTERS)
-    metrics = WorkerMetrics(service.registry, scenario.pool)
+    metrics = WorkerMetrics(service.registry, pool)
     # The subscriber is created below; the consumer exists only once it has started.
     committer = Committer(lambda: subscriber.consumer, service.log, service.poisoned)
     claims = Claims(service)
@@ -81,7 +60,7 @@ def worker_service(settings: Settings, scenario: Scenario, backend: Backend) -> 
             await run(record, decision)
 
     async def run(record: ConsumerRecord[bytes, bytes], decision: Decision) -> None:
-        variant = scenario.pool.variant(decision.action)
+        variant = pool.variant(decision.action)
         # A payload missing from the store raises Poison: the decision is dead-lettered
         # and left unanswered, as every retry would fail the same way.
         state = await claims.readable(decision.state)
@@ -100,10 +79,10 @@ def worker_service(settings: Settings, scenario: Scenario, backend: Backend) -> 
 
     @subscriber
     async def on_decision(msg: KafkaMessage) -> None:
-        record = _record(msg)
+        record = record_of(msg)
         if not executor.accepting:
             return
-        decision = invoke.accept(record.value, scenario.pool, settings.tenant_list)
+        decision = invoke.accept(record.value, pool, settings.tenant_list)
         if isinstance(decision, Rejected):
             await committer.tracked(record, lambda: service.dead_letter(record, decision))
         elif decision.action_kind is ActionKind.SKIP or not served.serves(decision.cell):
@@ -128,130 +107,4 @@ def worker_service(settings: Settings, scenario: Scenario, backend: Backend) -> 
     service.on_shutdown(stop)
     # Every backend answers for itself: a remote one reports its last endpoint probe.
     service.add_check("backend", backend.readiness)
-    return service
-
-
-@dataclass(frozen=True, slots=True)
-class _Held:
-    record: ConsumerRecord[bytes, bytes]
-    trajectory: TrajectoryCompleted
-
-
-def _judge(settings: Settings, scenario: Scenario) -> Service:
-    service = Service("judge", settings, JUDGE_DEAD_LETTERS)
-    metrics = JudgeMetrics(service.registry)
-    scorer = make_scorer(settings, scenario, metrics, service.log)
-    window_s = settings.judge_window_ms / 1000
-    rollout_window_s = settings.judge_rollout_window_ms / 1000
-    grouper: judging.Grouper[_Held] = judging.Grouper(settings.judge_group_size, window_s)
-    committer = Committer(lambda: subscriber.consumer, service.log, service.poisoned)
-    store = Claims(service).store
-    subscriber = service.broker.subscriber(
-        service.topic("trajectories"),
-        group_id=settings.judge_group,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.MANUAL,
-        listener=Rebalance(committer),
-    )
-    stopping = asyncio.Event()
-    flushing: list[asyncio.Task[None]] = []
-    # Groups being scored: a model judge takes seconds to minutes, and the consumer must
-    # keep fetching (and heartbeating) meanwhile.
-    scoring: set[asyncio.Task[None]] = set()
-
-    async def settle(group: judging.Group[_Held]) -> None:
-        began = time.time_ns()
-        rewards = await scorer.score([h.trajectory for h in group.members])
-        records = {h.trajectory.trajectory_id: h.record for h in group.members}
-        sent = []
-        for reward in rewards:
-            # One span per trajectory, in its own trace: the group's scoring and its reward.
-            parent = records[reward.trajectory_id].headers
-            with service.tracing.span("judgement", parent, start_ns=began, group=group.key):
-                key = reward.trajectory_id.encode()
-                sent.append(await service.send(reward, service.topic("rewards"), key))
-        await asyncio.gather(*sent)
-        # Committed only once the rewards are on the broker (at least once); a trajectory
-        # no judge scored is finished too: retrying would not make a judge appear, and its
-        # join expires in the learner.
-        for held in group.items:
-            committer.finished(held.record)
-
-    async def guarded(group: judging.Group[_Held]) -> None:
-        try:
-            await settle(group)
-        except Exception as error:
-            if poison_reason(error) is None:
-                service.log.exception(
-                    "scoring or publishing a group failed; its records stay uncommitted",
-                    extra={"group": group.key},
-                )
-                return
-            # It would fail the same way on every retry: each member is dead-lettered and
-            # finished.
-            for held in group.items:
-                await committer.finish_after(held.record, partial(raise_, error))
-
-    def dispatch(groups: list[judging.Group[_Held]]) -> None:
-        for group in groups:
-            task = asyncio.create_task(guarded(group))
-            scoring.add(task)
-            task.add_done_callback(scoring.discard)
-
-    @subscriber
-    async def on_trajectory(msg: KafkaMessage) -> None:
-        record = _record(msg)
-        if stopping.is_set():
-            return
-        trajectory = judging.accept(record.value, scorer.scenario, settings.tenant_list)
-        if isinstance(trajectory, Rejected):
-            await committer.tracked(record, lambda: service.dead_letter(record, trajectory))
-            return
-        committer.started(record)
-        try:
-            # The judge reads the text the trajectory stored by reference.
-            completed = await judging.readable(trajectory, store)
-        except Poison as error:
-            await committer.finish_after(record, partial(raise_, error))
-            return
-        key, member = judging.group_key(completed), completed.trajectory_id
-        size, wait_s = judging.shape(
-            completed, settings.judge_group_size, window_s, rollout_window_s
-        )
-        held = _Held(record, completed)
-        dispatch(grouper.add(key, member, held, time.monotonic(), size, wait_s))
-
-    async def flush() -> None:
-        # Groups that do not fill up are scored when their window ends.
-        tick = max(0.01, min(0.1, window_s / 4))
-        while True:
-            await asyncio.sleep(tick)
-            dispatch(grouper.due(time.monotonic()))
-
-    async def start() -> None:
-        committer.start()
-        await scorer.start()
-        flushing.append(asyncio.create_task(flush()))
-
-    async def stop() -> None:
-        stopping.set()
-        for task in flushing:
-            task.cancel()
-        await asyncio.gather(*flushing, return_exceptions=True)
-        try:
-            dispatch(grouper.drain())
-            if scoring:
-                # What does not finish in time stays uncommitted and is judged again.
-                _, late = await asyncio.wait(set(scoring), timeout=settings.graceful_timeout_s)
-                for task in late:
-                    task.cancel()
-                await asyncio.gather(*late, return_exceptions=True)
-        finally:
-            await committer.stop()
-            await scorer.stop()
-
-    service.on_startup(start)
-    service.on_shutdown(stop)
-    service.add_check("judge", scorer.readiness)
     return service

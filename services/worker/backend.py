@@ -1,16 +1,18 @@
-"""How a cell variant is executed. The worker sees only :class:`Backend`; the simulated
-backend follows the scenario, and a real OpenAI-compatible backend plugs in beside it."""
+"""How a cell variant is executed. The worker sees only :class:`Backend`, built by the
+factory an ``agensbus.backends`` entry point names (``settings.worker_backend``): the
+simulated backend follows the scenario's world, the openai one calls models, and a package
+may add its own."""
 
-import asyncio
-from typing import Protocol
+from typing import Protocol, cast
 
 from schemas.events import FailureKind
 from schemas.records import TrajectoryState
 from services.policy import StepResult, Variant
 from services.policy.outcomes import Execution
+from services.policy.pipeline import Pipeline
 from services.runtime.codec import Rejected
+from services.runtime.plugins import BACKENDS, load_factory
 from services.runtime.settings import Settings
-from services.sim import Scenario, World
 
 
 class Unexecutable(Exception):
@@ -46,43 +48,15 @@ class Backend(Protocol):
         ...
 
 
-class SimulatedBackend:
-    """The scenario's world. It sleeps the simulated latency times ``time_scale`` so that
-    tests and demos can make calls take real time; 0 returns at once."""
+class BackendFactory(Protocol):
+    """What an ``agensbus.backends`` entry point names: builds the backend for the
+    pipeline's variants when the worker starts, or raises :class:`PluginConfigError`
+    saying what to fix."""
 
-    def __init__(self, world: World, time_scale: float = 0.0) -> None:
-        self.world = world
-        self.time_scale = time_scale
-
-    async def execute(self, state: TrajectoryState, variant: Variant) -> Execution:
-        if state.task_class not in self.world.scenario.classes:
-            raise Unexecutable(
-                "unknown_task_class",
-                f"scenario {self.world.scenario.name} has no task class {state.task_class!r}",
-            )
-        execution = self.world.execute(state, variant)
-        if self.time_scale > 0:
-            await asyncio.sleep(execution.latency_s * self.time_scale)
-        return execution
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    def readiness(self) -> tuple[bool, str]:
-        return True, "simulated backend: runs in this process, always reachable"
+    def __call__(self, settings: Settings, pipeline: Pipeline) -> Backend: ...
 
 
-def make_backend(settings: Settings, scenario: Scenario) -> Backend:
-    """The backend named by ``settings.worker_backend``."""
-    # A match, so that mypy reports a backend added to the settings but not built here.
-    match settings.worker_backend:
-        case "simulated":
-            return SimulatedBackend(World(scenario, settings.seed), settings.sim_time_scale)
-        case "openai":
-            # Imported here: the openai package builds on this module's Unexecutable.
-            from services.worker.openai import build_backend
-
-            return build_backend(settings, scenario.pool)
+def make_backend(settings: Settings, pipeline: Pipeline) -> Backend:
+    """The backend named by ``settings.worker_backend``, serving ``pipeline``."""
+    factory = load_factory(BACKENDS, settings.worker_backend)
+    return cast(BackendFactory, factory)(settings, pipeline)

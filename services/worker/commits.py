@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from faststream.kafka.annotations import KafkaMessage
 
 from services.runtime.offsets import OffsetTracker
 
@@ -21,6 +22,14 @@ ConsumerSource = Callable[[], Any]
 Work = Callable[[], Awaitable[None]]
 #: Dead-letters a record whose work failed for good and says whether it did.
 Poisoned = Callable[[ConsumerRecord[bytes, bytes], BaseException], Awaitable[bool]]
+
+
+def record_of(msg: KafkaMessage) -> ConsumerRecord[bytes, bytes]:
+    """The one record a per-record subscriber's message carries."""
+    record = msg.raw_message
+    if isinstance(record, tuple):
+        raise TypeError("a batch reached a per-record handler")
+    return record
 
 
 def partition_of(record: ConsumerRecord[bytes, bytes]) -> TopicPartition:

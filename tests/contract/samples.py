@@ -21,7 +21,13 @@ from schemas.events import (
     TopicOffset,
     TrajectoryCompleted,
 )
-from schemas.policy_file import EdgeRecord, NodeRecord, PolicyDocument
+from schemas.policy_file import (
+    ClassRecord,
+    EdgeRecord,
+    NodeRecord,
+    PolicyDocument,
+    StreamRecord,
+)
 from schemas.records import (
     ActionScore,
     Axis,
@@ -140,7 +146,7 @@ def _state() -> TrajectoryState:
 
 def _policy() -> PolicyDocument:
     return PolicyDocument(
-        format="agensbus.policy/1",
+        format="agensbus.policy/2",
         tenant="acme",
         version=7,
         created_at=datetime(2026, 5, 1, 11, 0, tzinfo=UTC),
@@ -174,6 +180,12 @@ def _policy() -> PolicyDocument:
             ),
             NodeRecord(signature="v1|straightforward|1000000|c1.u9.r5.e1|task_class=-", visits=0),
         ],
+        classes={
+            "replication": ClassRecord(
+                baseline=StreamRecord(count=4.0, mean=0.66, m2=0.02),
+                deviated=StreamRecord(count=3.0, mean=0.71, m2=0.01),
+            )
+        },
     )
 
 

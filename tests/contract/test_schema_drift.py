@@ -17,6 +17,7 @@ from schemas.generate import (
     JSON_DIR,
     PROJECT_ROOT,
     REGENERATE_HINT,
+    contract_version,
     expected_files,
     main,
     render_json,
@@ -86,8 +87,9 @@ def test_generation_is_deterministic_and_canonical() -> None:
 @pytest.mark.parametrize("name", sorted(CONTRACTS))
 def test_each_schema_names_itself_and_its_version(name: str) -> None:
     schema = json.loads(EXPECTED[JSON_DIR / f"{name}.json"])
-    assert schema["$id"] == f"urn:agensbus:schema:{name}:1"
-    assert schema["title"] == f"{name} v1"
+    version = contract_version(name)
+    assert schema["$id"] == f"urn:agensbus:schema:{name}:{version}"
+    assert schema["title"] == f"{name} v{version}"
     assert schema["additionalProperties"] is False
 
 

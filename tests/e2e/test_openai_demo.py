@@ -61,9 +61,9 @@ ANSWERS: dict[str, dict[str, Any]] = {
 }
 JUDGE_AXES = {"goal_achievement": 0.8, "grounding": 0.7, "coordination": 0.9, "recovery": 0.6}
 
-EVERY_CELL = """\
+EVERY_CELL_PIPELINE = """\
 name: every-cell
-description: One class whose plan runs every cell kind, for the openai backend end to end.
+description: A plan that runs every cell kind.
 cells:
   - {name: planner, role: planner}
   - {name: memory, role: memory}
@@ -78,6 +78,12 @@ cells:
   - {name: synthesizer, role: synthesizer}
   - {name: evaluator, role: evaluator}
 plan: [planner, memory, web_search, solver, critic, verifier, synthesizer, evaluator]
+"""
+
+EVERY_CELL = """\
+name: every-cell
+description: One class whose plan runs every cell kind, for the openai backend end to end.
+pipeline: every-cell-pipeline.yaml
 defaults:
   planner: {tokens_in: 100, tokens_out: 50}
   memory: {tokens_in: 100, tokens_out: 50}
@@ -222,6 +228,7 @@ def events(bus: Bus, topic: str, model: type[Any]) -> list[Any]:
 def test_every_cell_kind_runs_on_the_local_model_and_every_trajectory_is_judged(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    (tmp_path / "every-cell-pipeline.yaml").write_text(EVERY_CELL_PIPELINE)
     scenario = tmp_path / "every-cell.yaml"
     scenario.write_text(EVERY_CELL)
     server = ScriptedServer()

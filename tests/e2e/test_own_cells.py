@@ -27,6 +27,7 @@ from tests.e2e.support import assert_backed_up_exactly_once, newest_snapshot
 from tests.system_tools import system_tool
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
+PIPELINE = EXAMPLES / "support_desk_pipeline.yaml"
 SCENARIO = EXAMPLES / "support_desk.yaml"
 OWN_PYTHON = {"drafter", "reviewer"}
 OWN_SHELL = {"kb_lookup"}
@@ -93,6 +94,8 @@ def test_cells_of_ones_own_in_python_and_shell_run_beside_simulated_ones_and_are
         system_tool(program)
     env = {
         **bus.env,
+        "AGENSBUS_PIPELINE": str(PIPELINE),
+        # The simulated world of the cells the built-in worker serves, and of the judge.
         "AGENSBUS_SCENARIO": str(SCENARIO),
         "AGENSBUS_SNAPSHOT_EVERY": "1",
         "AGENSBUS_SNAPSHOT_INTERVAL_S": "0.2",

@@ -23,7 +23,9 @@ def test_the_learned_policy_is_evaluated_on_the_logged_topics(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     scenario = small_scenario(tmp_path, per_class=2)
-    with deployment(kafka_bootstrap, scenario, tmp_path / "logs", "agensbus+softmax") as deployed:
+    with deployment(
+        kafka_bootstrap, scenario, tmp_path / "logs", "agensbus-free+softmax"
+    ) as deployed:
         _, observed = run(deployed.replay(concurrency=1).run(range(1, 3)))
         env = {**os.environ, **deployed.bus.env}
         events = tmp_path / "events.jsonl"

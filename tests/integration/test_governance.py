@@ -53,26 +53,17 @@ def run(scenario: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(asyncio.wait_for(scenario, SCENARIO_TIMEOUT_S))
 
 
-def scenario_file(tmp_path: Path) -> Path:
+def pipeline_file(tmp_path: Path) -> Path:
     """A solver with a variant on model x (the default, which the cold prior runs) and one
     on model y, then the evaluator (on the worker's default model, y)."""
     path = tmp_path / "two-models.yaml"
     spec = {
         "name": "two-models",
-        "description": "a solver on two models",
         "cells": [
             {"name": "solver", "role": "solver", "variants": [{"model": "x"}, {"model": "y"}]},
             {"name": "evaluator", "role": "evaluator"},
         ],
         "plan": ["solver", "evaluator"],
-        "defaults": {
-            "solver": {"tokens_in": 100, "tokens_out": 50},
-            "evaluator": {"tokens_in": 10, "tokens_out": 5},
-        },
-        "judges": [{"name": "j", "noise_sd": 0.1}],
-        "classes": [
-            {"name": "K", "description": "k", "features": {}, "count": 1, "base_quality": 0.5}
-        ],
     }
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -130,7 +121,7 @@ async def loop(
 ) -> AsyncIterator[Loop]:
     settings = settings_for(
         bootstrap,
-        scenario=str(scenario_file(tmp_path)),
+        pipeline=str(pipeline_file(tmp_path)),
         router_group=f"router-{uuid.uuid4().hex[:8]}",
         breaker_window=4,
         breaker_min_calls=2,

@@ -5,6 +5,7 @@ together and classes apart, every input committed once scored."""
 from collections import Counter, defaultdict
 
 from schemas.events import DeadLetter, RewardObserved, TaskSubmitted
+from services.judge.app import build as judge_build
 from services.policy.arms import policy_setup
 from services.policy.rubric import judge_confidence
 from services.router.app import build as router_build
@@ -47,7 +48,7 @@ def test_one_reward_per_trajectory_scored_in_groups(kafka_bootstrap: str) -> Non
     async def scenario() -> None:
         await ensure_topics(settings)
         await produce(kafka_bootstrap, settings.topic("trajectories"), values)
-        service = build(settings, role="judge")
+        service = judge_build(settings)
         async with (
             reading(kafka_bootstrap, settings.topic("rewards")) as reader,
             reading(kafka_bootstrap, settings.topic("dlq")) as dlq_reader,
@@ -116,7 +117,7 @@ def test_a_task_run_as_rollouts_through_the_router_is_judged_as_one_group(
 
     async def scenario() -> list[RewardObserved]:
         await ensure_topics(settings)
-        services = [router_build(settings), build(settings), build(settings, role="judge")]
+        services = [router_build(settings), build(settings), judge_build(settings)]
         async with (
             reading(kafka_bootstrap, settings.topic("rewards")) as reader,
             serving(services[0]),

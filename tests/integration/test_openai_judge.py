@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from schemas.events import RewardObserved, TrajectoryCompleted
+from services.judge.app import build
 from services.policy.arms import policy_setup
 from services.policy.rubric import RUBRIC_WEIGHTS
 from services.runtime.codec import encode
@@ -20,7 +21,6 @@ from services.runtime.service import Service
 from services.runtime.topics import ensure_topics
 from services.sim import Engine
 from services.sim.testing import completed_trajectory
-from services.worker.app import build
 from services.worker.openai.testing import Reply, Request, completion, scripted
 from tests.integration.support_broker import run
 from tests.integration.support_services import (
@@ -101,7 +101,7 @@ def test_the_rollouts_of_a_task_are_scored_by_the_judge_models_as_one_group(
             await ensure_topics(settings)
             values = [(t.trajectory_id, encode(t)) for t in rollouts]
             await produce(kafka_bootstrap, settings.topic("trajectories"), values)
-            service = build(settings, role="judge")
+            service = build(settings)
             async with (
                 reading(kafka_bootstrap, settings.topic("rewards")) as reader,
                 serving(service),
@@ -172,7 +172,7 @@ def test_a_judge_stopped_while_its_models_answer_commits_nothing_and_the_next_on
             await ensure_topics(settings)
             values = [(t.trajectory_id, encode(t)) for t in rollouts]
             await produce(kafka_bootstrap, settings.topic("trajectories"), values)
-            first = build(settings, role="judge")
+            first = build(settings)
             async with serving(first):
                 while not server.sent():
                     await asyncio.sleep(0.05)
@@ -180,7 +180,7 @@ def test_a_judge_stopped_while_its_models_answer_commits_nothing_and_the_next_on
             assert sum((await committed(settings, settings.judge_group)).values()) == 0
             assert first.registry.get_sample_value("agensbus_judge_groups_scored_total") == 0
 
-            second = build(settings, role="judge")
+            second = build(settings)
             async with (
                 reading(kafka_bootstrap, settings.topic("rewards")) as reader,
                 serving(second),

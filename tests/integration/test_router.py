@@ -182,6 +182,8 @@ def settings_for(bootstrap: str) -> Settings:
         topic_partitions=2,
         http_port=0,
         graceful_timeout_s=5.0,
+        # the router's mechanics, checked against paper-mode decisions
+        policy_arm="paper",
     )
 
 

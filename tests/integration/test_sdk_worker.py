@@ -21,8 +21,8 @@ from tests.integration.support_services import (
 )
 from tests.unit.support_decisions import first_decision
 
-SCENARIO_PATH = Path(__file__).parents[2] / "examples" / "support_desk.yaml"
-SCENARIO = load_scenario(str(SCENARIO_PATH))
+EXAMPLES = Path(__file__).parents[2] / "examples"
+SCENARIO = load_scenario(str(EXAMPLES / "support_desk.yaml"))
 
 
 def drafter_decision(trajectory_id: str) -> Decision:
@@ -45,7 +45,7 @@ def drafter_decision(trajectory_id: str) -> Decision:
 def test_sdk_functions_answer_their_cells_fail_with_kinds_and_step_over_the_rest(
     kafka_bootstrap: str,
 ) -> None:
-    settings = settings_for(kafka_bootstrap, scenario=str(SCENARIO_PATH))
+    settings = settings_for(kafka_bootstrap, pipeline=str(EXAMPLES / "support_desk_pipeline.yaml"))
     cells = CellSet()
 
     @cells.cell("drafter")

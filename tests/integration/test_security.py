@@ -12,6 +12,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import generate_latest
 
+from services.judge import app as judge_app
 from services.learner import app as learner_app
 from services.router import app as router_app
 from services.runtime.processes import ServiceProcess, ServiceSpec
@@ -60,8 +61,8 @@ def test_a_service_that_cannot_authenticate_fails_cleanly_without_its_password(
 
 BUILDS: dict[str, Callable[[Settings], Service]] = {
     "router": router_app.build,
-    "worker": lambda settings: worker_app.build(settings, role="worker"),
-    "judge": lambda settings: worker_app.build(settings, role="judge"),
+    "worker": worker_app.build,
+    "judge": judge_app.build,
     "learner": learner_app.build,
 }
 

@@ -38,5 +38,5 @@ def backed_up_directly(pairs: Sequence[Pair]) -> PolicyGraph:
     """The graph the in-process engine would learn from these pairs, in this order."""
     graph = PolicyGraph()
     for pair in pairs:
-        backup(graph, [(pair[0].state, reward_of(pair))])
+        backup(graph, [(pair[0].state, reward_of(pair))], floor=(SETUP.pool, [pair[1].quality]))
     return graph

@@ -130,6 +130,9 @@ def test_command_writes_json_and_plots(tmp_path: Path) -> None:
         (["--through-kafka", "--epochs", "2", "--shift-at", "2"], "no --shift-at"),
         (["--arms", "paper,bogus"], "unknown arm"),
         (["--scenario", "nowhere"], "unknown scenario"),
+        (["--shift-to", "distributed-systems"], "--shift-to needs --shift-at"),
+        (["--epochs", "4", "--shift-at", "2", "--shift-to", "nowhere"], "unknown scenario"),
+        (["--epochs", "4", "--shift-at", "3", "--shift-to", "distributed-systems"], "at most 2"),
     ],
 )
 def test_user_errors_exit_two(args: list[str], message: str, tmp_path: Path) -> None:
@@ -167,6 +170,21 @@ def test_a_shift_reports_recovery_per_seed() -> None:
     recovery = result.arms["fixed"].recovery
     assert len(recovery) == 2
     assert result.as_dict()["shift_epoch"] == 2
+
+
+def test_a_shift_to_another_scenario_runs_its_tasks_and_reports_its_classes(
+    tmp_path: Path,
+) -> None:
+    args = ["learning", "--seeds", "1", "--epochs", "4", "--arms", "fixed", "--shift-at", "2"]
+    args += ["--shift-to", "distributed-systems", "--out", str(tmp_path), "--json"]
+    result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    epochs = data["runs"]["fixed"][0]["epochs"]
+    assert set(epochs[0]["per_class"]) == set(SCENARIO.classes)
+    assert set(epochs[1]["per_class"]) == set(OTHER.classes)
+    assert set(data["arms"]["fixed"]["per_class"]) == set(OTHER.classes)
+    assert "--shift-to distributed-systems" in (tmp_path / "report.md").read_text()
 
 
 def test_warm_row_prices_a_start_at_the_cold_plateau() -> None:
@@ -219,3 +237,17 @@ def test_command_writes_a_report_that_reruns_identically(tmp_path: Path) -> None
         f"--arms fixed,paper --out {tmp_path / 'a'}"
     ) in pages[0]
     assert "![per_class.png](per_class.png)" in pages[0]
+
+
+def test_the_rare_class_scenario_counts_the_skips_of_its_fatal_verifier() -> None:
+    # docs/learning.md measures the fatal-skip share on this file: keep it loadable
+    rare = load_scenario(str(Path(__file__).parents[1] / "data/scenarios/rare-fatal-skip.yaml"))
+    counts = {name: c.count for name, c in rare.classes.items()}
+    assert [counts[name] for name in ("R1", "R2", "R3", "R4")] == [2, 3, 1, 2]
+    result = run_learning_bench(
+        rare, [ARMS["paper"]], seeds=1, epochs=3, source=None, clock=time.perf_counter
+    )
+    skips = result.arms["paper"].late_skip_share
+    assert set(skips) == set(rare.classes)
+    assert all(0.0 <= share <= 1.0 for cells in skips.values() for share in cells.values())
+    assert any(cells.get("verifier", 0.0) > 0.0 for cells in skips.values())

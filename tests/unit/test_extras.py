@@ -62,6 +62,7 @@ def test_every_service_and_the_cli_build_without_the_extras() -> None:
         from services.learner import app as learner
         from services.router import app as router
         from services.worker import app as worker
+        from services.judge import app as judge
         import services.cli
 
         for package in (schemas, services.policy, services.runtime, services.sim):
@@ -70,8 +71,8 @@ def test_every_service_and_the_cli_build_without_the_extras() -> None:
         settings = Settings(kafka_bootstrap="127.0.0.1:9")
         for service in (
             router.build(settings),
-            worker.build(settings, role="worker"),
-            worker.build(settings, role="judge"),
+            worker.build(settings),
+            judge.build(settings),
             learner.build(settings),
         ):
             print(service.name)

@@ -15,6 +15,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.topics import TOPICS
+from services.judge import app as judge_app
 from services.learner import app as learner_app
 from services.router import app as router_app
 from services.runtime.broker import KAFKA_VERSION
@@ -214,8 +215,8 @@ def scrapes() -> dict[str, str]:
     settings = Settings(kafka_bootstrap="127.0.0.1:9")
     services = [
         router_app.build(settings),
-        worker_app.build(settings, role="worker"),
-        worker_app.build(settings, role="judge"),
+        worker_app.build(settings),
+        judge_app.build(settings),
         learner_app.build(settings),
     ]
     return {s.name: generate_latest(s.registry).decode() for s in services}

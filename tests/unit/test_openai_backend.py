@@ -194,7 +194,7 @@ def test_the_worker_builds_the_openai_backend_from_settings(tmp_path: Path) -> N
             openai_default_model="small",
             openai_max_retries=5,
         ),
-        SCENARIO,
+        SCENARIO.pipeline,
     )
     assert isinstance(backend, OpenAIBackend)
     # Every model the pool names, and the default for the variants naming none.
@@ -277,7 +277,7 @@ def test_the_backend_probes_in_the_background_once_started() -> None:
 def test_a_missing_shortcut_key_keeps_the_worker_unready() -> None:
     backend = make_backend(
         settings(openai_base_url="http://127.0.0.1:9/v1", openai_default_model="small"),
-        SCENARIO,
+        SCENARIO.pipeline,
     )
     assert isinstance(backend, OpenAIBackend)
     assert all(s.api_key is None for s in backend.table.models.values())

@@ -17,6 +17,7 @@ from schemas.events import FailureKind
 from schemas.records import Role, TrajectoryState, Verdict
 from services.cli import cli
 from services.policy import Cell, CellPool, Variant, make_pool
+from services.runtime.plugins import PluginConfigError
 from services.skills import SkillError, Skills, load_skills, output_of
 from services.worker.backend import make_backend
 from services.worker.openai import OpenAIBackend
@@ -322,7 +323,7 @@ def test_the_worker_builds_its_cards_and_tools_from_settings(tmp_path: Path) -> 
             documents_dir=docs,
             memory_top_k=3,
         ),
-        SCENARIO,
+        SCENARIO.pipeline,
     )
     assert isinstance(built, OpenAIBackend)
     assert built.tools.index is not None and built.tools.memory_top_k == 3
@@ -349,7 +350,7 @@ def test_bad_cards_or_tools_stop_the_worker_build(
 ) -> None:
     write_card(tmp_path / "cards", "bad", card_text(role="oracle"))
     paths = {k: tmp_path / v if k.endswith("_dir") else v for k, v in values.items()}
-    with pytest.raises(error):
+    with pytest.raises(PluginConfigError) as caught:
         make_backend(
             settings(
                 openai_base_url="http://127.0.0.1:9/v1",
@@ -357,8 +358,9 @@ def test_bad_cards_or_tools_stop_the_worker_build(
                 openai_default_model="small",
                 **paths,
             ),
-            SCENARIO,
+            SCENARIO.pipeline,
         )
+    assert isinstance(caught.value.__cause__, error)
 
 
 @pytest.mark.parametrize(

@@ -18,16 +18,18 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from schemas.events import FailureKind
 from services.cli.serve import worker
+from services.judge import core as judging
+from services.judge.llm import LLMScorer
+from services.judge.metrics import JudgeMetrics
+from services.judge.scorers import make_scorer
 from services.policy.rubric import RUBRIC_WEIGHTS
 from services.runtime.settings import Settings
-from services.worker import judge as judging
-from services.worker.metrics import JudgeMetrics
+from services.sim.scoring import SimulatedScorer
 from services.worker.openai import ModelConfigError, build_judge, judge_prompt
 from services.worker.openai.client import ChatClient, RetryPolicy
 from services.worker.openai.judge import LLMJudge, Verdict, judge_name
 from services.worker.openai.models import CHARS_PER_TOKEN
 from services.worker.openai.testing import Reply, Request, ScriptedServer, completion, scripted
-from services.worker.scorers import LLMScorer, SimulatedScorer, make_scorer
 from tests.support_metrics import not_started_at_zero
 from tests.unit.support_judge import SCENARIO, completed
 from tests.unit.support_openai import KEY, Sleeps, spec_for
@@ -358,13 +360,14 @@ def test_the_judge_models_series_start_at_0(tmp_path: Path) -> None:
 def test_the_role_judges_with_models_only_on_the_openai_backend(tmp_path: Path) -> None:
     metrics, log = JudgeMetrics(CollectorRegistry()), LOG
     simulated = Settings(worker_backend="simulated")
-    assert isinstance(make_scorer(simulated, SCENARIO, metrics, log), SimulatedScorer)
+    pipeline = SCENARIO.pipeline
+    assert isinstance(make_scorer(simulated, pipeline, metrics, log), SimulatedScorer)
     real = settings_with(tmp_path, openai_base_url="http://127.0.0.1:8/v1")
-    scorer = make_scorer(real, SCENARIO, JudgeMetrics(CollectorRegistry()), log)
+    scorer = make_scorer(real, pipeline, JudgeMetrics(CollectorRegistry()), log)
     assert isinstance(scorer, LLMScorer)
     # Model judges read what they judge: any task class; the simulated one knows its own.
-    assert scorer.scenario is None
-    assert make_scorer(simulated, SCENARIO, metrics, log).scenario is SCENARIO
+    assert scorer.classes is None
+    assert make_scorer(simulated, pipeline, metrics, log).classes == tuple(SCENARIO.classes)
     # Not ready before the judge endpoints were probed.
     assert scorer.readiness() == (False, "endpoints not probed yet")
 

@@ -92,6 +92,13 @@ def test_hybrid_reward_cost_saturates_at_8000_tokens() -> None:
     assert hybrid_reward(0.9, 12_960, 1) == pytest.approx(0.45, abs=1e-12)
 
 
+@pytest.mark.parametrize(("quality", "clamped"), [(1.3, 1.0), (-0.2, 0.0), (0.4, 0.4)])
+def test_hybrid_reward_clamps_quality_into_the_unit_interval(
+    quality: float, clamped: float
+) -> None:
+    assert hybrid_reward(quality, 4_000, 1) == pytest.approx(clamped - 0.15 - 0.15, abs=1e-12)
+
+
 def test_hybrid_reward_uses_its_config() -> None:
     config = RewardConfig(quality_weight=2.0, cost_weight=0.5, token_cap=1_000, retry_penalty=0.0)
     assert hybrid_reward(0.5, 500, 3, config) == pytest.approx(1.0 - 0.25, abs=1e-12)

@@ -26,7 +26,7 @@ from services.sim.engine import epoch_tasks
 from services.sim.testing import completed_trajectory
 
 SCENARIO = load_scenario("security-advisories")
-ARM = arm_named("agensbus")
+ARM = arm_named("agensbus-free")  # its scores alone: a class floor is read open
 #: Past the confidence threshold, so the graph's scores, not the prior, choose.
 CONFIDENT = SelectionConfig(confidence_threshold=1)
 

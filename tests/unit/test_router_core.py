@@ -392,7 +392,7 @@ def test_outcome_delta_and_tokens_reach_the_state() -> None:
 def test_a_stochastic_arms_prior_decision_still_lists_every_candidate() -> None:
     # Cold, the prior chooses; a stochastic arm logs the candidates anyway, for off-policy
     # evaluation (a paper-mode router does not: see the cold task test above).
-    arm = arm_named("agensbus+softmax")
+    arm = arm_named("agensbus-free+softmax")
     first = decisions(routed(core(arm.setup(SCENARIO, 3)).on_task(task())))[0]
     assert first.reason is DecisionReason.RULE_BASED_PRIOR and first.propensity == 1.0
     actions = [s.action for s in first.scores]
@@ -401,7 +401,7 @@ def test_a_stochastic_arms_prior_decision_still_lists_every_candidate() -> None:
 
 
 def test_a_stochastic_arm_logs_the_exact_propensity_of_each_draw() -> None:
-    arm = arm_named("agensbus+softmax")
+    arm = arm_named("agensbus-free+softmax")
     router = core(arm.setup(SCENARIO, 3))
     graph = confident_graph({"planner": 0.4, "skip:planner": 0.41})
     assert router.on_snapshot(snapshot(graph, 1)).adopted

@@ -285,7 +285,7 @@ def test_serve_cells_ends_misuse_with_one_line_and_exit_2(
         [module],
         env={
             "AGENSBUS_KAFKA_BOOTSTRAP": "127.0.0.1:1",
-            "AGENSBUS_SCENARIO": str(EXAMPLES / "support_desk.yaml"),
+            "AGENSBUS_PIPELINE": str(EXAMPLES / "support_desk_pipeline.yaml"),
         },
     )
 

@@ -57,8 +57,7 @@ def test_invalid_scenario_file_names_the_file(tmp_path: Path) -> None:
     path.write_text("name: broken\nclasses: 3\n", encoding="utf-8")
     code, _, err = invoke("--scenario", str(path))
     assert code == 2
-    assert f"{path} is not a valid scenario:" in err
-    assert "  classes:" in err
+    assert f"{path}: classes: " in err
     assert "Traceback" not in err
 
 
@@ -66,6 +65,16 @@ def test_bad_flag_value_exits_with_two() -> None:
     code, _, err = invoke("--policy", "greedy")
     assert code == 2
     assert "greedy" in err
+    assert "Traceback" not in err
+
+
+def test_any_deployable_arm_runs_and_a_warm_one_is_refused() -> None:
+    code, out, err = invoke("--epochs", "1", "--policy", "agensbus+linear_cost", "--json")
+    assert code == 0, err
+    assert json.loads(out)["policy"] == "agensbus+linear_cost"
+    code, _, err = invoke("--epochs", "1", "--policy", "agensbus-warm")
+    assert code == 2
+    assert "starts warm" in err
 
 
 def test_save_then_load_policy(tmp_path: Path) -> None:
@@ -88,7 +97,7 @@ def test_unreadable_policy_file_is_a_user_error(tmp_path: Path) -> None:
     path.write_text("{}", encoding="utf-8")
     code, out, err = invoke("--load-policy", str(path))
     assert code == 2
-    assert "not an agensbus.policy/1 document" in err
+    assert "not an agensbus.policy/2 document" in err
     assert "Traceback" not in out + err
 
 

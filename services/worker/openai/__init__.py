@@ -4,6 +4,8 @@ endpoints (see docs/models.md)."""
 import logging
 
 from services.policy import CellPool
+from services.policy.pipeline import Pipeline
+from services.runtime.plugins import PluginConfigError
 from services.runtime.settings import Settings
 from services.skills import SkillError, load_skills
 from services.worker.openai.backend import OpenAIBackend
@@ -47,6 +49,16 @@ def _client(settings: Settings, log: logging.Logger) -> ChatClient:
 #: What stops a worker of this backend from starting: a user's configuration mistake.
 CONFIG_ERRORS = (ModelConfigError, SkillError, ToolConfigError)
 
+
+def openai_backend(settings: Settings, pipeline: Pipeline) -> OpenAIBackend:
+    """The ``openai`` entry point of ``agensbus.backends``."""
+    try:
+        return build_backend(settings, pipeline.pool)
+    except CONFIG_ERRORS as error:
+        # Chained: the cause tells which part of the configuration failed.
+        raise PluginConfigError(str(error)) from error
+
+
 __all__ = [
     "CONFIG_ERRORS",
     "LLMJudge",
@@ -54,4 +66,5 @@ __all__ = [
     "OpenAIBackend",
     "build_backend",
     "build_judge",
+    "openai_backend",
 ]

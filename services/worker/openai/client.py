@@ -7,7 +7,6 @@ error texts from the server are scrubbed of it before they reach an exception or
 """
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 
 from schemas.events import FailureKind
+from services.worker.http_failures import classify, scrub
 from services.worker.openai.models import ModelSpec
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -30,9 +30,6 @@ RETRYABLE = frozenset(
 
 #: Readiness asks often; it must not hang for a model's full request timeout.
 PROBE_TIMEOUT_S = 10.0
-
-_QUOTA_CODES = ("insufficient_quota", "billing_hard_limit_reached", "quota")
-_DETAIL_CHARS = 300
 
 
 class ChatFailure(Exception):
@@ -85,39 +82,6 @@ def retry_after_s(headers: Mapping[str, str], now: float | None = None) -> float
             return max(0.0, moment - (time.time() if now is None else now))
     except (ValueError, TypeError):
         return None
-
-
-def classify(status: int, body: str) -> FailureKind:
-    """The failure kind of an HTTP error status (and its body, which tells a 429 for being
-    out of quota from a 429 for going too fast)."""
-    if status == 429:
-        return FailureKind.QUOTA if _names_quota(body) else FailureKind.RATE_LIMITED
-    if status in (401, 403):
-        return FailureKind.AUTH
-    if status == 402:
-        return FailureKind.QUOTA
-    if status == 408:
-        return FailureKind.TIMEOUT
-    if status >= 500:
-        return FailureKind.SERVER
-    return FailureKind.UPSTREAM
-
-
-def _names_quota(body: str) -> bool:
-    try:
-        error = json.loads(body).get("error") or {}
-    except (ValueError, AttributeError):
-        return False
-    if not isinstance(error, dict):
-        return False
-    return any(code in str(error.get(k, "")) for k in ("code", "type") for code in _QUOTA_CODES)
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """``text`` shortened for a message, without the secret in it."""
-    if secret:
-        text = text.replace(secret, "[redacted]")
-    return text[:_DETAIL_CHARS]
 
 
 @dataclass

@@ -10,6 +10,7 @@ import httpx
 
 from schemas.events import FailureKind
 from services.runtime.settings import Settings
+from services.worker.http_failures import classify, scrub
 from services.worker.tools.documents import ToolConfigError
 
 SEARCH_TIMEOUT_S = 20.0
@@ -54,10 +55,6 @@ class SearxNG:
         self._http: httpx.AsyncClient | None = None
 
     async def search(self, query: str, k: int) -> list[Hit]:
-        # Imported here: the openai package builds on the tools, and a search answers
-        # HTTP errors in the same taxonomy as a model call.
-        from services.worker.openai.client import classify, scrub
-
         if self._http is None:  # created on first use, in the loop the worker runs in
             self._http = httpx.AsyncClient(follow_redirects=False)
         try:

@@ -5,10 +5,11 @@ and that scores are the simulated judge's own."""
 import pytest
 
 from schemas.events import TrajectoryCompleted
+from services.judge.core import Grouper, accept, group_id, group_key, shape
 from services.policy.rubric import judge_confidence
 from services.runtime.codec import Rejected, encode
 from services.sim import SimulatedJudge, World
-from services.worker.judge import Grouper, accept, group_id, group_key, score_group, shape
+from services.sim.scoring import score_group
 from tests.unit.support_judge import SCENARIO, completed
 from tests.unit.support_router import core, run_to_end, task
 
@@ -92,7 +93,7 @@ def test_scores_are_the_simulated_judges_and_share_the_group_id() -> None:
 
 def test_what_the_judge_accepts() -> None:
     good = completed("t-20", "C2")
-    assert accept(encode(good), SCENARIO, ("default",)) == good
+    assert accept(encode(good), tuple(SCENARIO.classes), ("default",)) == good
     foreign_class = good.model_copy(
         update={"state": good.state.model_copy(update={"task_class": "C99"})}
     )
@@ -103,7 +104,7 @@ def test_what_the_judge_accepts() -> None:
         encode(foreign_class): "unknown_task_class",
     }
     for raw, error_type in cases.items():
-        rejected = accept(raw, SCENARIO, ("default",))
+        rejected = accept(raw, tuple(SCENARIO.classes), ("default",))
         assert isinstance(rejected, Rejected) and rejected.error_type == error_type
 
 
@@ -186,7 +187,7 @@ def test_a_judge_of_any_class_takes_classes_no_scenario_knows() -> None:
         state = good.state.model_copy(update={"task_class": task_class})
         unknown = good.model_copy(update={"task_class": task_class, "state": state})
         assert accept(encode(unknown), None, ("default",)) == unknown
-        assert isinstance(accept(encode(unknown), SCENARIO, ("default",)), Rejected)
+        assert isinstance(accept(encode(unknown), tuple(SCENARIO.classes), ("default",)), Rejected)
     # Tenants still count.
     foreign = good.model_copy(update={"tenant": "acme"})
     assert isinstance(accept(encode(foreign), None, ("default",)), Rejected)

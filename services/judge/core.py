@@ -1,5 +1,4 @@
-"""The judge role's pure logic: which trajectories are scored side by side, and their
-rewards.
+"""The judge's pure logic: which trajectories are scored side by side, and their rewards.
 
 Rollouts of one task (trajectory id differs from the task id: ``task~r``) are
 grouped together, all N of them (the state says how many the task runs); a task run once
@@ -18,18 +17,16 @@ from schemas.events import RewardObserved, TrajectoryCompleted
 from services.policy.outcomes import Judgement
 from services.runtime.codec import Rejected, decode
 from services.runtime.payloads import PayloadStore, check_in, fetched
-from services.sim import Scenario, SimulatedJudge, World
 from services.worker.ids import derived_id
 
 T = TypeVar("T")
 
 
 def accept(
-    raw: bytes | None, scenario: Scenario | None, tenants: Collection[str]
+    raw: bytes | None, classes: Collection[str] | None, tenants: Collection[str]
 ) -> TrajectoryCompleted | Rejected:
-    """The completed trajectory in ``raw``, or why the judge cannot score it. ``scenario``:
-    the one whose task classes the judge can score (``None``: a judge of any class, as
-    model judges are)."""
+    """The completed trajectory in ``raw``, or why the judge cannot score it. ``classes``:
+    the task classes the judge can score (``None``: any, as model judges do)."""
     trajectory = decode(raw, TrajectoryCompleted)
     if isinstance(trajectory, Rejected):
         return trajectory
@@ -41,10 +38,10 @@ def accept(
             "unknown_trajectory",
             f"trajectory {trajectory.trajectory_id} carries the state of {state.trajectory_id}",
         )
-    if scenario is not None and state.task_class not in scenario.classes:
+    if classes is not None and state.task_class not in classes:
         return Rejected(
             "unknown_task_class",
-            f"scenario {scenario.name} has no task class {state.task_class!r}",
+            f"this judge scores the task classes {', '.join(classes)}, not {state.task_class!r}",
         )
     return trajectory
 
@@ -166,15 +163,6 @@ def group_id(trajectory_ids: Iterable[str]) -> str:
     """Deterministic in the members, so a group re-formed after a redelivery keeps its id."""
     digest = hashlib.blake2b(",".join(sorted(trajectory_ids)).encode(), digest_size=12)
     return f"group-{digest.hexdigest()}"
-
-
-def score_group(
-    trajectories: Iterable[TrajectoryCompleted], world: World, judge: SimulatedJudge
-) -> list[RewardObserved]:
-    """One RewardObserved per trajectory, scored side by side, sharing the group's id."""
-    members = list(trajectories)
-    judgements = judge.score_group((t.trajectory_id, world.true_quality(t.state)) for t in members)
-    return rewards(members, judgements)
 
 
 def rewards(
