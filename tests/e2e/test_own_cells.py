@@ -97,6 +97,8 @@ def test_cells_of_ones_own_in_python_and_shell_run_beside_simulated_ones_and_are
         "AGENSBUS_PIPELINE": str(PIPELINE),
         # The simulated world of the cells the built-in worker serves, and of the judge.
         "AGENSBUS_SCENARIO": str(SCENARIO),
+        # Paper mode: every visited edge is one node visit, which the backup check counts.
+        "AGENSBUS_POLICY_ARM": "paper",
         "AGENSBUS_SNAPSHOT_EVERY": "1",
         "AGENSBUS_SNAPSHOT_INTERVAL_S": "0.2",
         "AGENSBUS_JUDGE_WINDOW_MS": "20",
