@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The kb_lookup cell of examples/support_desk.yaml served without any agensbus code: kcat
+# The kb_lookup cell of examples/support_desk_pipeline.yaml served with no agensbus code: kcat
 # reads the decisions in a consumer group of this cell's own, jq keeps the invokes of the
 # cell and writes each one's StepOutcome (echoing the decision's ids and state), and a
 # second kcat publishes it on the outcomes topic, keyed by the trajectory id. A real cell

@@ -1,8 +1,9 @@
-"""The drafter of examples/support_desk.yaml on any OpenAI-compatible chat-completions
+"""The drafter of examples/support_desk_pipeline.yaml on any OpenAI-compatible chat-completions
 endpoint (OpenAI, vLLM, Ollama, LiteLLM...), with the tokens it reports:
 
     export OPENAI_BASE_URL=http://localhost:11434/v1 OPENAI_API_KEY=... DRAFTER_MODEL=llama3.2
-    AGENSBUS_SCENARIO=examples/support_desk.yaml agensbus serve-cells examples/openai_drafter.py
+    export AGENSBUS_PIPELINE=examples/support_desk_pipeline.yaml
+    agensbus serve-cells examples/openai_drafter.py
 
 The variant's model slot (small, large) picks the model: DRAFTER_MODEL_SMALL,
 DRAFTER_MODEL_LARGE, else DRAFTER_MODEL. A 429 or 5xx raises, which the SDK retries and then

@@ -1,6 +1,7 @@
-"""Two cells of examples/support_desk.yaml as plain Python functions, served with
+"""Two cells of examples/support_desk_pipeline.yaml as plain Python functions, served with
 
-    AGENSBUS_SCENARIO=examples/support_desk.yaml agensbus serve-cells examples/support_desk_cells.py
+    export AGENSBUS_PIPELINE=examples/support_desk_pipeline.yaml
+    agensbus serve-cells examples/support_desk_cells.py
 
 The drafter writes its answer from the evidence the knowledge-base lookup put in the
 handoff; the reviewer criticises the draft. Replace their bodies with your own agents.

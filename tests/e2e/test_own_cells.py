@@ -1,5 +1,5 @@
-"""Cells of one's own on the real broker: the support desk of examples/support_desk.yaml,
-whose cells exist in no shipped scenario. Two cells are Python functions served by
+"""Cells of one's own on the real broker: the pipeline file examples/support_desk_pipeline.yaml,
+whose cells exist in no shipped pipeline or scenario. Two cells are Python functions served by
 ``agensbus serve-cells``, one is served by a process that is no Python at all (the kcat + jq
 loop of examples/kb_lookup.sh), the other two by the built-in simulated worker told to leave
 those three alone. Tasks complete, rewards arrive, the learner backs every trajectory up
