@@ -375,8 +375,9 @@ def validate_command(policy_file: Path) -> None:
     """Check POLICY_FILE as an import would.
 
     Prints OK with its counts, or the problem (exit 2). Checks: the file is JSON, its format
-    is agensbus.policy/2 (or /1, read as /2), every field has the right type and range (counts ≥ 0, M2 ≥ 0),
-    signatures are unique, parse, and carry the fold's version and extra keys.
+    is agensbus.policy/2 (or /1, read as /2), every field has the right type and range
+    (counts ≥ 0, M2 ≥ 0), signatures are unique, parse, and carry the fold's version and
+    extra keys.
     """
     document, graph = load_policy_file(policy_file)
     click.echo(
