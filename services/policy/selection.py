@@ -152,14 +152,15 @@ def select(
         raise ValueError("no candidate actions to select from")
     row = graph.find_row(signature)
     n_node = 0 if row is None else int(graph.node_visits[row])
-    c = exploration_constant(n_node, config)
+    # shared evidence: confidence and exploration follow the visits the estimates draw on
+    confidence = coarse_visits(graph, signature) if config.share_evidence else n_node
+    c = exploration_constant(confidence, config)
     if guard is None:
         node_rule = config.baseline_tolerance is not None and config.baseline_floor == "node"
         guard = Guard.NODE if node_rule else Guard.FREE
     if guard is Guard.BASELINE:
         index = _prior_index(candidates)
         return Selection(candidates[index], index, DecisionReason.BASELINE_KEPT, 1.0, c, n_node, ())
-    confidence = coarse_visits(graph, signature) if config.share_evidence else n_node
     if config.mode == "fixed" or confidence < config.confidence_threshold:
         index = _prior_index(candidates)
         reason = (

@@ -5,7 +5,7 @@ import pytest
 
 from schemas.records import FoldSpec, SelectionConfig
 from services.policy.graph import PolicyGraph
-from services.policy.selection import select, select_batch
+from services.policy.selection import exploration_constant, select, select_batch
 from services.policy.shrinkage import coarse_visits, shared_estimates
 
 SKIP = "skip:verifier"
@@ -59,6 +59,16 @@ def test_select_leaves_the_skip_a_rare_class_has_seen_fail() -> None:
     assert select(graph, fresh, ACTIONS, SHARED).action == SKIP
     feed(graph, node("R1"), SKIP, [0.05, 0.1])
     assert select(graph, fresh, ACTIONS, SHARED).action == VERIFY
+
+
+def test_exploration_decays_with_the_visits_the_estimates_draw_on() -> None:
+    graph = frequent_world()
+    decaying = SHARED.model_copy(update={"c_initial": 0.5, "c_min": 0.05, "c_half_life": 20.0})
+    alone = select(graph, node("R1", "c0.u0.r0.e0"), ACTIONS, decaying)
+    shared = select(graph, node("R1"), ACTIONS, decaying)
+    assert coarse_visits(graph, node("R1")) == 120  # the three frequent classes' visits
+    assert alone.exploration_c == pytest.approx(exploration_constant(0, decaying))
+    assert shared.exploration_c == pytest.approx(exploration_constant(120, decaying))
 
 
 def test_shards_merge_into_the_estimates_of_one_graph() -> None:
