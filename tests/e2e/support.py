@@ -120,7 +120,16 @@ def assert_backed_up_exactly_once(bus: Bus, submitted: int, injected: Collection
     snapshot = newest_snapshot(bus)
     assert snapshot.backed_up == len(rewarded)
     graph = PolicyGraph.from_document(snapshot.policy)
-    assert graph.total_node_visits == sum(len(c.state.visited) for c in by_id.values())
+    assert graph.total_node_visits == sum(
+        node_visits(c, snapshot.policy.reward.node_visit_once) for c in by_id.values()
+    )
+
+
+def node_visits(completed: TrajectoryCompleted, once_per_signature: bool) -> int:
+    """The node visits one trajectory's backup adds: one per step (paper mode), or one per
+    signature it passed (``node_visit_once``, part of the default arm)."""
+    visited = completed.state.visited
+    return len({e.signature for e in visited}) if once_per_signature else len(visited)
 
 
 def worker_in_flight(metrics_url: str) -> int:
