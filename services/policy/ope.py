@@ -20,8 +20,8 @@ of its kind (so partitions or files can be evaluated apart and combined):
 ``q(s, a)`` is the target graph's mean reward of the edge (0 for an edge it never tried),
 ``v(s)`` its expectation under the target's probabilities. Paper-mode selection is
 deterministic, so its probabilities are 0 or 1: a trajectory the target would have left at
-some decision weighs 0, and only logs with stochastic propensities (``temperature`` > 0)
-let a different policy be evaluated at all.
+some decision weighs 0, and only logs with stochastic propensities (``temperature`` > 0, or
+``explore_epsilon`` > 0) let a different policy be evaluated at all.
 """
 
 import math
@@ -115,9 +115,18 @@ class TargetPolicy:
 
     def probabilities(self, signature: str, candidates: Sequence[str]) -> list[float]:
         """The probability that the router would pick each candidate at this node."""
-        chosen = select(self.graph, signature, candidates, self.selection, u=0.0)
-        if self.selection.temperature > 0.0 and chosen.reason not in _DETERMINISTIC:
-            return softmax([s.score for s in chosen.scores], self.selection.temperature)
+        config = self.selection
+        epsilon = config.explore_epsilon
+        rules = config.model_copy(update={"explore_epsilon": 0.0}) if epsilon else config
+        chosen = select(self.graph, signature, candidates, rules, u=0.0)
+        if config.temperature > 0.0 and chosen.reason not in _DETERMINISTIC:
+            return softmax([s.score for s in chosen.scores], config.temperature)
+        if epsilon and chosen.reason is not DecisionReason.BASELINE_KEPT:
+            share = epsilon / len(candidates)
+            return [
+                share + (1.0 - epsilon if i == chosen.index else 0.0)
+                for i in range(len(candidates))
+            ]
         return [1.0 if i == chosen.index else 0.0 for i in range(len(candidates))]
 
     def value(self, signature: str, action: str) -> float:

@@ -172,7 +172,8 @@ def decide(
         return ended
     signature = signature_of(state, setup)
     config = setup.selection
-    stochastic = config.temperature > 0.0
+    # Where every candidate may be drawn, the log lists them all (below).
+    stochastic = config.temperature > 0.0 or config.explore_epsilon > 0.0
     explores = config.baseline_tolerance is not None and config.explore_share > 0.0
     drawn = stochastic or explores
     u = decision_uniform(setup.seed, state.trajectory_id, state.step) if drawn else None

@@ -83,6 +83,7 @@ EXPECTED_METRICS: dict[str, str] = {
     "agensbus_learner_policy_nodes": "gauge",
     "agensbus_learner_policy_edges": "gauge",
     "agensbus_router_snapshots_refused_total": "counter",
+    "agensbus_router_gate_figure": "gauge",
     # every service (the Service shell), told apart by their `service` label
     "agensbus_poison_records_total": "counter",
     "agensbus_payloads_total": "counter",
