@@ -190,7 +190,9 @@ class LearnerCore:
             backed_up=self.backed_up,
             gate=None
             if self.gate is None
-            else gate_figures(TargetPolicy(self.graph, config.setup.selection), self.gate),
+            else gate_figures(
+                TargetPolicy(self.graph, config.setup.selection, floors=True), self.gate
+            ),
             checkpoint=LearnerCheckpoint(
                 waiting_trajectories=[event for event, _ in self._trajectories.values()],
                 waiting_rewards=[event for event, _ in self._rewards.values()],
