@@ -96,8 +96,10 @@ def test_a_bad_snapshot_is_refused_and_a_good_one_adopted(kafka_bootstrap: str) 
             # The judge's part, in the worker's world: the rewards of the logged trajectories.
             world, judge = World(SCENARIO, 0), SimulatedJudge(SCENARIO.judges, 0)
             window = GateWindow(1_000, ARM.reward)
-            for event in [*loop.decisions, *loop.completed]:
-                window.add(event)
+            for decision in loop.decisions:
+                window.add(decision)
+            for completed in loop.completed:
+                window.add(completed)
             for completed in loop.completed:
                 judged = judge.score(completed.trajectory_id, world.true_quality(completed.state))
                 window.add(
