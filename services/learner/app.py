@@ -136,6 +136,7 @@ class Learner:
                 # The audit trail's consumers dead-letter bad decisions; the gate only reads.
                 if not isinstance(decision, Rejected):
                     self.core.on_decision(decision)
+                    self.metrics.gate_decisions.inc()
 
     # --- lifecycle -----------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ class GateConfig:
 class GateWindow:
     """The last ``capacity`` whole logged trajectories, each with the policy version that
     logged it, and the events of at most ``capacity`` trajectories still being joined (the
-    oldest of them gives way first)."""
+    oldest of them gives way first: a trajectory whose decision never comes)."""
 
     def __init__(self, capacity: int, reward: RewardConfig = PAPER_REWARD) -> None:
         if capacity < 1:
@@ -53,14 +53,17 @@ class GateWindow:
         self._whole: deque[tuple[int, LoggedTrajectory]] = deque(maxlen=capacity)
 
     def add(self, event: LoggedEvent) -> None:
-        """Take one event; a trajectory whose completion and reward are both in is joined
-        and leaves the joining set (dropped when a decision is missing)."""
+        """Take one event; a trajectory whose completion, reward and every decision are in
+        is joined and leaves the joining set. The three come from three topics, read apart:
+        any of them may come last."""
         events = self._joining.setdefault(event.trajectory_id, [])
         events.append(event)
         if len(self._joining) > self.capacity:
             self._joining.popitem(last=False)
         ended = next((e for e in events if isinstance(e, TrajectoryCompleted)), None)
         if ended is None or not any(isinstance(e, RewardObserved) for e in events):
+            return
+        if len({e.step for e in events if isinstance(e, Decision)}) < ended.steps:
             return
         del self._joining[event.trajectory_id]
         for trajectory in join(events, self.reward).trajectories:

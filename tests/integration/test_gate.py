@@ -7,20 +7,36 @@ are refused with their reasons in the router's /metrics over HTTP; a good one is
 import asyncio
 import urllib.request
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas.events import PolicySnapshot, RewardObserved, TaskSubmitted
+from schemas.events import Decision, PolicySnapshot, RewardObserved, TaskSubmitted
 from schemas.policy_file import GateFigures
+from schemas.topics import topic_of
 from services.policy import PolicyGraph
 from services.policy.arms import arm_named
 from services.policy.gate import GateWindow, gate_figures
 from services.policy.ope import TargetPolicy
+from services.router.core import RouterCore, RouterEvent
+from services.runtime.codec import encode
+from services.runtime.kafka import aiokafka_options
+from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.sim import World
 from services.sim.engine import Engine, epoch_tasks
 from services.sim.judge import SimulatedJudge
+from tests.integration.test_learner import (
+    learner_settings,
+    metric,
+    running,
+    until,
+    until_snapshot,
+)
 from tests.integration.test_router import SCENARIO, Loop, run
+from tests.unit.test_policy_gate import logged
 
 ARM = arm_named("agensbus+explore")
 SETUP = ARM.setup(SCENARIO, 0)
@@ -162,3 +178,70 @@ def _positive(loop: Loop) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
         for sample in metric.samples
         if sample.value > 0
     }
+
+
+def test_the_learner_estimates_its_snapshots_on_the_decisions_routers_log(
+    kafka_bootstrap: str,
+) -> None:
+    settings = learner_settings(
+        kafka_bootstrap,
+        tenants="default",
+        policy_arm=ARM.name,
+        gate_enabled=True,
+        snapshot_every=1_000,
+        snapshot_interval_s=0.5,
+    )
+    # A router's log, run to the end in the simulated world and judged there.
+    events = logged(RouterCore(SETUP, ("default",)), 24)
+
+    async def scenario() -> None:
+        async with running(settings) as learner:
+            await following_decisions(learner, settings.topic("decisions"))
+            decisions = [e for e in events if isinstance(e, Decision)]
+            async with AIOKafkaProducer(**aiokafka_options(settings)) as producer:
+                await send(producer, settings, decisions)
+                # Then the rest: the window joins in any order, this makes the snapshot that
+                # backs up the last trajectory the first to see every decision.
+                await until(
+                    lambda: metric(learner, "gate_decisions_total") == len(decisions),
+                    "every decision read",
+                )
+                await send(producer, settings, [e for e in events if not isinstance(e, Decision)])
+            snapshot = await until_snapshot(settings, lambda s: s.backed_up == 24)
+        assert snapshot.gate is not None
+        assert (snapshot.gate.acting_version, snapshot.gate.trajectories) == (0, 24)
+        # What the learner backed up and what it estimated on are the same trajectories:
+        # the pure gate over the same events and graph gives the same figures.
+        window = GateWindow(settings.gate_window, ARM.reward)
+        for event in events:
+            window.add(event)
+        graph = PolicyGraph.from_document(snapshot.policy)
+        assert snapshot.gate == gate_figures(
+            TargetPolicy(graph, SETUP.selection, floors=True), window
+        )
+
+    run(scenario())
+
+
+async def send(
+    producer: AIOKafkaProducer, settings: Settings, events: Sequence[RouterEvent | RewardObserved]
+) -> None:
+    for event in events:
+        topic = settings.topic(topic_of(type(event)))
+        await producer.send_and_wait(topic, encode(event), key=event.trajectory_id.encode())
+
+
+async def following_decisions(learner: Service, topic: str) -> None:
+    """Wait until the learner's follower of the decisions topic knows where it stands: it
+    reads from the end it found, so what is published after this reaches it."""
+    followers: list[Any] = [s for s in learner.broker.subscribers if topic in s.topic_names]  # type: ignore[attr-defined]
+    consumer: Any = None
+
+    def assigned() -> bool:
+        nonlocal consumer
+        consumer = followers[0].consumer
+        return consumer is not None and bool(consumer.assignment())
+
+    await until(assigned, "the decisions follower's assignment")
+    for partition in consumer.assignment():
+        await consumer.position(partition)

@@ -82,6 +82,7 @@ EXPECTED_METRICS: dict[str, str] = {
     "agensbus_learner_policy_version": "gauge",
     "agensbus_learner_policy_nodes": "gauge",
     "agensbus_learner_policy_edges": "gauge",
+    "agensbus_learner_gate_decisions_total": "counter",
     "agensbus_router_snapshots_refused_total": "counter",
     "agensbus_router_gate_figure": "gauge",
     # every service (the Service shell), told apart by their `service` label

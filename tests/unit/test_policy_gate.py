@@ -113,6 +113,9 @@ def test_the_window_keeps_the_acting_version_and_forgets_the_oldest() -> None:
     assert sorted(t.trajectory_id for t in window.acting()) == ["later-0", "later-1", "later-2"]
     small = window_of(events, capacity=2)
     assert [t.trajectory_id for t in small.acting()] == ["t-4", "t-5"]
+    # The three topics are read apart: decisions that come last still join.
+    late = sorted(events, key=lambda e: isinstance(e, Decision))
+    assert len(window_of(late).acting()) == 6
     # A trajectory whose decisions did not all arrive is not used.
     missing = [
         e
