@@ -461,6 +461,16 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("gate_window")
+    @classmethod
+    def _gate_can_judge(cls, value: int, info: ValidationInfo) -> int:
+        least = info.data.get("gate_min_trajectories")
+        if least is not None and value < least:
+            raise ValueError(
+                f"{value} is below gate_min_trajectories ({least}): the gate could never judge"
+            )
+        return value
+
     @field_validator("step_timeout_replay_s")
     @classmethod
     def _replay_covers_timeout(cls, value: float, info: ValidationInfo) -> float:

@@ -24,6 +24,7 @@ from services.policy.gate import (
 from services.policy.ope import TargetPolicy
 from services.policy.selection import Guard, select, with_epsilon
 from services.router.core import RouterCore, RouterEvent, SnapshotVerdict
+from services.runtime.settings import Settings
 from services.sim import World
 from services.sim.engine import epoch_tasks
 from services.sim.judge import SimulatedJudge
@@ -171,3 +172,9 @@ def test_the_learner_puts_the_figures_in_its_snapshot_and_the_router_checks_them
     at_par = snapshot.gate.model_copy(update={"acting_estimate": snapshot.gate.lower_bound})
     adopted = router.on_snapshot(snapshot.model_copy(update={"version": 3, "gate": at_par}))
     assert adopted.adopted and router.adopted_version("default") == 3
+
+
+def test_a_window_smaller_than_the_gate_needs_is_a_settings_error() -> None:
+    with pytest.raises(ValueError, match="could never judge"):
+        Settings(gate_min_trajectories=200, gate_window=100)
+    assert Settings(gate_min_trajectories=200, gate_window=200).gate_window == 200
