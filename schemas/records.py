@@ -413,6 +413,15 @@ class SelectionConfig(Record):
         "and off-policy estimates of another policy are not degenerate; never where the "
         "fixed pipeline is kept (a closed class floor, a protected class or regime); 0 never",
     )
+    share_evidence: bool = Field(
+        default=False,
+        description="score each edge with its reward mean shrunk towards the same action's "
+        "mean over the other nodes of its task class and, through them, over the other "
+        "classes of its regime, with strengths estimated from the between-child variance "
+        "against the noise (empirical Bayes); the confidence threshold and the exploration "
+        "constant count the visits of the node without its extra keys, which the estimates "
+        "draw on. Needs a fold that keys the class",
+    )
     protected_classes: list[Name] = Field(
         default_factory=list,
         max_length=256,
