@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -216,9 +217,10 @@ def test_the_learner_estimates_its_snapshots_on_the_decisions_routers_log(
         for event in events:
             window.add(event)
         graph = PolicyGraph.from_document(snapshot.policy)
-        assert snapshot.gate == gate_figures(
-            TargetPolicy(graph, SETUP.selection, floors=True), window
-        )
+        expected = gate_figures(TargetPolicy(graph, SETUP.selection, floors=True), window)
+        # The learner joined the trajectories in the order they arrived: sums in another
+        # order differ in the last bits.
+        assert snapshot.gate.model_dump() == pytest.approx(expected.model_dump(), rel=1e-12)
 
     run(scenario())
 
