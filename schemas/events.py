@@ -34,7 +34,7 @@ from schemas._types import (
     TopicName,
     Unit,
 )
-from schemas.policy_file import PolicyDocument
+from schemas.policy_file import GateFigures, PolicyDocument
 from schemas.records import (
     ActionScore,
     Budget,
@@ -130,6 +130,8 @@ class DecisionReason(StrEnum):
     #: baseline-safe selection kept the fixed pipeline's action over a better score that
     #: the evidence does not yet support
     BASELINE_KEPT = "baseline_kept"
+    #: epsilon exploration took a candidate at random instead of the rules' choice
+    RANDOM_EXPLORATION = "random_exploration"
 
 
 class Decision(Event):
@@ -332,6 +334,11 @@ class PolicySnapshot(Event):
     checkpoint: LearnerCheckpoint = Field(
         default_factory=LearnerCheckpoint,
         description="the learner's join and dedupe state as of input_offsets",
+    )
+    gate: GateFigures | None = Field(
+        default=None,
+        description="the off-policy gate's figures for this policy, which routers check "
+        "before adopting it (null: not evaluated)",
     )
 
 

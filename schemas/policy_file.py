@@ -123,11 +123,37 @@ class PolicyDocument(Record):
         return self
 
 
+class GateFigures(Record):
+    """What the off-policy gate found for a snapshot's policy (``services.policy.gate``):
+    its doubly robust value on the trajectories the acting policy logged, and what the
+    acting policy itself earned on them."""
+
+    acting_version: int = Field(
+        ge=0, description="the policy version that logged the trajectories (0: the cold start)"
+    )
+    trajectories: int = Field(
+        ge=0, description="logged trajectories of the acting policy the estimate is built on"
+    )
+    estimate: float | None = Field(
+        default=None,
+        description="doubly robust estimate of the snapshot's mean reward (null: no trajectories)",
+    )
+    lower_bound: float | None = Field(
+        default=None,
+        description="lower end of the estimate's 95% interval (null: fewer than 2 trajectories)",
+    )
+    acting_estimate: float | None = Field(
+        default=None,
+        description="the acting policy's mean reward on the same trajectories (null: none)",
+    )
+
+
 __all__ = [
     "POLICY_FORMAT",
     "READABLE_FORMATS",
     "ClassRecord",
     "EdgeRecord",
+    "GateFigures",
     "Name",
     "NodeRecord",
     "PolicyDocument",

@@ -403,6 +403,16 @@ class SelectionConfig(Record):
         "its trajectories off the fixed pipeline and counted at their lower confidence bound, "
         "beyond the tolerance per trajectory, while it learns; 0 leaves it only the tolerance",
     )
+    explore_epsilon: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.5,
+        description="epsilon exploration: the share of decisions (drawn with the decision's "
+        "uniform) that take a candidate uniformly at random instead of the rules' choice, so "
+        "that every candidate has a logged propensity of at least epsilon over their number "
+        "and off-policy estimates of another policy are not degenerate; never where the "
+        "fixed pipeline is kept (a closed class floor, a protected class or regime); 0 never",
+    )
     share_evidence: bool = Field(
         default=False,
         description="score each edge with its reward mean shrunk towards the same action's "
@@ -430,6 +440,11 @@ class SelectionConfig(Record):
             raise ValueError(
                 "the node rule of baseline-safe selection takes neither a temperature nor "
                 "cheap_within: it draws its own exploration with explore_share"
+            )
+        if self.explore_epsilon > 0.0 and (node_rule or self.temperature > 0.0):
+            raise ValueError(
+                "explore_epsilon mixes a uniform draw into a greedy choice: it takes neither "
+                "a temperature nor the node rule, which draw their own"
             )
         return self
 

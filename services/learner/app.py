@@ -26,7 +26,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from schemas.events import RewardObserved, TrajectoryCompleted
+from schemas.events import Decision, RewardObserved, TrajectoryCompleted
 from schemas.headers import as_kafka
 from schemas.topics import POLICY_MAX_BYTES
 from services.learner.core import (
@@ -110,9 +110,33 @@ class Learner:
             raw = msg.raw_message
             await self.consume(raw if isinstance(raw, tuple) else (raw,))
 
+        if self.core.gate is not None:
+            self._follow_decisions()
         service.on_startup(self._start)
         service.on_shutdown(self._stop)
         service.add_check("restored", self._restored_check)
+
+    def _follow_decisions(self) -> None:
+        """The off-policy gate's evidence: the decisions routers log from now on. No group
+        and nothing committed: the window is recent evidence, refilled after a restart."""
+
+        @self.service.broker.subscriber(
+            self.settings.topic("decisions"),
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            auto_offset_reset="latest",
+            ack_policy=AckPolicy.MANUAL,
+            batch=True,
+            max_records=BATCH_RECORDS,
+            batch_timeout_ms=BATCH_TIMEOUT_MS,
+        )
+        async def follow(msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            for record in raw if isinstance(raw, tuple) else (raw,):
+                decision = decode(record.value, Decision)
+                # The audit trail's consumers dead-letter bad decisions; the gate only reads.
+                if not isinstance(decision, Rejected):
+                    self.core.on_decision(decision)
+                    self.metrics.gate_decisions.inc()
 
     # --- lifecycle -----------------------------------------------------------------------
 

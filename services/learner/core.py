@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from schemas.events import (
+    Decision,
     LearnerCheckpoint,
     PolicySnapshot,
     RewardObserved,
@@ -27,6 +28,8 @@ from schemas.policy_file import NodeRecord, PolicyDocument
 from schemas.records import FoldSpec, Regime, RewardConfig
 from services.policy import PAPER_REWARD, PolicyGraph, PolicySetup, backup, hybrid_reward
 from services.policy.arms import PoolSource, deployed_arm
+from services.policy.gate import GateWindow, LoggedEvent, gate_figures
+from services.policy.ope import TargetPolicy
 from services.runtime.codec import Rejected
 from services.runtime.settings import Settings
 
@@ -48,6 +51,8 @@ class LearnerConfig:
     reward: RewardConfig = PAPER_REWARD
     dedupe_window: int = 200_000
     reward_ttl_s: float = 900.0
+    #: Trajectories the off-policy gate estimates on (None: the gate is off, no figures).
+    gate_window: int | None = None
 
     def __post_init__(self) -> None:
         if self.tenant not in self.tenants:
@@ -68,6 +73,7 @@ class LearnerConfig:
             reward=arm.reward,
             dedupe_window=settings.dedupe_window,
             reward_ttl_s=settings.reward_ttl_s,
+            gate_window=settings.gate_window if settings.gate_enabled else None,
         )
 
 
@@ -114,13 +120,20 @@ class LearnerCore:
         self._window = min(config.dedupe_window, MAX_RECENT)
         self._recent: deque[str] = deque()
         self._recent_ids: set[str] = set()
+        window = config.gate_window
+        self.gate = None if window is None else GateWindow(window, config.reward)
 
     # --- input -----------------------------------------------------------------------------
+
+    def on_decision(self, event: Decision) -> None:
+        """A decision the routers logged: the off-policy gate's evidence, nothing else."""
+        self._log(event)
 
     def on_trajectory(self, event: TrajectoryCompleted, at: float) -> Applied:
         tid = event.trajectory_id
         if (other := self._not_ours(event.tenant)) is not None:
             return other
+        self._log(event)
         if tid in self._recent_ids or tid in self._trajectories:
             return _DUPLICATE
         if (rejected := self._check(event)) is not None:
@@ -134,6 +147,7 @@ class LearnerCore:
         tid = event.trajectory_id
         if (other := self._not_ours(event.tenant)) is not None:
             return other
+        self._log(event)
         if tid in self._recent_ids or tid in self._rewards:
             return _DUPLICATE
         waiting = self._trajectories.pop(tid, None)
@@ -174,6 +188,11 @@ class LearnerCore:
                 for (topic, partition), offset in sorted(offsets.items())
             ],
             backed_up=self.backed_up,
+            gate=None
+            if self.gate is None
+            else gate_figures(
+                TargetPolicy(self.graph, config.setup.selection, floors=True), self.gate
+            ),
             checkpoint=LearnerCheckpoint(
                 waiting_trajectories=[event for event, _ in self._trajectories.values()],
                 waiting_rewards=[event for event, _ in self._rewards.values()],
@@ -209,6 +228,10 @@ class LearnerCore:
         return core
 
     # --- internals -------------------------------------------------------------------------
+
+    def _log(self, event: LoggedEvent) -> None:
+        if self.gate is not None and event.tenant == self.config.tenant:
+            self.gate.add(event)
 
     def _not_ours(self, tenant: str) -> Applied | None:
         if tenant == self.config.tenant:

@@ -33,6 +33,10 @@ class LearnerMetrics:
             "reward": counter("rewards_consumed_total", "Records read from the rewards topic."),
         }
         self.backups = counter("backups_total", "Trajectories backed up into the policy graph.")
+        self.gate_decisions = counter(
+            "gate_decisions_total",
+            "Decisions read from the decisions topic for the off-policy gate (0: gate off).",
+        )
         self.duplicates = counter(
             "duplicates_total",
             "Trajectories or rewards ignored because they were already backed up or waiting.",

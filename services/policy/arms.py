@@ -98,6 +98,9 @@ SWITCHES: dict[str, Callable[[Arm], Arm]] = {
     "class_floor": _selection(baseline_tolerance=0.01, baseline_floor="class", explore_budget=2.0),
     # Softmax over scores, the exact propensity logged on every decision.
     "softmax": _selection(temperature=0.01),
+    # 5% of the decisions a uniform candidate, the exact propensity logged: what the
+    # off-policy gate needs of a greedy arm (docs/learning.md measures its cost).
+    "explore": _selection(explore_epsilon=0.05),
     # One node visit per trajectory: a skip chain at one signature does not inflate N.
     "node_visit_once": _reward(node_visit_once=True),
     # A cost term that keeps charging past 8k tokens: at the paper's slope (8k), or at 2/3, 1/2,

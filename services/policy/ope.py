@@ -20,8 +20,8 @@ of its kind (so partitions or files can be evaluated apart and combined):
 ``q(s, a)`` is the target graph's mean reward of the edge (0 for an edge it never tried),
 ``v(s)`` its expectation under the target's probabilities. Paper-mode selection is
 deterministic, so its probabilities are 0 or 1: a trajectory the target would have left at
-some decision weighs 0, and only logs with stochastic propensities (``temperature`` > 0)
-let a different policy be evaluated at all.
+some decision weighs 0, and only logs with stochastic propensities (``temperature`` > 0, or
+``explore_epsilon`` > 0) let a different policy be evaluated at all.
 """
 
 import math
@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from schemas.events import Decision, DecisionReason, RewardObserved, TrajectoryCompleted
-from schemas.records import RewardConfig, SelectionConfig
+from schemas.records import Regime, RewardConfig, SelectionConfig
 from services.policy.graph import PolicyGraph
 from services.policy.reward import PAPER_REWARD, hybrid_reward
-from services.policy.selection import select, softmax
+from services.policy.selection import Guard, select, softmax
+from services.policy.trajectory import class_guard
 
 _DETERMINISTIC = (DecisionReason.RULE_BASED_PRIOR, DecisionReason.FIXED_PIPELINE)
 
@@ -54,6 +55,8 @@ class LoggedTrajectory:
     trajectory_id: str
     decisions: tuple[LoggedDecision, ...]
     reward: float
+    task_class: str | None = None
+    regime: Regime | None = None
 
 
 @dataclass
@@ -97,7 +100,9 @@ def join(
         else:
             value = hybrid_reward(rewards[trajectory_id].quality, end.tokens, end.retries, reward)
             logged = tuple(_logged(steps[step]) for step in range(end.steps))
-            joined.trajectories.append(LoggedTrajectory(trajectory_id, logged, value))
+            joined.trajectories.append(
+                LoggedTrajectory(trajectory_id, logged, value, end.task_class, end.regime)
+            )
     return joined
 
 
@@ -108,21 +113,50 @@ def _logged(decision: Decision) -> LoggedDecision:
 
 @dataclass(frozen=True)
 class TargetPolicy:
-    """The policy being evaluated: a graph and the selection rules that read it."""
+    """The policy being evaluated: a graph and the selection rules that read it. With
+    ``floors`` a class floor and protected work constrain a trajectory as a router serving
+    this graph would (``guard``); without, decisions are read free (``policy evaluate``)."""
 
     graph: PolicyGraph
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    floors: bool = False
+    model: PolicyGraph | None = None
+    """The reward model ``q`` of the doubly robust estimate: a graph fit on this world's
+    rewards (None: the target's own graph, which is right when it was learned here)."""
 
-    def probabilities(self, signature: str, candidates: Sequence[str]) -> list[float]:
+    def guard(self, trajectory: LoggedTrajectory) -> Guard | None:
+        """How this policy's class floor or protections constrain the trajectory's
+        decisions (None: read free, or the node rule, which depends on the trajectory)."""
+        config = self.selection
+        if not self.floors or config.baseline_tolerance is None:
+            return None
+        task_class, regime = trajectory.task_class, trajectory.regime
+        protected = task_class in config.protected_classes or regime in config.protected_regimes
+        if config.baseline_floor == "node" and not protected:
+            return None
+        return class_guard(task_class, regime, self.graph, config)
+
+    def probabilities(
+        self, signature: str, candidates: Sequence[str], guard: Guard | None = None
+    ) -> list[float]:
         """The probability that the router would pick each candidate at this node."""
-        chosen = select(self.graph, signature, candidates, self.selection, u=0.0)
-        if self.selection.temperature > 0.0 and chosen.reason not in _DETERMINISTIC:
-            return softmax([s.score for s in chosen.scores], self.selection.temperature)
+        config = self.selection
+        epsilon = config.explore_epsilon
+        rules = config.model_copy(update={"explore_epsilon": 0.0}) if epsilon else config
+        chosen = select(self.graph, signature, candidates, rules, u=0.0, guard=guard)
+        if config.temperature > 0.0 and chosen.reason not in _DETERMINISTIC:
+            return softmax([s.score for s in chosen.scores], config.temperature)
+        if epsilon and chosen.reason is not DecisionReason.BASELINE_KEPT:
+            share = epsilon / len(candidates)
+            return [
+                share + (1.0 - epsilon if i == chosen.index else 0.0)
+                for i in range(len(candidates))
+            ]
         return [1.0 if i == chosen.index else 0.0 for i in range(len(candidates))]
 
     def value(self, signature: str, action: str) -> float:
         """The graph's estimate of the reward that follows this action here (0 if untried)."""
-        edge = self.graph.edge(signature, action)
+        edge = (self.model or self.graph).edge(signature, action)
         return edge.mean_reward if edge.visits else 0.0
 
 
@@ -141,13 +175,14 @@ def weigh(target: TargetPolicy, trajectory: LoggedTrajectory) -> Weighted:
     weight = 1.0
     ratios: list[float] = []
     corrections: list[tuple[float, float]] = []  # (v(s_t), q(s_t, a_t)) per decision
+    guard = target.guard(trajectory)
     for decision in trajectory.decisions:
         if decision.action not in decision.candidates:
             raise ValueError(
                 f"trajectory {trajectory.trajectory_id}: {decision.action} is not among the "
                 f"logged candidates at {decision.signature}"
             )
-        probabilities = target.probabilities(decision.signature, decision.candidates)
+        probabilities = target.probabilities(decision.signature, decision.candidates, guard)
         values = [target.value(decision.signature, a) for a in decision.candidates]
         chosen = decision.candidates.index(decision.action)
         ratio = probabilities[chosen] / decision.propensity

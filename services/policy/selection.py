@@ -7,9 +7,10 @@ optimistic value; one that has only failed scores ``-lambda + c*sqrt(ln(N+1)/f)`
 temperature 0 (the paper) the best score wins, ties go to candidate order (invokes in plan
 order, then skips) and the propensity is 1. Above 0 the action is drawn from a softmax over
 the scores with a uniform ``u`` the caller supplies, and the propensity is the exact
-probability of the drawn action. With ``cheap_within`` a greedy choice of a tried action
-gives way to the tried action of least token mean whose reward mean is within that margin
-of the best (a two-stage rule: reward first, then tokens).
+probability of the drawn action; ``explore_epsilon`` mixes a uniform choice into a greedy
+one, again with the exact probability logged. With ``cheap_within`` a greedy choice of a
+tried action gives way to the tried action of least token mean whose reward mean is within
+that margin of the best (a two-stage rule: reward first, then tokens).
 
 With ``baseline_tolerance`` (baseline-safe selection, docs/learning.md) the fixed
 pipeline's action, the first invoke candidate, is the baseline: the best score is taken
@@ -27,7 +28,7 @@ benchmarks; it is greedy only. A property test checks that the two agree on ever
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import NamedTuple
 
@@ -147,7 +148,44 @@ def select(
     ``u`` in [0, 1) drives the draw when ``config.temperature`` is above 0 or baseline-safe
     selection may explore. ``guard`` None, for a decision seen without its trajectory
     (``policy explain``, off-policy evaluation), is the node rule free to explore when
-    ``config.baseline_floor`` is node, else no constraint: a class floor is read open."""
+    ``config.baseline_floor`` is node, else no constraint: a class floor is read open.
+    With ``config.explore_epsilon`` a share of the decisions the pipeline is not kept at
+    take a uniform candidate (``with_epsilon``)."""
+    chosen = _select_by_rules(graph, signature, candidates, config, u=u, guard=guard)
+    if config.explore_epsilon <= 0.0 or chosen.reason is DecisionReason.BASELINE_KEPT:
+        return chosen
+    if u is None:
+        raise ValueError("epsilon exploration (explore_epsilon > 0) needs a uniform draw u")
+    return with_epsilon(chosen, candidates, config.explore_epsilon, u)
+
+
+def with_epsilon(
+    chosen: Selection, candidates: Sequence[str], epsilon: float, u: float
+) -> Selection:
+    """``chosen`` (a choice of propensity 1) mixed with a uniform choice: ``u`` below
+    ``epsilon`` picks candidate ``floor(u / epsilon * K)``, else ``chosen`` stands; the
+    propensity is the exact probability of the result, ``(1 - epsilon) * [greedy] +
+    epsilon / K``."""
+    count = len(candidates)
+    index = min(int(u / epsilon * count), count - 1) if u < epsilon else chosen.index
+    propensity = epsilon / count + (1.0 - epsilon if index == chosen.index else 0.0)
+    if index == chosen.index:
+        return replace(chosen, propensity=propensity)
+    reason = DecisionReason.RANDOM_EXPLORATION
+    return replace(
+        chosen, action=candidates[index], index=index, reason=reason, propensity=propensity
+    )
+
+
+def _select_by_rules(
+    graph: PolicyGraph,
+    signature: str,
+    candidates: Sequence[str],
+    config: SelectionConfig,
+    *,
+    u: float | None,
+    guard: Guard | None,
+) -> Selection:
     if not candidates:
         raise ValueError("no candidate actions to select from")
     row = graph.find_row(signature)
@@ -395,6 +433,7 @@ def select_batch(
         config.temperature > 0.0
         or config.cheap_within is not None
         or config.baseline_tolerance is not None
+        or config.explore_epsilon > 0.0
         or config.share_evidence
     ):
         raise ValueError(

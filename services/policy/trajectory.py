@@ -15,6 +15,7 @@ from schemas.records import (
     Handoff,
     HandoffDelta,
     PendingStep,
+    Regime,
     SelectionConfig,
     StepStatus,
     TaskFeatures,
@@ -134,18 +135,28 @@ def guard_for(state: TrajectoryState, graph: PolicyGraph, config: SelectionConfi
     propensities multiply to the exact probability of the trajectory."""
     if config.baseline_tolerance is None:
         return None
-    if state.task_class in config.protected_classes or state.regime in config.protected_regimes:
+    if config.baseline_floor == "class" or state.task_class in config.protected_classes:
+        return class_guard(state.task_class, state.regime, graph, config)
+    if state.regime in config.protected_regimes:
         return Guard.BASELINE
-    if config.baseline_floor == "class":
-        floor = graph.classes.get(state.task_class or "")
-        if floor is None or not floor.open(
-            config.baseline_tolerance, config.baseline_z, config.explore_budget
-        ):
-            return Guard.BASELINE
-        return Guard.FREE
     if all(edge.propensity == 1.0 for edge in state.visited):
         return Guard.NODE
     return Guard.NODE_ONLY
+
+
+def class_guard(
+    task_class: str | None, regime: Regime | None, graph: PolicyGraph, config: SelectionConfig
+) -> Guard:
+    """The guard of a protected class or regime (the pipeline) or of the class floor (the
+    pipeline while the class's floor is closed, else its scores), which holds for a whole
+    trajectory of the class."""
+    if task_class in config.protected_classes or regime in config.protected_regimes:
+        return Guard.BASELINE
+    floor = graph.classes.get(task_class or "")
+    tolerance = config.baseline_tolerance or 0.0
+    if floor is None or not floor.open(tolerance, config.baseline_z, config.explore_budget):
+        return Guard.BASELINE
+    return Guard.FREE
 
 
 def decide(
@@ -172,7 +183,8 @@ def decide(
         return ended
     signature = signature_of(state, setup)
     config = setup.selection
-    stochastic = config.temperature > 0.0
+    # Where every candidate may be drawn, the log lists them all (below).
+    stochastic = config.temperature > 0.0 or config.explore_epsilon > 0.0
     explores = config.baseline_tolerance is not None and config.explore_share > 0.0
     drawn = stochastic or explores
     u = decision_uniform(setup.seed, state.trajectory_id, state.step) if drawn else None

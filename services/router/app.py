@@ -29,6 +29,7 @@ from schemas.topics import topic_of
 from services.pipeline import deployed_pipeline
 from services.policy import CellPool
 from services.policy.arms import deployed_arm
+from services.policy.gate import GateConfig, describe
 from services.policy.governance import GovernanceConfig, parse_failure_kinds
 from services.router.breaker import BreakerConfig, Breakers, BreakerState, Transition
 from services.router.core import (
@@ -64,6 +65,9 @@ DEAD_LETTERS = (
     "internal_error",
 )
 
+#: The verdicts of snapshots the off-policy gate judged.
+GATE_JUDGED = (SnapshotVerdict.ADOPTED, SnapshotVerdict.GATED)
+
 Records = Sequence["ConsumerRecord[bytes, bytes]"]
 Sent = list["asyncio.Future[RecordMetadata]"]
 E = TypeVar("E")
@@ -81,6 +85,7 @@ def build(settings: Settings) -> Service:
         dedupe_window=settings.dedupe_window,
         governance=governance_config(settings),
         breakers=Breakers(models_of(setup.pool), breaker_config(settings), clock=time.time),
+        gate=gate_config(settings),
     )
     Router(service, core).register()
     return service
@@ -97,6 +102,12 @@ def governance_config(settings: Settings) -> GovernanceConfig:
         halt_on=parse_failure_kinds(settings.governance_halt_on),
         max_failures=settings.governance_max_failures,
     )
+
+
+def gate_config(settings: Settings) -> GateConfig | None:
+    if not settings.gate_enabled:
+        return None
+    return GateConfig(settings.gate_tolerance, settings.gate_min_trajectories)
 
 
 def breaker_config(settings: Settings) -> BreakerConfig:
@@ -373,7 +384,19 @@ class Router:
             self._refused(snapshot.error_type, snapshot.reason, offset=record.offset)
             return
         result = self.core.on_snapshot(snapshot)
-        if result.adopted:
+        if self.core.gate is not None and result.verdict in GATE_JUDGED:
+            self.metrics.gated(snapshot.gate, result.gate_reason)
+        if result.gate_reason is not None:
+            self.log.warning(
+                "policy snapshot kept out by the off-policy gate",
+                extra={
+                    "tenant": result.tenant,
+                    "version": result.version,
+                    "reason": result.gate_reason,
+                    "detail": f"{result.detail}; {describe(snapshot.gate)}",
+                },
+            )
+        elif result.adopted:
             self.metrics.adopted(snapshot)
             self.log.info(
                 "policy adopted",

@@ -36,6 +36,7 @@ from services.policy import (
     trajectory_completed,
     trajectory_ids,
 )
+from services.policy.gate import GateConfig, gate_refusal
 from services.policy.governance import GovernanceConfig, halt_reason
 from services.policy.selection import CandidateScore
 from services.router.breaker import Breakers
@@ -62,6 +63,8 @@ class SnapshotVerdict(StrEnum):
     NOT_SERVED = "not_served"
     FOLD_MISMATCH = "fold_mismatch"
     INVALID = "invalid"
+    #: usable, but the off-policy gate keeps the acting policy (``gate_reason`` says why)
+    GATED = "gated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,7 @@ class SnapshotResult:
     tenant: str
     version: int
     detail: str
+    gate_reason: str | None = None
 
     @property
     def adopted(self) -> bool:
@@ -166,7 +170,8 @@ class RouterCore:
     circuit breakers of the models; everything else travels in the events.
 
     ``governance`` halts trajectories on fatal or repeated failures (None: never);
-    ``breakers`` withholds the variants of failing models (None: every model is offered)."""
+    ``breakers`` withholds the variants of failing models (None: every model is offered);
+    ``gate`` adopts only snapshots whose off-policy figures pass it (None: every newer one)."""
 
     def __init__(
         self,
@@ -177,6 +182,7 @@ class RouterCore:
         dedupe_window: int = 200_000,
         governance: GovernanceConfig | None = None,
         breakers: Breakers | None = None,
+        gate: GateConfig | None = None,
     ) -> None:
         if not tenants:
             raise ValueError("a router must serve at least one tenant")
@@ -184,6 +190,7 @@ class RouterCore:
         self.budget = budget or Budget()
         self.governance = governance
         self.breakers = breakers
+        self.gate = gate
         self._graphs: dict[str, PolicyGraph] = {t: PolicyGraph() for t in tenants}
         self._versions: dict[str, int | None] = dict.fromkeys(tenants)
         self._absorbed = RecentSteps(dedupe_window)
@@ -277,6 +284,10 @@ class RouterCore:
             graph = PolicyGraph.from_document(snapshot.policy)
         except ValueError as error:
             return result(SnapshotVerdict.INVALID, str(error))
+        refusal = None if self.gate is None else gate_refusal(snapshot.gate, self.gate)
+        if refusal is not None:
+            detail = f"the off-policy gate keeps version {current or 0}: {refusal}"
+            return SnapshotResult(SnapshotVerdict.GATED, tenant, version, detail, refusal)
         self._graphs[tenant] = graph
         self._versions[tenant] = version
         return result(

@@ -21,6 +21,8 @@ from schemas.events import (
     PolicySnapshot,
     Termination,
 )
+from schemas.policy_file import GateFigures
+from services.policy.gate import GATE_REFUSALS
 from services.policy.governance import REPEATED_FAILURES
 from services.router.breaker import Breakers, BreakerState, Transition
 from services.router.core import RouterEvent, SnapshotVerdict
@@ -33,8 +35,8 @@ PROPENSITY_WINDOW_S = 300.0
 SLICE_S = 10.0
 #: Why a policy record is unusable: it does not decode, or the core refuses it.
 POLICY_REFUSALS = (*DECODE_ERRORS, SnapshotVerdict.FOLD_MISMATCH, SnapshotVerdict.INVALID)
-#: Why the off-policy gate keeps the acting policy instead of a usable newer snapshot.
-GATE_REFUSALS = ("below_acting_policy", "too_few_decisions")
+#: The off-policy gate's figures, as the gauge labels them.
+GATE_FIGURES = ("estimate", "lower_bound", "acting", "trajectories")
 
 
 class WindowMin:
@@ -130,6 +132,15 @@ class RouterMetrics:
             ["reason"],
             registry=registry,
         )
+        self.gate_figures = Gauge(
+            "agensbus_router_gate_figure",
+            "The off-policy gate's figures for the last snapshot it judged (NaN: none yet, or "
+            "not computed): figure estimate is the snapshot's doubly robust mean reward, "
+            "lower_bound the lower end of its 95% interval, acting the acting policy's mean "
+            "reward, trajectories how many logged trajectories they stand on.",
+            ["figure"],
+            registry=registry,
+        )
         self.decision_latency = Histogram(
             "agensbus_router_decision_latency_seconds",
             "From receiving a task or outcome to its events being handed to the producer.",
@@ -178,6 +189,8 @@ class RouterMetrics:
             self.policy_refused.labels(reason=refusal)
         for refusal in GATE_REFUSALS:
             self.snapshots_refused.labels(reason=refusal)
+        for figure in GATE_FIGURES:
+            self.gate_figures.labels(figure=figure).set(math.nan)
         for halt in (*(k.value for k in FailureKind), REPEATED_FAILURES):
             self.governance_halts.labels(reason=halt)
 
@@ -209,7 +222,19 @@ class RouterMetrics:
         for moved in transitions:
             self.breaker_transitions.labels(model=moved.model, state=moved.target.label).inc()
 
+    def gated(self, figures: GateFigures | None, refusal: str | None) -> None:
+        """What the off-policy gate judged a snapshot on, and its refusal if it refused."""
+        if refusal is not None:
+            self.snapshots_refused.labels(reason=refusal).inc()
+        values = (None,) * 4 if figures is None else _gate_values(figures)
+        for figure, value in zip(GATE_FIGURES, values, strict=True):
+            self.gate_figures.labels(figure=figure).set(math.nan if value is None else value)
+
     def adopted(self, snapshot: PolicySnapshot) -> None:
         labels = {"tenant": snapshot.tenant}
         self.policy_version.labels(**labels).set(snapshot.version)
         self.policy_timestamp.labels(**labels).set(snapshot.produced_at.timestamp())
+
+
+def _gate_values(figures: GateFigures) -> tuple[float | None, ...]:
+    return (figures.estimate, figures.lower_bound, figures.acting_estimate, figures.trajectories)

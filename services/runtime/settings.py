@@ -128,6 +128,33 @@ class Settings(BaseSettings):
         "noskip, agensbus-free, agensbus-lean, or ARM+SWITCH[+SWITCH...] as `agensbus bench "
         "learning --arms` takes them.",
     )
+    gate_enabled: bool = Field(
+        default=False,
+        description="The off-policy gate: a router adopts a learner's snapshot only when "
+        "the doubly robust estimate of its value, on the trajectories the acting policy "
+        "logged, is not below the acting policy's by more than the tolerance "
+        "(docs/learning.md). Needs an arm that logs propensities below 1, e.g. "
+        "agensbus+explore.",
+    )
+    gate_tolerance: float = Field(
+        default=0.02,
+        ge=0.0,
+        le=1.0,
+        description="Gate: how far the lower end of a snapshot's 95% interval may lie below "
+        "the acting policy's mean reward.",
+    )
+    gate_min_trajectories: int = Field(
+        default=100,
+        ge=2,
+        description="Gate: logged trajectories of the acting policy needed before a snapshot "
+        "can be judged (fewer: refused as too_few_decisions).",
+    )
+    gate_window: int = Field(
+        default=500,
+        ge=2,
+        le=100_000,
+        description="Gate: the most recent logged trajectories the learner estimates on.",
+    )
     max_steps: int | None = Field(
         default=None,
         ge=1,
@@ -431,6 +458,16 @@ class Settings(BaseSettings):
         if window is not None and value > window:
             raise ValueError(
                 f"{value} exceeds breaker_window ({window}): the breaker could never open"
+            )
+        return value
+
+    @field_validator("gate_window")
+    @classmethod
+    def _gate_can_judge(cls, value: int, info: ValidationInfo) -> int:
+        least = info.data.get("gate_min_trajectories")
+        if least is not None and value < least:
+            raise ValueError(
+                f"{value} is below gate_min_trajectories ({least}): the gate could never judge"
             )
         return value
 

@@ -24,6 +24,7 @@ from schemas.events import (
 from schemas.policy_file import (
     ClassRecord,
     EdgeRecord,
+    GateFigures,
     NodeRecord,
     PolicyDocument,
     StreamRecord,
@@ -335,6 +336,13 @@ def build_samples() -> dict[str, BaseModel]:
                 TopicOffset(topic="agensbus.rewards", partition=2, offset=0),
             ],
             backed_up=118,
+            gate=GateFigures(
+                acting_version=6,
+                trajectories=240,
+                estimate=0.61,
+                lower_bound=0.58,
+                acting_estimate=0.57,
+            ),
         ),
         "DeadLetter": DeadLetter(
             **ENVELOPE,

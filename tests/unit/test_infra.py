@@ -85,7 +85,9 @@ EXPECTED_METRICS: dict[str, str] = {
     "agensbus_learner_policy_version": "gauge",
     "agensbus_learner_policy_nodes": "gauge",
     "agensbus_learner_policy_edges": "gauge",
+    "agensbus_learner_gate_decisions_total": "counter",
     "agensbus_router_snapshots_refused_total": "counter",
+    "agensbus_router_gate_figure": "gauge",
     # every service (the Service shell), told apart by their `service` label
     "agensbus_poison_records_total": "counter",
     "agensbus_payloads_total": "counter",
@@ -408,6 +410,32 @@ JUDGE = {"service": "judge", "instance": "judge:9400"}
 
 # (alert, input series at one sample a minute, evaluated at, the alerts' labels expected then)
 RULE_CASES: dict[str, tuple[str, list[dict[str, str]], str, list[dict[str, str]]]] = {
+    "the gate refuses snapshot after snapshot": (
+        "AgensbusSnapshotsRefused",
+        [
+            series(
+                "agensbus_router_snapshots_refused_total",
+                "0+1x90",
+                reason="below_acting_policy",
+                **ROUTER,
+            )
+        ],
+        "80m",
+        [{"severity": "warning", "reason": "below_acting_policy", "instance": "router:9400"}],
+    ),
+    "the gate refused one snapshot": (
+        "AgensbusSnapshotsRefused",
+        [
+            series(
+                "agensbus_router_snapshots_refused_total",
+                "0 0 1 1x87",
+                reason="too_few_decisions",
+                **ROUTER,
+            )
+        ],
+        "80m",
+        [],
+    ),
     "tasks wait, no decision ever": (
         "AgensbusRouterNoDecisions",
         [series("agensbus_consumer_lag", "5+5x40", topic="agensbus.tasks", **ROUTER)],
