@@ -132,7 +132,7 @@ def _now_ms() -> int:
 
 
 @asynccontextmanager
-async def _producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+async def producer_of(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     producer = AIOKafkaProducer(**aiokafka_options(settings))
     await producer.start()
     try:
@@ -172,7 +172,7 @@ async def _records(consumer: AIOKafkaConsumer) -> list["ConsumerRecord[bytes, by
 async def _echo(settings: Settings, source: str, target: str, stop: asyncio.Event) -> None:
     """Consume, re-publish each record, wait for the acks, commit: a router minus the work."""
     async with (
-        _producer(settings) as producer,
+        producer_of(settings) as producer,
         _reader(settings, source, group=f"{source}-echo") as consumer,
     ):
         while not stop.is_set():
@@ -278,7 +278,7 @@ async def _answer_decisions(
     decisions: list[Stamp] = []
     outcomes: list[Stamp] = []
     async with (
-        _producer(settings) as producer,
+        producer_of(settings) as producer,
         _reader(settings, settings.topic("decisions")) as consumer,
     ):
         ready.set()
@@ -550,7 +550,7 @@ async def _drive(
     its answer."""
     sent_at: dict[bytes, int] = {}
     done_at: dict[bytes, int] = {}
-    async with _producer(settings) as producer, _reader(settings, answers) as answered:
+    async with producer_of(settings) as producer, _reader(settings, answers) as answered:
 
         async def send() -> None:
             item = next(items, None)

@@ -238,6 +238,55 @@ def bench_router(
         click.echo(f"timed out after {timeout_s:.0f} s: only part of the run was measured")
 
 
+@bench.command("learner")
+@click.option(
+    "--trajectories",
+    default=5_000,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Trajectories (each with its reward) in the backlog the learner drains.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(1.0, 86_400.0),
+    help="Seconds for the whole run; what was backed up by then is reported.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON on stdout.")
+@settings_options((*KAFKA_FIELDS, "scenario", "seed"))
+def bench_learner(trajectories: int, timeout_s: float, as_json: bool, **flags: Any) -> None:
+    """Learner throughput at saturation: trajectories backed up per second.
+
+    A backlog of completed trajectories and their rewards (real ones: run by the in-process
+    engine over the scenario's simulated world, scored by its simulated judge, repeated under
+    fresh ids) is put on the topics first; then the learner service starts in this process
+    and drains it, snapshots included. The rate counts from its first backup to its last.
+    The broker is embedded unless --kafka-bootstrap is given; topics get a fresh bench-*
+    prefix.
+    """
+    from services.bench.learner import run_learner_bench
+
+    settings = with_pipeline(settings_from(flags))
+    with Console(stderr=True).status("benchmarking") as status:
+        result = run_learner_bench(
+            settings,
+            trajectories=trajectories,
+            timeout_s=timeout_s,
+            progress=lambda stage: status.update(f"benchmarking: {stage}"),
+        )
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    click.echo(
+        f"learner: {result.per_s:,.0f} trajectories/s backed up "
+        f"({result.backed_up:,} in {result.seconds:.2f} s, a backlog of {trajectories:,})"
+    )
+    if result.timed_out:
+        click.echo(f"timed out after {timeout_s:.0f} s: only part of the backlog was backed up")
+
+
 def _saturation(settings: Settings, tasks: int, timeout_s: float, as_json: bool) -> None:
     from services.bench.saturation import run_saturation_bench
 
