@@ -403,6 +403,15 @@ class SelectionConfig(Record):
         "its trajectories off the fixed pipeline and counted at their lower confidence bound, "
         "beyond the tolerance per trajectory, while it learns; 0 leaves it only the tolerance",
     )
+    share_evidence: bool = Field(
+        default=False,
+        description="score each edge with its reward mean shrunk towards the same action's "
+        "mean over the other nodes of its task class and, through them, over the other "
+        "classes of its regime, with strengths estimated from the between-child variance "
+        "against the noise (empirical Bayes); the confidence threshold and the exploration "
+        "constant count the visits of the node without its extra keys, which the estimates "
+        "draw on. Needs a fold that keys the class",
+    )
     protected_classes: list[Name] = Field(
         default_factory=list,
         max_length=256,

@@ -1,5 +1,6 @@
 """Write constraints.txt: every package agensbus[dev] pulls in, pinned at the version installed
-here, where the tests pass. ``--check`` only compares, and exits 1 naming what differs.
+here, where the tests pass. ``--check`` only compares, and exits 1 naming what differs; it
+also fails when the installed agensbus lacks an entry point pyproject.toml declares.
 
 Run it after a change to the dependencies in pyproject.toml, once the tests pass:
 
@@ -70,6 +71,27 @@ def closure(roots: list[Requirement]) -> dict[str, str]:
     return versions
 
 
+def stale_entry_points() -> list[str]:
+    """The entry points (console scripts included) pyproject.toml declares that the installed
+    agensbus does not have as declared: an install made from an older checkout, whose
+    services would not find their own backends."""
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    declared = {
+        (group, name, value)
+        for group, table in [
+            ("console_scripts", project.get("scripts", {})),
+            *project.get("entry-points", {}).items(),
+        ]
+        for name, value in table.items()
+    }
+    try:
+        installed = metadata.distribution(project["name"]).entry_points
+    except metadata.PackageNotFoundError:
+        return sorted(f"{group}:{name}" for group, name, _ in declared)
+    have = {(e.group, e.name, e.value) for e in installed}
+    return sorted(f"{group}:{name}" for group, name, value in declared - have)
+
+
 def render(versions: dict[str, str]) -> str:
     return HEADER + "".join(f"{name}=={versions[name]}\n" for name in sorted(versions))
 
@@ -81,6 +103,12 @@ def main() -> None:
     if not parser.parse_args().check:
         CONSTRAINTS.write_text(wanted)
         return
+    stale = stale_entry_points()
+    if stale:
+        sys.exit(
+            f"the installed agensbus lacks entry points of pyproject.toml ({', '.join(stale)}): "
+            "run bash scripts/setup.sh"
+        )
     have = CONSTRAINTS.read_text() if CONSTRAINTS.exists() else ""
     if have != wanted:
         diff = sorted(set(wanted.splitlines()) ^ set(have.splitlines()))

@@ -1,15 +1,22 @@
 """Fixtures shared by the suites that need a real Kafka broker (integration, e2e): the
 cluster named by AGENSBUS_KAFKA_BOOTSTRAP, or else one local broker for the session
-(Apache Kafka on the JVM; without one, the fallback broker, with a warning)."""
+(Apache Kafka on the JVM; without one, the fallback broker, with a warning); and the
+Hypothesis profile of every suite."""
 
 import os
 import warnings
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from services.runtime.broker import BrokerError, EmbeddedKafka, broker_from_env
 from services.runtime.local_broker import choose_local_broker
+
+# Hypothesis fails an example that runs longer than 200 ms by default: a timed assertion,
+# which a shared, loaded machine breaks at random. Speed is the benchmarks' business.
+settings.register_profile("agensbus", deadline=None)
+settings.load_profile("agensbus")
 
 #: What the session's broker cannot do, as the setting that turns it off.
 IDEMPOTENCE_ENV = "AGENSBUS_KAFKA_IDEMPOTENCE"

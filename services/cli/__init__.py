@@ -8,7 +8,9 @@ from services.cli.demo import demo
 from services.cli.pipeline import pipeline
 from services.cli.policy import policy
 from services.cli.policy_evaluate import evaluate_command
+from services.cli.policy_fetch import fetch_command
 from services.cli.serve import judge, learner, router, worker
+from services.cli.serve_cells import serve_cells
 from services.cli.simulate import simulate
 from services.cli.skills import skills
 from services.cli.task import task
@@ -29,6 +31,7 @@ def cli() -> None:
 
 
 policy.add_command(evaluate_command)
+policy.add_command(fetch_command)
 cli.add_command(policy)
 cli.add_command(task)
 cli.add_command(pipeline)
@@ -38,6 +41,7 @@ cli.add_command(demo)
 cli.add_command(router)
 cli.add_command(worker)
 cli.add_command(judge)
+cli.add_command(serve_cells)
 cli.add_command(learner)
 cli.add_command(up)
 cli.add_command(submit)

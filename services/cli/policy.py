@@ -1,4 +1,4 @@
-"""``agensbus policy``: audit ``agensbus.policy/1`` files.
+"""``agensbus policy``: audit policy files (``agensbus.policy/2``; ``/1`` files read as ``/2``).
 
 ``explain`` replays one paper-mode decision, ``inspect`` summarises what a policy prefers per
 regime, ``validate`` runs the checks an import runs. All three read the file through
@@ -45,7 +45,8 @@ _ACTION_SYNTAX = "cell, cell.protocol, cell@model, cell.protocol@model or skip:c
 
 @click.group()
 def policy() -> None:
-    """Explain, inspect and validate agensbus.policy/1 files (see docs/policy-format.md)."""
+    """Fetch, explain, inspect, validate and evaluate policy files (see
+    docs/policy-format.md)."""
 
 
 def load_policy_file(path: Path) -> tuple[PolicyDocument, PolicyGraph]:
@@ -374,8 +375,9 @@ def validate_command(policy_file: Path) -> None:
     """Check POLICY_FILE as an import would.
 
     Prints OK with its counts, or the problem (exit 2). Checks: the file is JSON, its format
-    is agensbus.policy/1, every field has the right type and range (counts ≥ 0, M2 ≥ 0),
-    signatures are unique, parse, and carry the fold's version and extra keys.
+    is agensbus.policy/2 (or /1, read as /2), every field has the right type and range
+    (counts ≥ 0, M2 ≥ 0), signatures are unique, parse, and carry the fold's version and
+    extra keys.
     """
     document, graph = load_policy_file(policy_file)
     click.echo(

@@ -18,8 +18,9 @@ from services.runtime.service import Service, run_service
 from services.runtime.settings import Settings, settings_options
 from services.runtime.tracing import TracingUnavailable
 from services.spec_files import SpecFileError
+from services.worker.cells import CellsError
 
-_RUNNING = """
+RUNNING = """
 \b
 Configuration: each flag above, else its AGENSBUS_* variable, else the default shown.
 A Kafka bootstrap is required (--kafka-bootstrap or AGENSBUS_KAFKA_BOOTSTRAP).
@@ -35,7 +36,7 @@ def serve(flags: dict[str, Any], build: Callable[[Settings], Service]) -> None:
     bootstrap = require_bootstrap(settings)
     try:
         service = build(with_pipeline(settings))
-    except (SpecFileError, PluginConfigError, TracingUnavailable) as error:
+    except (SpecFileError, PluginConfigError, TracingUnavailable, CellsError) as error:
         raise UserError(str(error)) from None
     try:
         run_service(service)
@@ -43,7 +44,7 @@ def serve(flags: dict[str, Any], build: Callable[[Settings], Service]) -> None:
         raise click.ClickException(f"cannot reach Kafka at {bootstrap}: {error}") from None
 
 
-@click.command("router", epilog=_RUNNING)
+@click.command("router", epilog=RUNNING)
 @settings_options()
 def router(**flags: Any) -> None:
     """Run a router: turn tasks into trajectories.
@@ -77,7 +78,7 @@ def _build_judge(settings: Settings) -> Service:
     return build(settings)
 
 
-@click.command("worker", epilog=_RUNNING)
+@click.command("worker", epilog=RUNNING)
 @click.option(
     "--role",
     type=click.Choice(["worker", "judge"]),
@@ -97,7 +98,7 @@ def worker(role: Literal["worker", "judge"], **flags: Any) -> None:
     serve(flags, _build_judge if role == "judge" else _build_worker)
 
 
-@click.command("judge", epilog=_RUNNING)
+@click.command("judge", epilog=RUNNING)
 @settings_options()
 def judge(**flags: Any) -> None:
     """Run a judge: score completed trajectories.
@@ -110,7 +111,7 @@ def judge(**flags: Any) -> None:
     serve(flags, _build_judge)
 
 
-@click.command("learner", epilog=_RUNNING)
+@click.command("learner", epilog=RUNNING)
 @settings_options()
 def learner(**flags: Any) -> None:
     """Run the learner of one --tenant: learn the policy from outcomes.

@@ -120,6 +120,13 @@ SWITCHES: dict[str, Callable[[Arm], Arm]] = {
     "discount": _reward(recency_floor=0.05),
     # The task class in the signature: classes of one regime stop sharing nodes.
     "class_fold": lambda arm: replace(arm, fold=FoldSpec(extra_keys=["task_class"])),
+    # Classes keep nodes of their own, and each edge borrows from its class's other nodes
+    # and the regime's other classes as far as they agree (empirical Bayes shrinkage).
+    "shared_evidence": lambda arm: replace(
+        arm,
+        fold=FoldSpec(extra_keys=["task_class"]),
+        selection=arm.selection.model_copy(update={"share_evidence": True}),
+    ),
     # Warm start with imported counts halved: a prior the target's own visits soon outweigh,
     # not a verbatim copy.
     "warm_prior": lambda arm: replace(arm, warm_weight=0.5),

@@ -38,6 +38,7 @@ from schemas.events import DecisionReason
 from schemas.records import SelectionConfig
 from services.policy.cells import SKIP_PREFIX
 from services.policy.graph import PolicyGraph
+from services.policy.shrinkage import coarse_visits, shared_estimates
 
 INF = math.inf
 PAPER_SELECTION = SelectionConfig()
@@ -129,7 +130,8 @@ def score_candidates(
     """The UCB view of every candidate at ``signature``, whether or not the prior acts."""
     row = graph.find_row(signature)
     n_node = 0 if row is None else int(graph.node_visits[row])
-    return _score_row(graph, row, candidates, n_node, exploration_constant(n_node, config), config)
+    c = exploration_constant(n_node, config)
+    return _score_row(graph, signature, row, candidates, n_node, c, config)
 
 
 def select(
@@ -150,14 +152,16 @@ def select(
         raise ValueError("no candidate actions to select from")
     row = graph.find_row(signature)
     n_node = 0 if row is None else int(graph.node_visits[row])
-    c = exploration_constant(n_node, config)
+    # shared evidence: confidence and exploration follow the visits the estimates draw on
+    confidence = coarse_visits(graph, signature) if config.share_evidence else n_node
+    c = exploration_constant(confidence, config)
     if guard is None:
         node_rule = config.baseline_tolerance is not None and config.baseline_floor == "node"
         guard = Guard.NODE if node_rule else Guard.FREE
     if guard is Guard.BASELINE:
         index = _prior_index(candidates)
         return Selection(candidates[index], index, DecisionReason.BASELINE_KEPT, 1.0, c, n_node, ())
-    if config.mode == "fixed" or n_node < config.confidence_threshold:
+    if config.mode == "fixed" or confidence < config.confidence_threshold:
         index = _prior_index(candidates)
         reason = (
             DecisionReason.FIXED_PIPELINE
@@ -165,7 +169,7 @@ def select(
             else DecisionReason.RULE_BASED_PRIOR
         )
         return Selection(candidates[index], index, reason, 1.0, c, n_node, ())
-    scores = _score_row(graph, row, candidates, n_node, c, config)
+    scores = _score_row(graph, signature, row, candidates, n_node, c, config)
     values = [s.score for s in scores]
     if config.temperature > 0.0:
         if u is None:
@@ -243,6 +247,7 @@ def ucb_score(
 
 def _score_row(
     graph: PolicyGraph,
+    signature: str,
     row: int | None,
     candidates: Sequence[str],
     n_node: int,
@@ -250,6 +255,8 @@ def _score_row(
     config: SelectionConfig,
 ) -> tuple[CandidateScore, ...]:
     untried = INF if config.untried_score is None else config.untried_score
+    if config.share_evidence:
+        return _score_shared(graph, signature, row, candidates, n_node, c, config, untried)
     if row is None:
         return tuple(CandidateScore(a, untried, 0.0, untried, 0.0, 0, 0) for a in candidates)
     visits = graph.visits[row].tolist()
@@ -266,6 +273,39 @@ def _score_row(
         n, f, m = visits[col], failures[col], means[col]
         score, bonus, penalty = ucb_score(m, n, f, log_term, c, config.failure_lambda, untried)
         scores.append(CandidateScore(action, score, m if n else 0.0, bonus, penalty, n, f))
+    return tuple(scores)
+
+
+def _score_shared(
+    graph: PolicyGraph,
+    signature: str,
+    row: int | None,
+    candidates: Sequence[str],
+    n_node: int,
+    c: float,
+    config: SelectionConfig,
+    untried: float,
+) -> tuple[CandidateScore, ...]:
+    """UCB on the shared estimates: the shrunk mean, and a bonus over the evidence it
+    weighs; an action nothing in the regime has tried keeps the untried score."""
+    shared = shared_estimates(graph, signature, candidates)
+    log_term = math.log(n_node + 1.0)
+    scores = []
+    for i, action in enumerate(candidates):
+        col = graph.find_col(action)
+        n = f = 0
+        if row is not None and col is not None:
+            n, f = int(graph.visits[row, col]), int(graph.failures[row, col])
+        weight, mean = float(shared.weight[i]), float(shared.mean[i])
+        if weight > 0.0:
+            bonus = c * math.sqrt(log_term / weight) if log_term > 0.0 else 0.0
+            penalty = config.failure_lambda * f / (n + f) if n + f else 0.0
+            scores.append(
+                CandidateScore(action, mean + bonus - penalty, mean, bonus, penalty, n, f)
+            )
+            continue
+        score, bonus, penalty = ucb_score(0.0, 0, f, log_term, c, config.failure_lambda, untried)
+        scores.append(CandidateScore(action, score, 0.0, bonus, penalty, n, f))
     return tuple(scores)
 
 
@@ -355,10 +395,11 @@ def select_batch(
         config.temperature > 0.0
         or config.cheap_within is not None
         or config.baseline_tolerance is not None
+        or config.share_evidence
     ):
         raise ValueError(
-            "select_batch is plain greedy; stochastic, two-stage or baseline-safe selection "
-            "goes through select"
+            "select_batch is plain greedy; stochastic, two-stage, baseline-safe or "
+            "shared-evidence selection goes through select"
         )
     untried = INF if config.untried_score is None else config.untried_score
     valid = cols != -1

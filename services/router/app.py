@@ -40,6 +40,7 @@ from services.router.core import (
 )
 from services.router.metrics import RouterMetrics
 from services.router.readiness import PolicyCatchUp
+from services.router.timeouts import StepTimeouts
 from services.runtime.codec import Rejected, decode
 from services.runtime.kafka import aiokafka_options
 from services.runtime.limits import Limits, task_problem
@@ -130,6 +131,8 @@ class Router:
         self.tasks_topic = service.topic(topic_of(TaskSubmitted))
         self.outcomes_topic = service.topic(topic_of(StepOutcome))
         self.policy_topic = service.topic(topic_of(PolicySnapshot))
+        timeout_s = service.settings.step_timeout_s
+        self.timeouts = StepTimeouts(service) if timeout_s > 0 else None
         self.limits = Limits.from_settings(service.settings)
 
     def register(self) -> None:
@@ -165,11 +168,15 @@ class Router:
                 self.follow_policy(record)
 
         self.service.on_startup(self.measure_policy_topic)
+        if self.timeouts is not None:
+            self.timeouts.register()
         self.service.add_check("policy", lambda: self.catch_up.check(self.core))
 
     # --- tasks and outcomes --------------------------------------------------------------
 
     async def route_batch(self, records: Records) -> None:
+        if self.timeouts is not None:
+            await self.timeouts.caught_up.wait()
         received = time.perf_counter()
         sent: list[tuple[ConsumerRecord[bytes, bytes], list[RouterEvent], Sent]] = []
         absorbed: list[tuple[str, int]] = []
@@ -251,6 +258,8 @@ class Router:
         outcome = decode(record.value, StepOutcome)
         if isinstance(outcome, Rejected):
             await self.service.dead_letter(record, outcome)
+            return []
+        if self.timeouts is not None and self.timeouts.is_late(outcome):
             return []
         routed = self._guard(record, self.core.on_outcome, outcome)
         if isinstance(routed, Rejected):

@@ -148,6 +148,21 @@ class Settings(BaseSettings):
         "remembers to drop duplicates.",
     )
 
+    step_timeout_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        le=86_400.0,
+        description="How long an invoke may wait for its StepOutcome (from the decision's "
+        "produced_at) before the router records it failed with kind timeout (0: never).",
+    )
+    step_timeout_replay_s: float = Field(
+        default=1_800.0,
+        gt=0.0,
+        le=604_800.0,
+        description="How far back a starting router reads decisions and outcomes to recover "
+        "the invokes still waiting (at least step_timeout_s).",
+    )
+
     # --- governance (router) ---------------------------------------------------------------
     governance_halt_on: str = Field(
         default="auth,quota",
@@ -245,6 +260,16 @@ class Settings(BaseSettings):
     judge_group: str = Field(default="agensbus-judge", description="Consumer group of judges.")
     worker_concurrency: int = Field(
         default=16, ge=1, le=4096, description="Decisions a worker executes at once."
+    )
+    worker_cells: str = Field(
+        default="",
+        description="Comma-separated cells whose invoke decisions this worker executes "
+        "(empty: every cell); see docs/own-agents.md.",
+    )
+    worker_cells_except: str = Field(
+        default="",
+        description="Comma-separated cells this worker leaves to workers of your own "
+        "(in a consumer group of their own); see docs/own-agents.md.",
     )
     worker_backend: str = Field(
         default="simulated",
@@ -407,6 +432,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{value} exceeds breaker_window ({window}): the breaker could never open"
             )
+        return value
+
+    @field_validator("step_timeout_replay_s")
+    @classmethod
+    def _replay_covers_timeout(cls, value: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("step_timeout_s")
+        if timeout is not None and value < timeout:
+            raise ValueError(f"{value} is shorter than step_timeout_s ({timeout})")
         return value
 
     @field_validator("topic_prefix")

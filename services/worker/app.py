@@ -12,7 +12,8 @@ from services.runtime.codec import Rejected
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.worker import invoke
-from services.worker.backend import Unexecutable, make_backend
+from services.worker.backend import Backend, Unexecutable, make_backend
+from services.worker.cells import ServedCells
 from services.worker.claims import Claims
 from services.worker.commits import Committer, Rebalance, record_of
 from services.worker.executor import Executor
@@ -27,13 +28,18 @@ WORKER_DEAD_LETTERS = (
     "unknown_task_class",
     "unknown_model",
     "context_overflow",
+    "unserved_variant",
 )
 
 
-def build(settings: Settings) -> Service:
+def build(settings: Settings, backend: Backend | None = None) -> Service:
+    """A worker of the cells ``settings`` serve, on ``backend`` (the SDK brings its own)
+    or else the deployment's."""
     pipeline = deployed_pipeline(settings)
     pool = pipeline.pool
-    backend = make_backend(settings, pipeline)
+    served = ServedCells.of(settings.worker_cells, settings.worker_cells_except, pool)
+    if backend is None:
+        backend = make_backend(settings, pipeline)
     service = Service("worker", settings, WORKER_DEAD_LETTERS)
     metrics = WorkerMetrics(service.registry, pool)
     # The subscriber is created below; the consumer exists only once it has started.
@@ -79,8 +85,9 @@ def build(settings: Settings) -> Service:
         decision = invoke.accept(record.value, pool, settings.tenant_list)
         if isinstance(decision, Rejected):
             await committer.tracked(record, lambda: service.dead_letter(record, decision))
-        elif decision.action_kind is ActionKind.SKIP:
-            # Nothing to run; the record still has to count as done for the commit.
+        elif decision.action_kind is ActionKind.SKIP or not served.serves(decision.cell):
+            # Nothing to run here (another worker set serves that cell); the record still
+            # has to count as done for the commit.
             committer.started(record)
             committer.finished(record)
         else:

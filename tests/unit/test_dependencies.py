@@ -1,6 +1,7 @@
 """The dependencies declared in pyproject.toml and the versions the tests run with: the lock
 (constraints.txt) is exactly what is installed, the core carries none of the extras, and the
-dev extra carries all of them."""
+dev extra carries all of them; the installed agensbus has the entry points pyproject.toml
+declares."""
 
 import subprocess
 import sys

@@ -1,0 +1,66 @@
+"""``agensbus policy fetch``: the newest policy a learner published, as a policy file, so that
+``inspect``, ``explain``, ``evaluate`` and a warm start can read what a deployment learned."""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import click
+
+from services.cli._errors import UserError
+from services.cli._settings import KAFKA_FIELDS, require_bootstrap, settings_from
+from services.cli.topics import check_topic
+from services.learner.restore import newest_snapshot
+from services.runtime.policy_files import save_policy
+from services.runtime.settings import settings_options
+
+
+@click.command("fetch")
+@click.argument("out_file", metavar="OUT_FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--tenant",
+    default=None,
+    help="Whose policy to fetch. Default: AGENSBUS_TENANT, else 'default'.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=1.0),
+    default=60.0,
+    show_default=True,
+    help="Seconds allowed for reading the policy topic.",
+)
+@settings_options(KAFKA_FIELDS)
+def fetch_command(out_file: Path, tenant: str | None, timeout_s: float, **flags: Any) -> None:
+    """Write the newest policy snapshot of a tenant on the policy topic to OUT_FILE.
+
+    The topic is read from its beginning to its current end without a consumer group, so
+    nobody's offsets move; the snapshot with the highest version wins. OUT_FILE is written
+    atomically, in the policy file format (docs/policy-format.md):
+
+    \b
+        agensbus policy fetch learned.json
+        agensbus policy inspect learned.json
+    """
+    settings = settings_from(flags)
+    require_bootstrap(settings)
+    whose = tenant or settings.tenant
+    topic = settings.topic("policy")
+    try:
+        asyncio.run(check_topic(settings, topic))
+        snapshot = asyncio.run(newest_snapshot(settings, whose, timeout_s=timeout_s))
+    except TimeoutError:
+        raise UserError(f"reading {topic} took longer than --timeout {timeout_s:g} s") from None
+    if snapshot is None:
+        raise UserError(
+            f"{topic} holds no policy of tenant {whose!r} yet: the learner publishes one once "
+            "it has backed up a rewarded trajectory"
+        )
+    try:
+        save_policy(out_file, snapshot.policy)
+    except OSError as error:
+        raise UserError(f"cannot write {out_file}: {error.strerror}") from None
+    click.echo(
+        f"wrote {out_file}: tenant {whose}, version {snapshot.version}, "
+        f"{snapshot.backed_up} trajectories backed up, {len(snapshot.policy.nodes)} nodes"
+    )
