@@ -14,15 +14,17 @@ Kafka record timestamps (CreateTime, milliseconds).
 """
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Any
 
@@ -30,13 +32,15 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord, RecordMetadata
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
 
 from schemas.events import ActionKind, Decision, TaskSubmitted
 from schemas.topics import TOPICS
 from services.router.app import build
 from services.runtime.broker import EmbeddedKafka
 from services.runtime.codec import Rejected, decode, encode
-from services.runtime.kafka import aiokafka_options
+from services.runtime.kafka import aiokafka_options, make_broker
 from services.runtime.processes import http_ok
 from services.runtime.service import Service
 from services.runtime.settings import Settings
@@ -57,7 +61,12 @@ ECHO_TOPICS = ("echo-in", "echo-out")
 #: move a similar number of records.
 ECHO_RECORDS_PER_TASK = 8
 
+#: How long a router replica in a child process may take to be ready.
+REPLICA_START_S = 120.0
+
 Progress = Callable[[str], None]
+Check = Callable[[], None]
+Stamps = dict[bytes, int]
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,19 @@ class Measured:
             return cls(0, seconds, None, None)
         p50, p99 = np.percentile(np.asarray(latencies_ms, dtype=float), [50, 99])
         return cls(len(latencies_ms), seconds, float(p50), float(p99))
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How items are offered: ``in_flight`` of them unanswered at once (a closed loop), or,
+    with ``per_s``, at that fixed rate whatever the answers (an open loop: an offered load)."""
+
+    in_flight: int
+    per_s: float | None = None
+
+
+#: The warm-up's pace: all its items at once.
+WARM = Pace(in_flight=WARMUP)
 
 
 @dataclass(frozen=True)
@@ -110,7 +132,7 @@ def _now_ms() -> int:
 
 
 @asynccontextmanager
-async def _producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+async def producer_of(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     producer = AIOKafkaProducer(**aiokafka_options(settings))
     await producer.start()
     try:
@@ -150,7 +172,7 @@ async def _records(consumer: AIOKafkaConsumer) -> list["ConsumerRecord[bytes, by
 async def _echo(settings: Settings, source: str, target: str, stop: asyncio.Event) -> None:
     """Consume, re-publish each record, wait for the acks, commit: a router minus the work."""
     async with (
-        _producer(settings) as producer,
+        producer_of(settings) as producer,
         _reader(settings, source, group=f"{source}-echo") as consumer,
     ):
         while not stop.is_set():
@@ -161,31 +183,69 @@ async def _echo(settings: Settings, source: str, target: str, stop: asyncio.Even
                 await consumer.commit()
 
 
-async def _measure_echo(
-    settings: Settings, count: int, in_flight: int, deadline: float, progress: Progress
+async def _faststream_echo(
+    settings: Settings, source: str, target: str, stop: asyncio.Event
+) -> None:
+    """The echo through FastStream, as services consume and publish: a batch subscriber that
+    re-publishes each record with the broker's ``publish`` and commits once per batch."""
+    broker = make_broker(settings, "bench-echo")
+
+    @broker.subscriber(
+        source,
+        group_id=f"{source}-echo",
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=BATCH_MAX_RECORDS,
+        batch_timeout_ms=BATCH_TIMEOUT_MS,
+    )
+    async def echo(msg: KafkaMessage) -> None:
+        raw = msg.raw_message
+        records = raw if isinstance(raw, tuple) else (raw,)
+        sent = [await broker.publish(r.value, target, key=r.key, no_confirm=True) for r in records]
+        await asyncio.gather(*sent)
+
+    await broker.start()
+    try:
+        await stop.wait()
+    finally:
+        await broker.stop()
+
+
+Echo = Callable[[Settings, str, str, asyncio.Event], Coroutine[Any, Any, None]]
+#: The echoes by name: aiokafka alone (the bus's limit) and through FastStream.
+ECHOES: dict[str, Echo] = {"raw echo": _echo, "faststream echo": _faststream_echo}
+
+
+async def measure_echo(
+    settings: Settings,
+    count: int,
+    pace: Pace,
+    deadline: float,
+    progress: Progress,
+    name: str = "raw echo",
 ) -> tuple[Measured, int]:
     source, target = settings.topic(ECHO_TOPICS[0]), settings.topic(ECHO_TOPICS[1])
     stop = asyncio.Event()
-    echo = asyncio.create_task(_echo(settings, source, target, stop))
+    echo = asyncio.create_task(ECHOES[name](settings, source, target, stop))
 
     def check() -> None:
         if echo.done():
             echo.result()  # raises what stopped it
-            raise RuntimeError("the echo consumer stopped")
+            raise RuntimeError(f"the {name} consumer stopped")
 
     def records(prefix: str, count: int) -> Iterator[tuple[bytes, bytes]]:
         payload = b"x" * ECHO_PAYLOAD_BYTES
         return ((f"{prefix}{i}".encode(), payload) for i in range(count))
 
     try:
-        progress("echo: warming up")
+        progress(f"{name}: warming up")
         warmup = min(count, WARMUP)
-        await _keep_in_flight(
-            settings, source, records("w", warmup), target, warmup, in_flight, deadline, check
-        )
-        progress(f"echo: {count} records")
-        sent_at, done_at = await _keep_in_flight(
-            settings, source, records("e", count), target, count, in_flight, deadline, check
+        await _drive(settings, source, records("w", warmup), target, warmup, WARM, deadline, check)
+        progress(f"{name}: {count} records")
+        sent_at, done_at = await _drive(
+            settings, source, records("e", count), target, count, pace, deadline, check
         )
     finally:
         stop.set()
@@ -218,7 +278,7 @@ async def _answer_decisions(
     decisions: list[Stamp] = []
     outcomes: list[Stamp] = []
     async with (
-        _producer(settings) as producer,
+        producer_of(settings) as producer,
         _reader(settings, settings.topic("decisions")) as consumer,
     ):
         ready.set()
@@ -279,24 +339,35 @@ def bench_tasks(settings: Settings, prefix: str, count: int) -> Iterator[TaskSub
 
 
 @contextmanager
-def _child(settings: Settings) -> Iterator[tuple[ProcessEvent, ProcessEvent, Connection]]:
+def _spawned(name: str, target: Callable[..., None], *args: object) -> Iterator[BaseProcess]:
+    """A child process running ``target(*args)``; the caller tells it to stop before the
+    block ends, and it is killed if it has not within 30 s."""
     # spawn: a fork of a process with a running event loop and broker clients is unsafe.
-    context = multiprocessing.get_context("spawn")
-    ready, stop = context.Event(), context.Event()
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(
-        target=_fake_worker, args=(settings, ready, stop, send), name="fake-worker", daemon=True
+    process = multiprocessing.get_context("spawn").Process(
+        target=target, args=args, name=name, daemon=True
     )
     process.start()
-    send.close()
     try:
-        yield ready, stop, receive
+        yield process
     finally:
-        stop.set()
         process.join(timeout=30)
         if process.is_alive():
             process.kill()
             process.join()
+
+
+@contextmanager
+def _child(settings: Settings) -> Iterator[tuple[ProcessEvent, ProcessEvent, Connection]]:
+    """The fake worker: its ready and stop events and where its results arrive."""
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    receive, send = context.Pipe(duplex=False)
+    with _spawned("fake-worker", _fake_worker, settings, ready, stop, send):
+        send.close()
+        try:
+            yield ready, stop, receive
+        finally:
+            stop.set()
 
 
 async def _until(condition: Callable[[], bool], deadline: float, what: str) -> None:
@@ -323,9 +394,9 @@ async def _wait_ready(router: Service, running: "asyncio.Task[None]", deadline: 
         raise RuntimeError("the router stopped during start")
 
 
-async def _measure_router(
-    settings: Settings, count: int, in_flight: int, deadline: float, progress: Progress
-) -> tuple[Measured, int]:
+@asynccontextmanager
+async def _running_router(settings: Settings, deadline: float) -> AsyncIterator[Check]:
+    """The router service in this process, ready; yields what raises once it stopped."""
     router = build(settings)
     # Its lifecycle messages are logged at the service's level; a bench wants only errors.
     router.log.setLevel(logging.ERROR)
@@ -336,34 +407,92 @@ async def _measure_router(
             running.result()
             raise RuntimeError("the router stopped")
 
-    async def route(tasks: Iterator[TaskSubmitted], count: int) -> dict[bytes, int]:
-        items = ((t.task_id.encode(), encode(t)) for t in tasks)
-        sent_at, done_at = await _keep_in_flight(
-            settings,
-            settings.topic("tasks"),
-            items,
-            settings.topic("trajectories"),
-            count,
-            in_flight,
-            deadline,
-            check,
-        )
-        return {key: sent_at[key] for key in done_at}
-
     try:
         await _wait_ready(router, running, deadline)
-        with _child(settings) as (ready, stop, results):
-            await _until(ready.is_set, deadline, "the fake worker")
-            progress("router: warming up")
-            warmup = min(count, WARMUP)
-            await route(bench_tasks(settings, "warmup", warmup), warmup)
-            progress(f"router: {count} tasks")
-            completed = await route(bench_tasks(settings, "bench", count), count)
-            stop.set()
-            decisions, outcomes = await asyncio.to_thread(results.recv)
+        yield check
     finally:
         router.stop()
         await running
+
+
+def _router_replica(settings: Settings, ready: ProcessEvent, stop: ProcessEvent) -> None:
+    """Child process: one router replica, until ``stop``."""
+
+    async def serve() -> None:
+        async with _running_router(settings, time.monotonic() + REPLICA_START_S) as check:
+            ready.set()
+            while not stop.is_set():
+                check()
+                await asyncio.sleep(0.05)
+
+    asyncio.run(serve())
+
+
+@asynccontextmanager
+async def _routers(settings: Settings, replicas: int, deadline: float) -> AsyncIterator[Check]:
+    """``replicas`` routers in one consumer group, ready: one in this process, or each in a
+    child process of its own (they then share the input partitions)."""
+    if replicas == 1:
+        async with _running_router(settings, deadline) as check:
+            yield check
+        return
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    readies = [context.Event() for _ in range(replicas)]
+    with contextlib.ExitStack() as stack:
+        processes = [
+            stack.enter_context(_spawned(f"router-{i}", _router_replica, settings, ready, stop))
+            for i, ready in enumerate(readies)
+        ]
+
+        def check() -> None:
+            if any(not process.is_alive() for process in processes):
+                raise RuntimeError("a router replica stopped")
+
+        def all_ready() -> bool:
+            check()
+            return all(ready.is_set() for ready in readies)
+
+        try:
+            await _until(all_ready, deadline, "the router replicas")
+            yield check
+        finally:
+            stop.set()
+
+
+async def measure_router(
+    settings: Settings,
+    count: int,
+    pace: Pace,
+    deadline: float,
+    progress: Progress,
+    replicas: int = 1,
+) -> tuple[Measured, int]:
+    with _child(settings) as (ready, stop, results):
+        async with _routers(settings, replicas, deadline) as check:
+
+            async def route(tasks: Iterator[TaskSubmitted], count: int, pace: Pace) -> Stamps:
+                items = ((t.task_id.encode(), encode(t)) for t in tasks)
+                sent_at, done_at = await _drive(
+                    settings,
+                    settings.topic("tasks"),
+                    items,
+                    settings.topic("trajectories"),
+                    count,
+                    pace,
+                    deadline,
+                    check,
+                )
+                return {key: sent_at[key] for key in done_at}
+
+            await _until(ready.is_set, deadline, "the fake worker")
+            progress("router: warming up")
+            warmup = min(count, WARMUP)
+            await route(bench_tasks(settings, "warmup", warmup), warmup, WARM)
+            progress(f"router: {count} tasks")
+            completed = await route(bench_tasks(settings, "bench", count), count, pace)
+        stop.set()
+        decisions, outcomes = await asyncio.to_thread(results.recv)
     tasks = {key.decode(): stamp for key, stamp in completed.items()}
     measured = [(t, step, stamp) for t, step, stamp in decisions if t in tasks]
     latencies = decision_latencies(tasks, measured, outcomes)
@@ -374,7 +503,7 @@ async def _measure_router(
 # --- both ------------------------------------------------------------------------------------
 
 
-async def _create_topics(settings: Settings, deadline: float) -> None:
+async def create_topics(settings: Settings, deadline: float) -> None:
     """The router's topics and echo's, once every partition has a leader (producing to one
     that has none yet would only measure the wait)."""
     await ensure_topics(settings)
@@ -406,22 +535,22 @@ def _span_s(starts: Iterable[int], ends: Iterable[int]) -> float:
     return max(last - first, 0) / 1000
 
 
-async def _keep_in_flight(
+async def _drive(
     settings: Settings,
     topic: str,
     items: Iterator[tuple[bytes, bytes]],
     answers: str,
     count: int,
-    in_flight: int,
+    pace: Pace,
     deadline: float,
     check: Callable[[], None],
 ) -> tuple[dict[bytes, int], dict[bytes, int]]:
-    """Send (key, value) items to ``topic``, keeping ``in_flight`` of them unanswered,
-    until ``count`` keys were answered on ``answers`` or the deadline passed. Returns the
-    timestamp of each key's item and of its answer."""
+    """Send (key, value) items to ``topic`` at ``pace`` until ``count`` keys were answered
+    on ``answers`` or the deadline passed. Returns the timestamp of each key's item and of
+    its answer."""
     sent_at: dict[bytes, int] = {}
     done_at: dict[bytes, int] = {}
-    async with _producer(settings) as producer, _reader(settings, answers) as answered:
+    async with producer_of(settings) as producer, _reader(settings, answers) as answered:
 
         async def send() -> None:
             item = next(items, None)
@@ -430,19 +559,49 @@ async def _keep_in_flight(
                 sent_at[key] = _now_ms()
                 await producer.send(topic, value, key=key, timestamp_ms=sent_at[key])
 
-        for _ in range(in_flight):
-            await send()
-        while len(done_at) < count and time.monotonic() < deadline:
-            check()
-            for record in await _records(answered):
-                if record.key in sent_at and record.key not in done_at:
-                    done_at[record.key] = record.timestamp
-                    await send()
+        async def offer(per_s: float) -> None:
+            start = time.monotonic()
+            for i in range(count):
+                await asyncio.sleep(max(0.0, start + i / per_s - time.monotonic()))
+                await send()
+
+        offering = None if pace.per_s is None else asyncio.create_task(offer(pace.per_s))
+        if offering is None:
+            for _ in range(pace.in_flight):
+                await send()
+        try:
+            while len(done_at) < count and time.monotonic() < deadline:
+                check()
+                if offering is not None and offering.done():
+                    offering.result()  # raises what stopped it
+                for record in await _records(answered):
+                    if record.key in sent_at and record.key not in done_at:
+                        done_at[record.key] = record.timestamp
+                        if offering is None:
+                            await send()
+        finally:
+            if offering is not None:
+                offering.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await offering
     return sent_at, done_at
 
 
+def bench_settings(settings: Settings, bootstrap: str) -> Settings:
+    """``settings`` for a bench run on ``bootstrap``: a fresh topic prefix, any free HTTP
+    port, only warnings logged."""
+    return settings.model_copy(
+        update={
+            "kafka_bootstrap": bootstrap,
+            "topic_prefix": f"bench-{uuid.uuid4().hex[:8]}.",
+            "http_port": 0,
+            "log_level": "WARNING",
+        }
+    )
+
+
 @contextmanager
-def _broker(settings: Settings) -> Iterator[tuple[str, bool]]:
+def bench_broker(settings: Settings) -> Iterator[tuple[str, bool]]:
     if settings.kafka_bootstrap:
         yield settings.kafka_bootstrap, False
         return
@@ -455,10 +614,11 @@ async def _bench(
 ) -> tuple[Measured, bool, Measured, int]:
     deadline = time.monotonic() + timeout_s
     progress("creating topics")
-    await _create_topics(settings, deadline)
+    await create_topics(settings, deadline)
     records = tasks * ECHO_RECORDS_PER_TASK
-    echo, echoed = await _measure_echo(settings, records, in_flight, deadline, progress)
-    router, routed = await _measure_router(settings, tasks, in_flight, deadline, progress)
+    pace = Pace(in_flight)
+    echo, echoed = await measure_echo(settings, records, pace, deadline, progress)
+    router, routed = await measure_router(settings, tasks, pace, deadline, progress)
     return echo, echoed < records, router, routed
 
 
@@ -472,18 +632,10 @@ def run_router_bench(
 ) -> RouterBenchResult:
     """Measure echo, then the router, on the broker of ``settings`` (an embedded one when
     it names none), on topics of a fresh prefix. Both stop at ``timeout_s`` overall."""
-    with _broker(settings) as (bootstrap, embedded):
+    with bench_broker(settings) as (bootstrap, embedded):
         progress("starting" if embedded else f"connecting to {bootstrap}")
-        run = settings.model_copy(
-            update={
-                "kafka_bootstrap": bootstrap,
-                "topic_prefix": f"bench-{uuid.uuid4().hex[:8]}.",
-                "http_port": 0,
-                "log_level": "WARNING",
-            }
-        )
         echo, echo_cut, router, routed = asyncio.run(
-            _bench(run, tasks, in_flight, timeout_s, progress)
+            _bench(bench_settings(settings, bootstrap), tasks, in_flight, timeout_s, progress)
         )
     return RouterBenchResult(
         bootstrap=bootstrap,

@@ -22,7 +22,7 @@ from services.cli._settings import KAFKA_FIELDS, settings_from, with_pipeline
 from services.cli.demo import replay_progress
 from services.policy import PAPER_REWARD, PolicyGraph
 from services.runtime.policy_files import PolicyFileError, load_graph
-from services.runtime.settings import settings_options
+from services.runtime.settings import Settings, settings_options
 from services.sim.loader import ScenarioError, load_scenario, shipped_scenarios
 from services.sim.oracle import Oracle
 from services.sim.scenario import Scenario
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from services.bench.learning import LearningBench
+    from services.bench.router import Measured
     from services.policy.arms import Arm
 
 # A deployment per arm and seed gets a topic prefix of its own.
@@ -178,9 +179,18 @@ def bench_policy(
     type=click.FloatRange(1.0, 86_400.0),
     help="Seconds for the whole run; what finished by then is reported.",
 )
+@click.option(
+    "--saturation",
+    is_flag=True,
+    help="Drain a backlog of --tasks instead (all in flight; --in-flight is unused): raw "
+    "aiokafka echo, FastStream echo, one router, the router at half its drained rate (a "
+    "quarter as many tasks, offered at a fixed rate: latency), two router processes.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON on stdout.")
 @settings_options((*KAFKA_FIELDS, "scenario", "seed"))
-def bench_router(tasks: int, in_flight: int, timeout_s: float, as_json: bool, **flags: Any) -> None:
+def bench_router(
+    tasks: int, in_flight: int, timeout_s: float, saturation: bool, as_json: bool, **flags: Any
+) -> None:
     """Router throughput and latency against the bus's own limit, on one broker.
 
     First a no-op echo (consume a record, re-publish it, commit; the router's batch shape
@@ -194,6 +204,9 @@ def bench_router(tasks: int, in_flight: int, timeout_s: float, as_json: bool, **
 
     # The router routes the cells the scenario's world answers.
     settings = with_pipeline(settings_from(flags))
+    if saturation:
+        _saturation(settings, tasks, timeout_s, as_json)
+        return
     err = Console(stderr=True)
     with err.status("benchmarking") as status:
         result = run_router_bench(
@@ -214,13 +227,7 @@ def bench_router(tasks: int, in_flight: int, timeout_s: float, as_json: bool, **
         ("echo", result.echo, "records/s"),
         ("router", result.router, "decisions/s"),
     ):
-        table.add_row(
-            name,
-            f"{measured.per_s:,.0f} {unit}",
-            _ms(measured.p50_ms),
-            _ms(measured.p99_ms),
-            f"{measured.items:,} in {measured.seconds:.2f} s",
-        )
+        _row(table, name, measured, unit)
     Console().print(table)
     click.echo(f"router/echo: {result.ratio:.2f}x")
     click.echo(
@@ -229,6 +236,103 @@ def bench_router(tasks: int, in_flight: int, timeout_s: float, as_json: bool, **
     )
     if result.timed_out:
         click.echo(f"timed out after {timeout_s:.0f} s: only part of the run was measured")
+
+
+@bench.command("learner")
+@click.option(
+    "--trajectories",
+    default=5_000,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Trajectories (each with its reward) in the backlog the learner drains.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(1.0, 86_400.0),
+    help="Seconds for the whole run; what was backed up by then is reported.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON on stdout.")
+@settings_options((*KAFKA_FIELDS, "scenario", "seed"))
+def bench_learner(trajectories: int, timeout_s: float, as_json: bool, **flags: Any) -> None:
+    """Learner throughput at saturation: trajectories backed up per second.
+
+    A backlog of completed trajectories and their rewards (real ones: run by the in-process
+    engine over the scenario's simulated world, scored by its simulated judge, repeated under
+    fresh ids) is put on the topics first; then the learner service starts in this process
+    and drains it, snapshots included. The rate counts from its first backup to its last.
+    The broker is embedded unless --kafka-bootstrap is given; topics get a fresh bench-*
+    prefix.
+    """
+    from services.bench.learner import run_learner_bench
+
+    settings = with_pipeline(settings_from(flags))
+    with Console(stderr=True).status("benchmarking") as status:
+        result = run_learner_bench(
+            settings,
+            trajectories=trajectories,
+            timeout_s=timeout_s,
+            progress=lambda stage: status.update(f"benchmarking: {stage}"),
+        )
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    click.echo(
+        f"learner: {result.per_s:,.0f} trajectories/s backed up "
+        f"({result.backed_up:,} in {result.seconds:.2f} s, a backlog of {trajectories:,})"
+    )
+    if result.timed_out:
+        click.echo(f"timed out after {timeout_s:.0f} s: only part of the backlog was backed up")
+
+
+def _saturation(settings: Settings, tasks: int, timeout_s: float, as_json: bool) -> None:
+    from services.bench.saturation import run_saturation_bench
+
+    with Console(stderr=True).status("benchmarking") as status:
+        result = run_saturation_bench(
+            settings,
+            tasks=tasks,
+            timeout_s=timeout_s,
+            progress=lambda stage: status.update(f"benchmarking: {stage}"),
+        )
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    where = "embedded Apache Kafka" if result.embedded else result.bootstrap
+    table = Table(title=f"router at saturation: a backlog of {tasks} tasks, {where}")
+    for header in ("path", "rate", "p50", "p99", "measured"):
+        table.add_column(header, justify="left" if header == "path" else "right")
+    for name, measured, unit in (
+        ("raw echo", result.raw_echo, "records/s"),
+        ("faststream echo", result.faststream_echo, "records/s"),
+        ("router", result.router, "decisions/s"),
+        (f"router at {result.offered_tasks_per_s:,.0f} tasks/s", result.at_load, "decisions/s"),
+        ("two routers", result.two_routers, "decisions/s"),
+    ):
+        _row(table, name, measured, unit)
+    Console().print(table)
+    click.echo(
+        f"router/raw echo: {result.ratio:.2f}x; faststream echo/raw echo: "
+        f"{result.faststream_ratio:.2f}x; two routers/one: {result.scale_out:.2f}x"
+    )
+    click.echo(
+        "backlog runs: every item in flight at once, rate from the first send to the last "
+        "answer; the fixed-rate run offers tasks at half the router's drained rate"
+    )
+    if result.timed_out:
+        click.echo(f"timed out after {timeout_s:.0f} s: only part of the run was measured")
+
+
+def _row(table: Table, name: str, measured: "Measured", unit: str) -> None:
+    table.add_row(
+        name,
+        f"{measured.per_s:,.0f} {unit}",
+        _ms(measured.p50_ms),
+        _ms(measured.p99_ms),
+        f"{measured.items:,} in {measured.seconds:.2f} s",
+    )
 
 
 def _ms(value: float | None) -> str:

@@ -31,7 +31,8 @@ class Rejected:
 
 
 def encode(event: BaseModel) -> bytes:
-    return event.model_dump_json().encode()
+    """The event's JSON, straight to bytes (``model_dump_json`` makes a str first)."""
+    return event.__pydantic_serializer__.to_json(event)
 
 
 def decode(raw: bytes | None, model: type[E]) -> E | Rejected:

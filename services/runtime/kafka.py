@@ -4,6 +4,7 @@ clients for tools (admin, tail, snapshot replay). Security options reach every c
 import logging
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -69,6 +70,17 @@ def make_broker(settings: Settings, client_id: str, **extra: Any) -> KafkaBroker
         decoder=undecoded,
         **extra,
     )
+
+
+def aiokafka_producer(broker: KafkaBroker) -> AIOKafkaProducer:
+    """The aiokafka producer of a connected ``broker``: a hot path hands records to it
+    directly, past FastStream's per-publish machinery, and keeps the broker's settings
+    (acks, idempotence, security) and lifecycle. It reaches into FastStream's producer
+    state, which has no public accessor; a FastStream that moved it fails here, loudly."""
+    producer = getattr(getattr(broker.config.producer, "_producer", None), "producer", None)
+    if not isinstance(producer, AIOKafkaProducer):
+        raise RuntimeError("the FastStream broker is not connected, or hides its producer")
+    return producer
 
 
 def aiokafka_options(settings: Settings) -> dict[str, Any]:

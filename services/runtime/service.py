@@ -14,11 +14,11 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry, Counter, Info, disable_created_metrics
 
 from schemas.events import Event
-from schemas.headers import event_headers
+from schemas.headers import as_kafka, event_headers
 from schemas.topics import TOPICS
 from services.runtime.codec import DECODE_ERRORS, Rejected, dead_letter, encode
 from services.runtime.http import HttpEndpoint
-from services.runtime.kafka import make_broker
+from services.runtime.kafka import aiokafka_producer, make_broker
 from services.runtime.logs import configure_logging
 from services.runtime.monitor import KafkaMonitor
 from services.runtime.poison import POISON_REASONS, dead_letter_id, poison_reason
@@ -116,15 +116,13 @@ class Service:
     async def send(
         self, event: Event, topic: str, key: bytes | None
     ) -> "asyncio.Future[RecordMetadata]":
-        """Publish ``event`` without waiting: the future tells its delivery."""
-        return await self.broker.publish(
-            encode(event),
-            topic,
-            key=key,
-            headers=self._headers(event),
-            correlation_id=event.event_id,
-            no_confirm=True,
+        """Publish ``event`` without waiting: the future tells its delivery. It goes to
+        the broker's aiokafka producer itself, with the headers ``publish`` gives it."""
+        headers = self._headers(event) | {"correlation_id": event.event_id}
+        sent: asyncio.Future[RecordMetadata] = await aiokafka_producer(self.broker).send(
+            topic, encode(event), key=key, headers=as_kafka(headers)
         )
+        return sent
 
     def _headers(self, event: Event) -> dict[str, str]:
         """The envelope of ``event`` and the current trace context."""
