@@ -28,7 +28,9 @@ from services.sim.oracle import Oracle
 from services.sim.scenario import Scenario
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+
+    from rich.status import Status
 
     from services.bench.learning import LearningBench
     from services.bench.router import Measured
@@ -207,28 +209,18 @@ def bench_router(
     if saturation:
         _saturation(settings, tasks, timeout_s, as_json)
         return
-    err = Console(stderr=True)
-    with err.status("benchmarking") as status:
+    with Console(stderr=True).status("benchmarking") as status:
         result = run_router_bench(
-            settings,
-            tasks=tasks,
-            in_flight=in_flight,
-            timeout_s=timeout_s,
-            progress=lambda stage: status.update(f"benchmarking: {stage}"),
+            settings, tasks=tasks, in_flight=in_flight, timeout_s=timeout_s, progress=_stage(status)
         )
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return
     where = "embedded Apache Kafka" if result.embedded else result.bootstrap
-    table = Table(title=f"router vs bus: {tasks} tasks, {in_flight} in flight, {where}")
-    for header in ("path", "rate", "p50", "p99", "measured"):
-        table.add_column(header, justify="left" if header == "path" else "right")
-    for name, measured, unit in (
-        ("echo", result.echo, "records/s"),
-        ("router", result.router, "decisions/s"),
-    ):
-        _row(table, name, measured, unit)
-    Console().print(table)
+    _print_rates(
+        f"router vs bus: {tasks} tasks, {in_flight} in flight, {where}",
+        [("echo", result.echo, "records/s"), ("router", result.router, "decisions/s")],
+    )
     click.echo(f"router/echo: {result.ratio:.2f}x")
     click.echo(
         "echo: consume, re-publish, commit, no work (publish to echo); router: the router "
@@ -292,27 +284,26 @@ def _saturation(settings: Settings, tasks: int, timeout_s: float, as_json: bool)
 
     with Console(stderr=True).status("benchmarking") as status:
         result = run_saturation_bench(
-            settings,
-            tasks=tasks,
-            timeout_s=timeout_s,
-            progress=lambda stage: status.update(f"benchmarking: {stage}"),
+            settings, tasks=tasks, timeout_s=timeout_s, progress=_stage(status)
         )
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return
     where = "embedded Apache Kafka" if result.embedded else result.bootstrap
-    table = Table(title=f"router at saturation: a backlog of {tasks} tasks, {where}")
-    for header in ("path", "rate", "p50", "p99", "measured"):
-        table.add_column(header, justify="left" if header == "path" else "right")
-    for name, measured, unit in (
-        ("raw echo", result.raw_echo, "records/s"),
-        ("faststream echo", result.faststream_echo, "records/s"),
-        ("router", result.router, "decisions/s"),
-        (f"router at {result.offered_tasks_per_s:,.0f} tasks/s", result.at_load, "decisions/s"),
-        ("two routers", result.two_routers, "decisions/s"),
-    ):
-        _row(table, name, measured, unit)
-    Console().print(table)
+    _print_rates(
+        f"router at saturation: a backlog of {tasks} tasks, {where}",
+        [
+            ("raw echo", result.raw_echo, "records/s"),
+            ("faststream echo", result.faststream_echo, "records/s"),
+            ("router", result.router, "decisions/s"),
+            (
+                f"router at {result.offered_tasks_per_s:,.0f} tasks/s",
+                result.at_load,
+                "decisions/s",
+            ),
+            ("two routers", result.two_routers, "decisions/s"),
+        ],
+    )
     click.echo(
         f"router/raw echo: {result.ratio:.2f}x; faststream echo/raw echo: "
         f"{result.faststream_ratio:.2f}x; two routers/one: {result.scale_out:.2f}x"
@@ -325,14 +316,25 @@ def _saturation(settings: Settings, tasks: int, timeout_s: float, as_json: bool)
         click.echo(f"timed out after {timeout_s:.0f} s: only part of the run was measured")
 
 
-def _row(table: Table, name: str, measured: "Measured", unit: str) -> None:
-    table.add_row(
-        name,
-        f"{measured.per_s:,.0f} {unit}",
-        _ms(measured.p50_ms),
-        _ms(measured.p99_ms),
-        f"{measured.items:,} in {measured.seconds:.2f} s",
-    )
+def _stage(status: "Status") -> "Callable[[str], None]":
+    """A progress callback that shows the bench's current stage on ``status``."""
+    return lambda stage: status.update(f"benchmarking: {stage}")
+
+
+def _print_rates(title: str, rows: "Sequence[tuple[str, Measured, str]]") -> None:
+    """One table of measured paths: rate, latency percentiles and what was measured."""
+    table = Table(title=title)
+    for header in ("path", "rate", "p50", "p99", "measured"):
+        table.add_column(header, justify="left" if header == "path" else "right")
+    for name, measured, unit in rows:
+        table.add_row(
+            name,
+            f"{measured.per_s:,.0f} {unit}",
+            _ms(measured.p50_ms),
+            _ms(measured.p99_ms),
+            f"{measured.items:,} in {measured.seconds:.2f} s",
+        )
+    Console().print(table)
 
 
 def _ms(value: float | None) -> str:
