@@ -4,6 +4,7 @@ what a run shows: the decisions a worker has in flight, and the check that every
 backed up exactly once."""
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
 from contextlib import contextmanager
@@ -11,11 +12,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from aiokafka import AIOKafkaProducer
 
 from schemas.events import PolicySnapshot, TrajectoryCompleted
 from services.demo.replay import Observed, Replay
 from services.demo.stack import Stack, StackConfig, metric_values
 from services.policy import PolicyGraph
+from services.runtime.kafka import aiokafka_options
 from services.sim.loader import load_scenario, shipped_scenarios
 from services.sim.scenario import Scenario
 from tests.e2e.conftest import Bus
@@ -134,3 +137,21 @@ def node_visits(completed: TrajectoryCompleted, once_per_signature: bool) -> int
 
 def worker_in_flight(metrics_url: str) -> int:
     return int(sum(metric_values(metrics_url, "agensbus_worker_in_flight") or [0.0]))
+
+
+async def publish(deployed: Deployment, name: str, items: list[tuple[bytes, bytes]]) -> None:
+    async with AIOKafkaProducer(**aiokafka_options(deployed.settings)) as producer:
+        for key, value in items:
+            await producer.send_and_wait(deployed.settings.topic(name), value, key=key)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def total(url: str, name: str) -> float:
+    return sum(metric_values(url, name) or [0.0])

@@ -10,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from schemas.events import (
     DeadLetter,
@@ -19,14 +18,13 @@ from schemas.events import (
 from services.demo.replay import Observed
 from services.demo.run import DemoConfig, run_demo
 from services.demo.stack import metric_values
-from services.runtime.kafka import aiokafka_options
 from services.runtime.settings import Settings
 from services.sim.loader import load_scenario
 from tests.e2e.conftest import Bus
 from tests.e2e.support import (
-    Deployment,
     assert_backed_up_exactly_once,
     deployment,
+    publish,
     replay_with,
     run,
     small_scenario,
@@ -193,9 +191,3 @@ def test_broken_messages_are_dead_lettered_and_the_run_goes_on(
 KINDS = ("malformed_json", "schema_invalid")
 #: Every topic a service consumes (the policy topic's reader is the router, tested apart).
 INPUTS = ("tasks", "decisions", "outcomes", "trajectories", "rewards")
-
-
-async def publish(deployed: Deployment, name: str, items: list[tuple[bytes, bytes]]) -> None:
-    async with AIOKafkaProducer(**aiokafka_options(deployed.settings)) as producer:
-        for key, value in items:
-            await producer.send_and_wait(deployed.settings.topic(name), value, key=key)

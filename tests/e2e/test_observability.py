@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,7 +19,6 @@ import pytest
 import yaml
 
 from services.demo.replay import Observed, Replay
-from services.demo.stack import metric_values
 from services.runtime._ports import free_ports
 from services.runtime.processes import HOST, first_exited
 from tests.e2e.support import (
@@ -28,7 +27,9 @@ from tests.e2e.support import (
     replay_with,
     run,
     small_scenario,
+    total,
     until,
+    wait_for,
     worker_in_flight,
 )
 from tests.e2e.support_up import SERVICES, Up, clean_env, cli, get
@@ -46,18 +47,6 @@ def tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed: apt-get install -y prometheus")
     return path
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
-
-def total(url: str, name: str) -> float:
-    return sum(metric_values(url, name) or [0.0])
 
 
 @contextmanager

@@ -22,12 +22,12 @@ from tests.e2e.support import (
     SHIPPED,
     assert_backed_up_exactly_once,
     deployment,
+    publish,
     replay_with,
     run,
     small_scenario,
     until,
 )
-from tests.e2e.test_faults import publish
 
 ORDINARY = 300
 DOCUMENT_BYTES = 2 * 1024 * 1024

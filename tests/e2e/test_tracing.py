@@ -13,8 +13,8 @@ from pathlib import Path
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from services.runtime.processes import HOST
+from tests.e2e.support import total, wait_for
 from tests.e2e.support_up import Up, clean_env, cli
-from tests.e2e.test_observability import total, wait_for
 
 READY_TIMEOUT_S = 120.0
 

@@ -26,8 +26,7 @@ from tests.e2e.support import (
     small_scenario,
     until,
 )
-from tests.e2e.support_up import Up, clean_env, cli
-from tests.e2e.test_up import READY_TIMEOUT_S, command_line, descendants
+from tests.e2e.support_up import READY_TIMEOUT_S, Up, clean_env, cli, command_line, descendants
 
 #: How long a killed service may take to be ready again (a 1 s delay, then its start).
 HEAL_TIMEOUT_S = 90.0
