@@ -1,7 +1,10 @@
-"""The ``agensbus.policy/2`` document: a learned policy as plain, language-neutral JSON.
+"""The ``agensbus.policy/3`` document: a learned policy as plain, language-neutral JSON.
 
-Version 2 adds ``classes`` (the class floor of baseline-safe selection); an
-``agensbus.policy/1`` document reads as version 2 without classes, everything else equal.
+Version 2 added ``classes`` (the class floor of baseline-safe selection), version 3 each
+class's ``paths`` (the quality of its trajectories per set of deviating actions, which the
+floor's action veto reads). An ``agensbus.policy/2`` document reads as version 3 whose
+classes have no paths, an ``agensbus.policy/1`` one as version 3 without classes;
+everything else equal.
 """
 
 from typing import Any, Final, Literal
@@ -13,9 +16,9 @@ from schemas._fields import TenantName
 from schemas._types import ActionId, Name, SignatureText
 from schemas.records import FoldSpec, RewardConfig, SelectionConfig
 
-POLICY_FORMAT: Final = "agensbus.policy/2"
+POLICY_FORMAT: Final = "agensbus.policy/3"
 #: The formats a reader accepts: every earlier one migrates to ``POLICY_FORMAT``.
-READABLE_FORMATS: Final = ("agensbus.policy/1", POLICY_FORMAT)
+READABLE_FORMATS: Final = ("agensbus.policy/1", "agensbus.policy/2", POLICY_FORMAT)
 
 
 class EdgeRecord(Record):
@@ -65,6 +68,15 @@ class StreamRecord(Record):
     )
 
 
+class PathRecord(StreamRecord):
+    """The judged quality of a class's trajectories that left the fixed pipeline with
+    exactly these actions."""
+
+    actions: list[ActionId] = Field(
+        min_length=1, description="the deviating actions, sorted; each once"
+    )
+
+
 class ClassRecord(Record):
     """The class floor of one task class (``services.policy.floor``)."""
 
@@ -76,13 +88,30 @@ class ClassRecord(Record):
         default_factory=StreamRecord,
         description="judged quality of the class's trajectories that left it somewhere",
     )
+    paths: list[PathRecord] = Field(
+        default_factory=list,
+        description="per set of deviating actions (skips, variants other than their cell's "
+        "default) taken together, the judged quality of the class's trajectories that took "
+        "it, which the floor's action veto reads; no set appears twice (absent before "
+        "agensbus.policy/3)",
+    )
+
+    @model_validator(mode="after")
+    def _paths_unique(self) -> "ClassRecord":
+        seen: set[frozenset[str]] = set()
+        for path in self.paths:
+            key = frozenset(path.actions)
+            if key in seen or len(key) != len(path.actions):
+                raise ValueError(f"path {sorted(key)} appears twice or names an action twice")
+            seen.add(key)
+        return self
 
 
 class PolicyDocument(Record):
-    format: Literal["agensbus.policy/2"] = Field(
+    format: Literal["agensbus.policy/3"] = Field(
         default=POLICY_FORMAT,
-        description="the document format; always `agensbus.policy/2` (a reader migrates "
-        "`agensbus.policy/1`)",
+        description="the document format; always `agensbus.policy/3` (a reader migrates "
+        "`agensbus.policy/1` and `agensbus.policy/2`)",
     )
     tenant: TenantName = "default"
     version: int = Field(default=0, ge=0, description="version of the policy")
@@ -106,10 +135,20 @@ class PolicyDocument(Record):
     @model_validator(mode="before")
     @classmethod
     def _migrate(cls, data: Any) -> Any:
-        """An ``agensbus.policy/1`` document is version 2 without classes."""
-        if isinstance(data, dict) and data.get("format") == READABLE_FORMATS[0]:
-            if "classes" in data:
-                raise ValueError("an agensbus.policy/1 document has no classes")
+        """An ``agensbus.policy/1`` document is version 3 without classes, an
+        ``agensbus.policy/2`` one version 3 whose classes have no paths."""
+        if not isinstance(data, dict):
+            return data
+        found = data.get("format")
+        if found == "agensbus.policy/1" and "classes" in data:
+            raise ValueError("an agensbus.policy/1 document has no classes")
+        if found == "agensbus.policy/2":
+            classes = data.get("classes")
+            if isinstance(classes, dict) and any(
+                isinstance(c, dict) and "paths" in c for c in classes.values()
+            ):
+                raise ValueError("an agensbus.policy/2 document's classes have no paths")
+        if found in READABLE_FORMATS[:-1]:
             return {**data, "format": POLICY_FORMAT}
         return data
 
@@ -156,6 +195,7 @@ __all__ = [
     "GateFigures",
     "Name",
     "NodeRecord",
+    "PathRecord",
     "PolicyDocument",
     "StreamRecord",
 ]

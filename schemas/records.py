@@ -403,6 +403,14 @@ class SelectionConfig(Record):
         "its trajectories off the fixed pipeline and counted at their lower confidence bound, "
         "beyond the tolerance per trajectory, while it learns; 0 leaves it only the tolerance",
     )
+    action_veto: bool = Field(
+        default=False,
+        description="with the class floor: a class stops being offered a deviating action (a "
+        "skip, or a variant other than its cell's default) once the upper confidence bound "
+        "(baseline_z standard errors, the variance at least the pooled variance of the "
+        "pipeline's runs) of the judged quality of its trajectories that took it is below "
+        "the pipeline's mean on the class less baseline_tolerance",
+    )
     explore_epsilon: float = Field(
         default=0.0,
         ge=0.0,

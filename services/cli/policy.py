@@ -1,4 +1,4 @@
-"""``agensbus policy``: audit policy files (``agensbus.policy/2``; ``/1`` files read as ``/2``).
+"""``agensbus policy``: audit policy files (``agensbus.policy/3``; ``/1`` and ``/2`` files read as ``/3``).
 
 ``explain`` replays one paper-mode decision, ``inspect`` summarises what a policy prefers per
 regime, ``validate`` runs the checks an import runs. All three read the file through
@@ -375,7 +375,7 @@ def validate_command(policy_file: Path) -> None:
     """Check POLICY_FILE as an import would.
 
     Prints OK with its counts, or the problem (exit 2). Checks: the file is JSON, its format
-    is agensbus.policy/2 (or /1, read as /2), every field has the right type and range
+    is agensbus.policy/3 (or /2 or /1, read as /3), every field has the right type and range
     (counts ≥ 0, M2 ≥ 0), signatures are unique, parse, and carry the fold's version and
     extra keys.
     """

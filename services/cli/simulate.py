@@ -62,7 +62,7 @@ OnTrajectory = Callable[[TrajectoryRecord], None]
     "--load-policy",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Warm start from this policy file (agensbus.policy/2 or /1); its fold and reward "
+    help="Warm start from this policy file (agensbus.policy/3, /2 or /1); its fold and reward "
     "settings are "
     "used. Default: start from an empty graph.",
 )

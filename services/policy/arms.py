@@ -96,6 +96,11 @@ SWITCHES: dict[str, Callable[[Arm], Arm]] = {
     # lower confidence bound, keeps the class at the pipeline's less 0.01 a trajectory and
     # a learning budget of 2.0 (a conservative bandit per class).
     "class_floor": _selection(baseline_tolerance=0.01, baseline_floor="class", explore_budget=2.0),
+    # The class floor's action veto: a class stops being offered a skip or variant once
+    # its trajectories that took it are, at their upper confidence bound, below the
+    # pipeline's quality less 0.01 (the rate of one bad action, which the floor's
+    # cumulative bound does not limit); docs/learning.md.
+    "action_veto": _selection(action_veto=True),
     # Softmax over scores, the exact propensity logged on every decision.
     "softmax": _selection(temperature=0.01),
     # 5% of the decisions a uniform candidate, the exact propensity logged: what the
@@ -145,13 +150,15 @@ FREE_SWITCHES: tuple[str, ...] = (
     "next_in_plan",
     "node_visit_once",
 )
-AGENSBUS_SWITCHES: tuple[str, ...] = (*FREE_SWITCHES, "class_floor")
+AGENSBUS_SWITCHES: tuple[str, ...] = (*FREE_SWITCHES, "class_floor", "action_veto")
 ARMS: dict[str, Arm] = {
     "fixed": Arm("fixed", selection=SelectionConfig(mode="fixed")),
     "noskip": Arm("noskip", allow_skip=False),
     "paper": PAPER_ARM,
     "warm": replace(PAPER_ARM, name="warm", warm_weight=1.0, cold_twin="paper"),
     "agensbus": PAPER_ARM.with_switches("agensbus", AGENSBUS_SWITCHES),
+    # The class floor without its action veto (the recommended arm before the veto).
+    "agensbus-floor": PAPER_ARM.with_switches("agensbus-floor", (*FREE_SWITCHES, "class_floor")),
     # The same learning without the class floor: faster where it is safe, unsafe elsewhere.
     "agensbus-free": PAPER_ARM.with_switches("agensbus-free", FREE_SWITCHES),
     # Trades some plateau quality on the hardest classes for tokens (docs/learning.md).

@@ -95,6 +95,12 @@ class CellPool:
         except KeyError:
             raise KeyError(f"unknown action {action!r}") from None
 
+    def deviates(self, action: str) -> bool:
+        """Whether the action leaves the fixed pipeline: a skip, or a variant other than
+        its cell's default."""
+        is_skip, cell = parse_action(action)
+        return is_skip or self.cells[cell].default.action != action
+
     def knows(self, action: str) -> bool:
         is_skip, cell = parse_action(action)
         return cell in self.cells if is_skip else action in self._variants

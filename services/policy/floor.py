@@ -10,26 +10,64 @@ one at the pipeline's mean, stays at least ``(n + 1) * (m0 - tolerance)`` for th
 trajectories so far and the next; ``m0`` is the pipeline's mean quality on the class. When
 it does not, the class runs its pipeline, which earns the gate back ``tolerance`` a
 trajectory. A class whose pipeline has not run yet runs it first.
+
+The gate bounds a class's cumulative loss, not the rate of one bad action: a rare class may
+spend its budget on an action that is fatal to it and harmless to the classes it shares
+nodes with. So the floor also keeps, per deviating action (a skip, or a variant other than
+its cell's default), the judged quality of the class's trajectories that took it, and
+vetoes the action for the class once the upper confidence bound of their mean falls below
+the pipeline's mean less the tolerance: the action-level test of the same conservative
+rule, an elimination step as in successive elimination (Even-Dar, Mannor and Mansour 2006).
+The spread of one or two trajectories says little about their noise, so the bound's
+variance is never below the pooled variance of every class's pipeline runs (the judge's
+noise and the tasks' own spread, which a deviation does not remove).
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from schemas.records import StepStatus, TrajectoryState
+from schemas.records import TrajectoryState
 from services.policy.cells import CellPool
 from services.policy.stats import RunningStat
 
 
+@dataclass(frozen=True, slots=True)
+class Vetoes:
+    """What the action veto withholds from a class: ``vetoed`` actions are not offered;
+    ``confounded`` ones (a subset) are vetoed only on trajectories that also took another
+    vetoed action, and may be tried again alone (``ClassFloor.retrials``)."""
+
+    vetoed: frozenset[str] = frozenset()
+    confounded: frozenset[str] = frozenset()
+
+
 @dataclass(slots=True)
 class ClassFloor:
-    """Judged quality of a class's trajectories, on its fixed pipeline and off it."""
+    """Judged quality of a class's trajectories, on its fixed pipeline and off it, and off
+    it per set of deviating actions taken together (``paths``)."""
 
     baseline: RunningStat = field(default_factory=RunningStat)
     deviated: RunningStat = field(default_factory=RunningStat)
+    #: per set of deviating actions, the judged quality of the trajectories that took it
+    paths: dict[frozenset[str], RunningStat] = field(default_factory=dict)
 
     def merge(self, other: "ClassFloor") -> "ClassFloor":
-        return ClassFloor(self.baseline.merge(other.baseline), self.deviated.merge(other.deviated))
+        paths = {key: stat.merge(RunningStat()) for key, stat in self.paths.items()}
+        for key, stat in other.paths.items():
+            paths[key] = paths.get(key, RunningStat()).merge(stat)
+        return ClassFloor(
+            self.baseline.merge(other.baseline), self.deviated.merge(other.deviated), paths
+        )
+
+    def scaled(self, weight: float) -> "ClassFloor":
+        """The floor with every count scaled by ``weight`` (a warm start's prior strength);
+        means and variances are kept."""
+        return ClassFloor(
+            self.baseline.scaled(weight),
+            self.deviated.scaled(weight),
+            {key: stat.scaled(weight) for key, stat in self.paths.items()},
+        )
 
     def slack(self, tolerance: float, z: float, budget: float = 0.0) -> float:
         """What the class may still lose against its pipeline's quality before the next
@@ -45,17 +83,75 @@ class ClassFloor:
     def open(self, tolerance: float, z: float, budget: float = 0.0) -> bool:
         return self.slack(tolerance, z, budget) >= 0.0
 
+    @property
+    def tried(self) -> frozenset[str]:
+        """Every deviating action some trajectory of the class took."""
+        return frozenset().union(*self.paths)
+
+    def taking(self, action: str, besides: frozenset[str] = frozenset()) -> RunningStat:
+        """The judged quality of the trajectories that took ``action`` and none of
+        ``besides``."""
+        stat = RunningStat()
+        for key, path in self.paths.items():
+            if action in key and not key & besides:
+                stat = stat.merge(path)
+        return stat
+
+    def vetoes(self, tolerance: float, z: float, noise: float) -> Vetoes:
+        """The actions whose trajectories' mean quality, at its upper confidence bound
+        (the bound of its difference from the pipeline's mean; variances at least
+        ``noise``), is below the pipeline's mean less ``tolerance``.
+        Such an action stays vetoed if the same holds of its trajectories without the
+        other actions so found, or if it has none (confounded); it is cleared if those
+        trajectories bound it above. None before the pipeline ran."""
+        if self.baseline.count <= 0:
+            return Vetoes()
+        floor = self.baseline.mean - tolerance
+        n0 = self.baseline.count
+
+        def below(stat: RunningStat) -> bool:
+            # the bound counts the pipeline mean's own error too: a rare class's is one run
+            var = max(stat.variance, noise)
+            return stat.mean + z * math.sqrt(var / stat.count + var / n0) < floor
+
+        suspect = frozenset(a for a in self.tried if below(self.taking(a)))
+        vetoed, confounded = set(), set()
+        for action in suspect:
+            alone = self.taking(action, suspect - {action})
+            if alone.count <= 0:
+                confounded.add(action)
+            if alone.count <= 0 or below(alone):
+                vetoed.add(action)
+        return Vetoes(frozenset(vetoed), frozenset(confounded))
+
+    def retrials(self, vetoes: Vetoes, tolerance: float, z: float) -> frozenset[str]:
+        """The confounded actions the class can afford to try again alone: those whose
+        trajectories' mean shortfall against the pipeline is within what the class has
+        earned without its learning budget (the conservative rule, counting the retrial
+        at that mean)."""
+        earned = self.slack(tolerance, z)
+        m0 = self.baseline.mean
+        return frozenset(a for a in vetoes.confounded if earned >= m0 - self.taking(a).mean)
+
+
+def pipeline_noise(floors: Mapping[str, ClassFloor]) -> float:
+    """The pooled variance of judged quality within each class's pipeline runs (0 before
+    any class has two)."""
+    m2 = sum(f.baseline.m2 for f in floors.values() if f.baseline.count > 1)
+    dof = sum(f.baseline.count - 1.0 for f in floors.values() if f.baseline.count > 1)
+    return m2 / dof if dof > 0 else 0.0
+
+
+def deviations(state: TrajectoryState, pool: CellPool) -> frozenset[str]:
+    """The actions of the trajectory that left its fixed pipeline (retries and failures
+    included)."""
+    return frozenset(edge.action for edge in state.visited if pool.deviates(edge.action))
+
 
 def on_fixed_pipeline(state: TrajectoryState, pool: CellPool) -> bool:
     """Whether every step of the trajectory ran its cell's default variant (retries and
     failures included) and none was skipped."""
-    for edge in state.visited:
-        if edge.status is StepStatus.SKIPPED:
-            return False
-        cell = pool.variant(edge.action).cell
-        if pool.cells[cell].default.action != edge.action:
-            return False
-    return True
+    return not deviations(state, pool)
 
 
 def record_classes(
@@ -69,5 +165,9 @@ def record_classes(
         if state.task_class is None:
             continue
         floor = floors.setdefault(state.task_class, ClassFloor())
-        stream = floor.baseline if on_fixed_pipeline(state, pool) else floor.deviated
-        stream.add(quality)
+        taken = deviations(state, pool)
+        if taken:
+            floor.deviated.add(quality)
+            floor.paths.setdefault(taken, RunningStat()).add(quality)
+        else:
+            floor.baseline.add(quality)

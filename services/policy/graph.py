@@ -11,7 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from schemas.policy_file import ClassRecord, EdgeRecord, NodeRecord, PolicyDocument, StreamRecord
+from schemas.policy_file import (
+    ClassRecord,
+    EdgeRecord,
+    NodeRecord,
+    PathRecord,
+    PolicyDocument,
+    StreamRecord,
+)
 from schemas.records import FoldSpec, RewardConfig, SelectionConfig
 from services.policy.floor import ClassFloor
 from services.policy.signature import Signature
@@ -302,7 +309,7 @@ class PolicyGraph:
         if weight <= 0:
             raise ValueError("merge weight must be positive")
         for name, floor in other.classes.items():
-            prior = ClassFloor(_scaled(floor.baseline, weight), _scaled(floor.deviated, weight))
+            prior = floor.scaled(weight)
             self.classes[name] = self.classes.get(name, ClassFloor()).merge(prior)
         for signature in other.signatures:
             row_b = other._node_rows[signature]
@@ -400,7 +407,14 @@ class PolicyGraph:
             reward=reward or RewardConfig(),
             nodes=self.to_nodes(),
             classes={
-                name: ClassRecord(baseline=_record(f.baseline), deviated=_record(f.deviated))
+                name: ClassRecord(
+                    baseline=_record(f.baseline),
+                    deviated=_record(f.deviated),
+                    paths=[
+                        PathRecord(actions=sorted(key), count=s.count, mean=s.mean, m2=s.m2)
+                        for key, s in f.paths.items()
+                    ],
+                )
                 for name, f in self.classes.items()
             },
         )
@@ -447,7 +461,11 @@ class PolicyGraph:
                 graph.token_m2[row, col] = edge.token_m2
                 graph.retries[row, col] = edge.retries or 0.0
         graph.classes = {
-            name: ClassFloor(_stream(c.baseline), _stream(c.deviated))
+            name: ClassFloor(
+                _stream(c.baseline),
+                _stream(c.deviated),
+                {frozenset(p.actions): _stream(p) for p in c.paths},
+            )
             for name, c in document.classes.items()
         }
         return graph
@@ -459,11 +477,6 @@ def _record(stat: RunningStat) -> StreamRecord:
 
 def _stream(record: StreamRecord) -> RunningStat:
     return RunningStat(record.count, record.mean, record.m2)
-
-
-def _scaled(stat: RunningStat, weight: float) -> RunningStat:
-    """``stat`` counted ``weight`` times as much, its mean and variance kept."""
-    return RunningStat(stat.count * weight, stat.mean, stat.m2 * weight)
 
 
 def _sample_moments(

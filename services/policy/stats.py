@@ -51,6 +51,10 @@ class RunningStat:
             *chan_merge(self.count, self.mean, self.m2, other.count, other.mean, other.m2)
         )
 
+    def scaled(self, weight: float) -> "RunningStat":
+        """The stream counted ``weight`` times as much, its mean and variance kept."""
+        return RunningStat(self.count * weight, self.mean, self.m2 * weight)
+
     @property
     def variance(self) -> float:
         return self.m2 / (self.count - 1) if self.count > 1 else 0.0

@@ -25,6 +25,7 @@ from schemas.records import (
 from services.policy.actions import candidate_actions
 from services.policy.beliefs import update_beliefs
 from services.policy.cells import CellPool, Variant, paper_pool, parse_action
+from services.policy.floor import deviations, pipeline_noise
 from services.policy.graph import PolicyGraph
 from services.policy.handoff import apply_delta
 from services.policy.regime import detect_regime
@@ -159,6 +160,36 @@ def class_guard(
     return Guard.FREE
 
 
+def offered(
+    state: TrajectoryState, graph: PolicyGraph, setup: PolicySetup, candidates: Sequence[str]
+) -> list[str]:
+    """The candidates the class floor's action veto offers the trajectory's next decision
+    (all of them unless ``action_veto`` is on with the class floor). Withheld are the
+    actions vetoed for its class (``ClassFloor.vetoes``) but for one retrial of a
+    confounded one the class can afford; a trajectory that retries one takes no other
+    deviation its class has not tried, so that the retrial's evidence is its own. If
+    nothing would be left (the pipeline's own action never is withheld, but a blocked model
+    may have taken it away), all stay."""
+    config = setup.selection
+    if not config.action_veto or config.baseline_floor != "class" or state.task_class is None:
+        return list(candidates)
+    floor = graph.classes.get(state.task_class)
+    if floor is None:
+        return list(candidates)
+    tolerance = config.baseline_tolerance or 0.0
+    vetoes = floor.vetoes(tolerance, config.baseline_z, pipeline_noise(graph.classes))
+    taken = deviations(state, setup.pool)
+    tried = floor.tried
+    retrying = bool(taken & vetoes.confounded)
+    withheld = set(vetoes.vetoed)
+    if retrying:
+        withheld |= {a for a in candidates if a not in tried and setup.pool.deviates(a)}
+    elif not taken - tried:
+        withheld -= floor.retrials(vetoes, tolerance, config.baseline_z)
+    kept = [action for action in candidates if action not in withheld]
+    return kept or list(candidates)
+
+
 def decide(
     state: TrajectoryState,
     graph: PolicyGraph,
@@ -178,6 +209,7 @@ def decide(
         next_only=setup.selection.candidates == "next_in_plan",
         blocked_models=blocked_models,
     )
+    candidates = offered(state, graph, setup, candidates)
     ended = termination(state, candidates)
     if ended is not None:
         return ended

@@ -1,4 +1,4 @@
-"""Reading and writing policy files (``agensbus.policy/2``; ``/1`` files read as ``/2``).
+"""Reading and writing policy files (``agensbus.policy/3``; ``/1`` and ``/2`` files read as ``/3``).
 Never pickle: a policy is plain JSON."""
 
 import json

@@ -147,7 +147,7 @@ def _state() -> TrajectoryState:
 
 def _policy() -> PolicyDocument:
     return PolicyDocument(
-        format="agensbus.policy/2",
+        format="agensbus.policy/3",
         tenant="acme",
         version=7,
         created_at=datetime(2026, 5, 1, 11, 0, tzinfo=UTC),

@@ -205,7 +205,7 @@ INVALID = [
     case("RewardObserved", ("source",), "oracle", "bad-source"),
     case("RewardObserved", ("judges", 0, "axes"), {"style": 0.5}, "bad-axis"),
     case("PolicyDocument", ("selection", "mode"), "greedy", "bad-mode"),
-    case("PolicyDocument", ("format",), "agensbus.policy/3", "bad-format"),
+    case("PolicyDocument", ("format",), "agensbus.policy/4", "bad-format"),
     case("TaskSubmitted", ("schema_version",), 2, "unknown-schema-version"),
     case("TaskSubmitted", ("event_type",), "Decision", "wrong-event-type"),
     # action ids and other ids

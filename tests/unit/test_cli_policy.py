@@ -441,7 +441,7 @@ def test_validate_prints_ok_and_counts(small_policy: Path) -> None:
     result = run("validate", str(small_policy))
     assert result.exit_code == 0, result.output
     assert result.output == (
-        f"OK {small_policy}: agensbus.policy/2, tenant acme, version 4: "
+        f"OK {small_policy}: agensbus.policy/3, tenant acme, version 4: "
         "4 nodes, 6 edges, 3 actions, 14 visits\n"
     )
 

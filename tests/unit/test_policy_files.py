@@ -86,11 +86,11 @@ def _set_edge(field: str, value: object) -> Callable[[dict[str, Any]], None]:
 
 BROKEN = {
     "not json": ("{nope", "is not JSON"),
-    "not an object": ("[1, 2]", "is not an agensbus.policy/2 document"),
+    "not an object": ("[1, 2]", "is not an agensbus.policy/3 document"),
     "wrong format": (
-        _edit(lambda d: d.__setitem__("format", "agensbus.policy/3")),
-        "is not an agensbus.policy/2 document, nor an earlier one it reads "
-        "(agensbus.policy/1) (format: 'agensbus.policy/3')",
+        _edit(lambda d: d.__setitem__("format", "agensbus.policy/4")),
+        "is not an agensbus.policy/3 document, nor an earlier one it reads "
+        "(agensbus.policy/1, agensbus.policy/2) (format: 'agensbus.policy/4')",
     ),
     "no format": (_edit(lambda d: d.pop("format")), "(format: None)"),
     "bad signature": (_edit(_set_node("signature", "v1|straightforward|10")), "not a signature"),

@@ -106,12 +106,12 @@ def test_the_floor_round_trips_through_a_policy_file(tmp_path: Path) -> None:
     path = tmp_path / "policy.json"
     save_policy(path, graph.to_document())
     document, loaded = load_graph(path)
-    assert document.format == "agensbus.policy/2"
+    assert document.format == "agensbus.policy/3"
     assert loaded.to_document() == graph.to_document()
     assert loaded.classes == graph.classes
 
 
-def test_a_version_1_file_reads_as_version_2_without_classes(tmp_path: Path) -> None:
+def test_a_version_1_file_reads_as_version_3_without_classes(tmp_path: Path) -> None:
     _, graph = _learned(1)
     data = json.loads(graph.to_document().model_dump_json())
     data["format"] = "agensbus.policy/1"
@@ -119,7 +119,7 @@ def test_a_version_1_file_reads_as_version_2_without_classes(tmp_path: Path) -> 
     path = tmp_path / "old.json"
     path.write_text(json.dumps(data))
     document, loaded = load_graph(path)
-    assert document.format == "agensbus.policy/2"
+    assert document.format == "agensbus.policy/3"
     assert document.classes == {}
     assert loaded.to_nodes() == graph.to_nodes()
     data["classes"] = {}

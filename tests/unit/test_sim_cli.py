@@ -97,7 +97,7 @@ def test_unreadable_policy_file_is_a_user_error(tmp_path: Path) -> None:
     path.write_text("{}", encoding="utf-8")
     code, out, err = invoke("--load-policy", str(path))
     assert code == 2
-    assert "not an agensbus.policy/2 document" in err
+    assert "not an agensbus.policy/3 document" in err
     assert "Traceback" not in out + err
 
 
