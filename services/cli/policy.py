@@ -1,4 +1,4 @@
-"""``agensbus policy``: audit policy files (``agensbus.policy/3``; ``/1`` and ``/2`` files read as ``/3``).
+"""``agensbus policy``: audit policy files (``agensbus.policy/3``; ``/1``, ``/2`` read as ``/3``).
 
 ``explain`` replays one paper-mode decision, ``inspect`` summarises what a policy prefers per
 regime, ``validate`` runs the checks an import runs. All three read the file through
