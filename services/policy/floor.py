@@ -13,18 +13,24 @@ trajectory. A class whose pipeline has not run yet runs it first.
 
 The gate bounds a class's cumulative loss, not the rate of one bad action: a rare class may
 spend its budget on an action that is fatal to it and harmless to the classes it shares
-nodes with. So the floor also keeps, per deviating action (a skip, or a variant other than
-its cell's default), the judged quality of the class's trajectories that took it, and
-vetoes the action for the class once the upper confidence bound of their mean falls below
-the pipeline's mean less the tolerance: the action-level test of the same conservative
-rule, an elimination step as in successive elimination (Even-Dar, Mannor and Mansour 2006).
-The spread of one or two trajectories says little about their noise, so the bound's
-variance is never below the pooled variance of every class's pipeline runs (the judge's
-noise and the tasks' own spread, which a deviation does not remove).
+nodes with. So the floor also keeps, per set of deviating actions taken together (a
+*path*: skips, and variants other than their cell's default), the judged quality of the
+class's trajectories that took it, and vetoes an action for the class once the upper
+confidence bound of the mean of its trajectories falls below the pipeline's mean less the
+tolerance: the action-level test of the same conservative rule, an elimination step as in
+successive elimination (Even-Dar, Mannor and Mansour 2006). The bound is that of the
+difference of two means, so a pipeline mean of one run counts its own error; one or two
+trajectories say little about their noise, so a variance is never below the pooled
+variance of every class's pipeline runs. An action found below only on trajectories that
+also took another vetoed one is *confounded*: vetoed, and tried again alone once the class
+has earned, without its learning budget, the shortfall it showed. An action a class vetoes
+on evidence of its own is not offered to a class that has not tried it: a fatal action is
+fatal to whoever takes it first, and a rare class takes it long after the frequent ones.
+Everything is read from the paths, so two floors merged are one floor fed both.
 """
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schemas.records import TrajectoryState
@@ -132,6 +138,13 @@ class ClassFloor:
         earned = self.slack(tolerance, z)
         m0 = self.baseline.mean
         return frozenset(a for a in vetoes.confounded if earned >= m0 - self.taking(a).mean)
+
+
+def warned(vetoes: Iterable[Vetoes]) -> frozenset[str]:
+    """The actions some class vetoes on evidence of their own (not confounded): a class
+    that has not tried one is not offered it, because a fatal action is fatal to whoever
+    takes it first, and a rare class takes it when a frequent one has long learned it."""
+    return frozenset().union(*(found.vetoed - found.confounded for found in vetoes))
 
 
 def pipeline_noise(floors: Mapping[str, ClassFloor]) -> float:

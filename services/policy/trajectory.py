@@ -25,7 +25,7 @@ from schemas.records import (
 from services.policy.actions import candidate_actions
 from services.policy.beliefs import update_beliefs
 from services.policy.cells import CellPool, Variant, paper_pool, parse_action
-from services.policy.floor import deviations, pipeline_noise
+from services.policy.floor import deviations, pipeline_noise, warned
 from services.policy.graph import PolicyGraph
 from services.policy.handoff import apply_delta
 from services.policy.regime import detect_regime
@@ -165,11 +165,12 @@ def offered(
 ) -> list[str]:
     """The candidates the class floor's action veto offers the trajectory's next decision
     (all of them unless ``action_veto`` is on with the class floor). Withheld are the
-    actions vetoed for its class (``ClassFloor.vetoes``) but for one retrial of a
-    confounded one the class can afford; a trajectory that retries one takes no other
-    deviation its class has not tried, so that the retrial's evidence is its own. If
-    nothing would be left (the pipeline's own action never is withheld, but a blocked model
-    may have taken it away), all stay."""
+    actions vetoed for its class (``ClassFloor.vetoes``), but for one retrial of a
+    confounded one the class can afford, and the actions it has not tried that another
+    class vetoes on evidence of their own (``warned``). A trajectory that retries one
+    takes no other deviation its class has not tried, so that the retrial's evidence is
+    its own. If nothing would be left (the pipeline's own action never is withheld, but a
+    blocked model may have taken it away), all stay."""
     config = setup.selection
     if not config.action_veto or config.baseline_floor != "class" or state.task_class is None:
         return list(candidates)
@@ -177,11 +178,16 @@ def offered(
     if floor is None:
         return list(candidates)
     tolerance = config.baseline_tolerance or 0.0
-    vetoes = floor.vetoes(tolerance, config.baseline_z, pipeline_noise(graph.classes))
+    noise = pipeline_noise(graph.classes)
+    every = {
+        name: other.vetoes(tolerance, config.baseline_z, noise)
+        for name, other in graph.classes.items()
+    }
+    vetoes = every[state.task_class]
     taken = deviations(state, setup.pool)
     tried = floor.tried
     retrying = bool(taken & vetoes.confounded)
-    withheld = set(vetoes.vetoed)
+    withheld = set(vetoes.vetoed) | (warned(every.values()) - tried)
     if retrying:
         withheld |= {a for a in candidates if a not in tried and setup.pool.deviates(a)}
     elif not taken - tried:

@@ -10,7 +10,7 @@ import pytest
 from schemas.records import SelectionConfig
 from services.policy import PolicyGraph, start_state
 from services.policy.arms import arm_named
-from services.policy.floor import ClassFloor, Vetoes, record_classes
+from services.policy.floor import ClassFloor, Vetoes, record_classes, warned
 from services.policy.stats import RunningStat
 from services.policy.trajectory import PolicySetup, offered
 from services.runtime.policy_files import load_graph, save_policy
@@ -169,6 +169,10 @@ def test_a_path_named_twice_is_rejected() -> None:
     path = {"actions": [FATAL], "count": 1.0, "mean": 0.4, "m2": 0.0}
     with pytest.raises(ValueError, match="appears twice"):
         ClassRecord.model_validate({"paths": [path, path]})
+
+
+def test_warned_takes_only_unconfounded_vetoes() -> None:
+    assert warned([Vetoes(frozenset({FATAL, SAFE}), frozenset({SAFE})), Vetoes()]) == {FATAL}
 
 
 def test_paper_mode_offers_every_candidate() -> None:
