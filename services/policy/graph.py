@@ -230,19 +230,19 @@ class PolicyGraph:
         if len(batch) == 0:
             return
         visiting = batch.rows if batch.counts_visit is None else batch.rows[batch.counts_visit]
-        uniq_rows, row_counts = np.unique(visiting, return_counts=True)
+        uniq_rows, _, row_counts = _grouped(visiting)
         self.node_visits[uniq_rows] += row_counts
         width = self.visits.shape[1]
         flat = batch.rows * width + batch.cols
         if batch.retries is not None:
             np.add.at(self.retries.reshape(-1), flat, batch.retries)
         if batch.failed.any():
-            failed_cells, failed_counts = np.unique(flat[batch.failed], return_counts=True)
+            failed_cells, _, failed_counts = _grouped(flat[batch.failed])
             self.failures.reshape(-1)[failed_cells] += failed_counts
         ok = ~batch.failed
         if not ok.any():
             return
-        cells, inverse, counts_i = np.unique(flat[ok], return_inverse=True, return_counts=True)
+        cells, inverse, counts_i = _grouped(flat[ok])
         counts: F64 = counts_i.astype(np.float64)
         weights = None if batch.weights is None else batch.weights[ok]
         reward_weight: F64 = (
@@ -359,28 +359,46 @@ class PolicyGraph:
     # --- the policy file -----------------------------------------------------------------
 
     def to_nodes(self) -> list[NodeRecord]:
-        nodes = []
-        for signature, row in self._node_rows.items():
-            edges = {}
-            for action, col in self._action_cols.items():
-                n = int(self.visits[row, col])
-                f = int(self.failures[row, col])
-                if n == 0 and f == 0:
-                    continue
-                w = float(self.weight[row, col])
-                edges[action] = EdgeRecord(
-                    visits=n,
-                    weight=None if w == n else w,
-                    mean_reward=float(self.mean_reward[row, col]),
-                    reward_m2=float(self.reward_m2[row, col]),
-                    token_mean=float(self.token_mean[row, col]),
-                    token_m2=float(self.token_m2[row, col]),
-                    failures=f,
-                    retries=float(self.retries[row, col]) or None,
-                )
-            nodes.append(
-                NodeRecord(signature=signature, visits=int(self.node_visits[row]), edges=edges)
+        """One record per node, its edges those visited or failed, in row and column order.
+        Each statistic is read with one gather: reading a million cells one at a time costs
+        more than building their records."""
+        n, width = self.node_count, len(self._action_names)
+        rows, cols = np.nonzero((self.visits[:n, :width] != 0) | (self.failures[:n, :width] != 0))
+        visits = self.visits[rows, cols]
+        weight = self.weight[rows, cols]
+        records = [
+            EdgeRecord(
+                visits=v,
+                weight=None if same else w,
+                mean_reward=mean,
+                reward_m2=m2,
+                token_mean=t_mean,
+                token_m2=t_m2,
+                failures=f,
+                retries=r or None,
             )
+            for v, w, same, mean, m2, t_mean, t_m2, f, r in zip(
+                visits.tolist(),
+                weight.tolist(),
+                (weight == visits).tolist(),
+                self.mean_reward[rows, cols].tolist(),
+                self.reward_m2[rows, cols].tolist(),
+                self.token_mean[rows, cols].tolist(),
+                self.token_m2[rows, cols].tolist(),
+                self.failures[rows, cols].tolist(),
+                self.retries[rows, cols].tolist(),
+                strict=True,
+            )
+        ]
+        names = [self._action_names[c] for c in cols.tolist()]
+        ends = np.cumsum(np.bincount(rows, minlength=n)).tolist()
+        nodes, start = [], 0
+        for signature, node_visits, end in zip(
+            self._node_names, self.node_visits[:n].tolist(), ends, strict=True
+        ):
+            edges = dict(zip(names[start:end], records[start:end], strict=True))
+            nodes.append(NodeRecord(signature=signature, visits=node_visits, edges=edges))
+            start = end
         return nodes
 
     def to_document(
@@ -410,6 +428,8 @@ class PolicyGraph:
         """Load a validated document; signatures must parse and match its fold."""
         graph = cls(capacity=max(64, len(document.nodes)))
         expected_keys = tuple(document.fold.extra_keys)
+        cells: list[tuple[int, int]] = []
+        stats: list[EdgeRecord] = []
         for node in document.nodes:
             signature = Signature.parse(node.signature)
             if signature.text != node.signature:
@@ -437,20 +457,31 @@ class PolicyGraph:
             row = graph.node_row(node.signature)
             graph.node_visits[row] = node.visits
             for action, edge in node.edges.items():
-                col = graph.action_col(action)
-                graph.visits[row, col] = edge.visits
-                graph.weight[row, col] = edge.visits if edge.weight is None else edge.weight
-                graph.failures[row, col] = edge.failures
-                graph.mean_reward[row, col] = edge.mean_reward
-                graph.reward_m2[row, col] = edge.reward_m2
-                graph.token_mean[row, col] = edge.token_mean
-                graph.token_m2[row, col] = edge.token_m2
-                graph.retries[row, col] = edge.retries or 0.0
+                cells.append((row, graph.action_col(action)))
+                stats.append(edge)
+        graph._load_edges(cells, stats)
         graph.classes = {
             name: ClassFloor(_stream(c.baseline), _stream(c.deviated))
             for name, c in document.classes.items()
         }
         return graph
+
+    def _load_edges(self, cells: Sequence[tuple[int, int]], edges: Sequence[EdgeRecord]) -> None:
+        """Write each edge's statistics into its (row, column), one scatter per statistic."""
+        if not cells:
+            return
+        rows, cols = np.array(cells, dtype=np.int64).T
+        visits = [e.visits for e in edges]
+        self.visits[rows, cols] = visits
+        self.failures[rows, cols] = [e.failures for e in edges]
+        self.weight[rows, cols] = [
+            v if e.weight is None else e.weight for v, e in zip(visits, edges, strict=True)
+        ]
+        self.mean_reward[rows, cols] = [e.mean_reward for e in edges]
+        self.reward_m2[rows, cols] = [e.reward_m2 for e in edges]
+        self.token_mean[rows, cols] = [e.token_mean for e in edges]
+        self.token_m2[rows, cols] = [e.token_m2 for e in edges]
+        self.retries[rows, cols] = [e.retries or 0.0 for e in edges]
 
 
 def _record(stat: RunningStat) -> StreamRecord:
@@ -464,6 +495,29 @@ def _stream(record: StreamRecord) -> RunningStat:
 def _scaled(stat: RunningStat, weight: float) -> RunningStat:
     """``stat`` counted ``weight`` times as much, its mean and variance kept."""
     return RunningStat(stat.count * weight, stat.mean, stat.m2 * weight)
+
+
+#: Up to this many entries a dict groups faster than np.unique's sort: the learner backs up
+#: one trajectory (a handful of edges) at a time.
+_SMALL_GROUPING = 64
+
+
+def _grouped(keys: I64) -> tuple[I64, npt.NDArray[np.intp], I64]:
+    """(distinct keys, each entry's group, entries per group), as ``np.unique`` with
+    ``return_inverse`` and ``return_counts`` gives them except that a small input lists its
+    groups in order of first appearance. Every use treats the groups independently and sums
+    within a group in entry order, so both orders give the same numbers to the bit."""
+    if len(keys) > _SMALL_GROUPING:
+        uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        return uniq, inverse, counts
+    index: dict[int, int] = {}
+    groups = [index.setdefault(k, len(index)) for k in keys.tolist()]
+    inverse = np.array(groups, dtype=np.intp)
+    return (
+        np.fromiter(index, dtype=np.int64, count=len(index)),
+        inverse,
+        np.bincount(inverse, minlength=len(index)).astype(np.int64),
+    )
 
 
 def _sample_moments(
