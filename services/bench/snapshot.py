@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from schemas.policy_file import PolicyDocument
 from schemas.records import FoldSpec
 from services.policy.cells import skip_action
 from services.policy.graph import PolicyGraph
@@ -87,17 +86,13 @@ def snapshot_bytes(graph: PolicyGraph) -> bytes:
     return encode(graph.to_document(fold=FOLD))
 
 
-def restored(raw: bytes) -> PolicyGraph:
-    return PolicyGraph.from_document(PolicyDocument.model_validate_json(raw))
-
-
 def run_snapshot_bench(edges: int, seed: int = 0) -> SnapshotBenchResult:
     graph = bench_graph(edges, seed)
     started = time.perf_counter()
     raw = snapshot_bytes(graph)
     snapshot_s = time.perf_counter() - started
     started = time.perf_counter()
-    graph_back = restored(raw)
+    graph_back = PolicyGraph.from_json(raw)
     restore_s = time.perf_counter() - started
     return SnapshotBenchResult(
         edges=graph.edge_count,

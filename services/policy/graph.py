@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from schemas.policy_file import ClassRecord, EdgeRecord, NodeRecord, PolicyDocument, StreamRecord
 from schemas.records import FoldSpec, RewardConfig, SelectionConfig
+from services.policy.bulk import collector_paused
 from services.policy.floor import ClassFloor
 from services.policy.signature import Signature
 from services.policy.stats import EdgeStats, RunningStat, chan_merge
@@ -362,6 +363,10 @@ class PolicyGraph:
         """One record per node, its edges those visited or failed, in row and column order.
         Each statistic is read with one gather: reading a million cells one at a time costs
         more than building their records."""
+        with collector_paused():
+            return self._nodes()
+
+    def _nodes(self) -> list[NodeRecord]:
         n, width = self.node_count, len(self._action_names)
         rows, cols = np.nonzero((self.visits[:n, :width] != 0) | (self.failures[:n, :width] != 0))
         visits = self.visits[rows, cols]
@@ -422,6 +427,12 @@ class PolicyGraph:
                 for name, f in self.classes.items()
             },
         )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "PolicyGraph":
+        """Load a policy document's JSON, validated once into records on the way."""
+        with collector_paused():
+            return cls.from_document(PolicyDocument.model_validate_json(raw))
 
     @classmethod
     def from_document(cls, document: PolicyDocument) -> "PolicyGraph":

@@ -3,10 +3,10 @@
 from services.bench.snapshot import (
     FOLD,
     bench_graph,
-    restored,
     run_snapshot_bench,
     snapshot_bytes,
 )
+from services.policy import PolicyGraph
 
 
 def test_the_bench_graph_has_the_edges_asked_for_in_whole_nodes() -> None:
@@ -20,7 +20,7 @@ def test_the_bench_graph_has_the_edges_asked_for_in_whole_nodes() -> None:
 def test_a_snapshot_round_trip_gives_the_input_graph_back() -> None:
     graph = bench_graph(500, seed=3)
 
-    back = restored(snapshot_bytes(graph))
+    back = PolicyGraph.from_json(snapshot_bytes(graph))
 
     assert back.to_document(fold=FOLD) == graph.to_document(fold=FOLD)
 

@@ -1,15 +1,19 @@
 """The graph's column-wise paths: the small-batch grouping of a backup, and the policy
 document read and written one statistic at a time, give the same numbers to the bit."""
 
+import gc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from schemas.policy_file import EdgeRecord
 from services.policy import PolicyGraph
 from services.policy import graph as graph_module
 from services.policy.graph import EdgeBatch, _grouped
+from services.runtime.codec import encode
 
 SIGNATURES = [f"v1|ambiguous|1000000|c{i}.u9.r5.e1" for i in range(4)]
 ACTIONS = ["a", "b", "skip:c"]
@@ -114,3 +118,14 @@ def test_from_document_restores_every_statistic_to_the_bit(seed: int) -> None:
     assert back.token_m2[:n, :width].tobytes() == graph.token_m2[:n, :width].tobytes()
     assert back.retries[:n, :width].tobytes() == graph.retries[:n, :width].tobytes()
     assert back.node_visits[:n].tolist() == graph.node_visits[:n].tolist()
+
+
+def test_from_json_validates_once_and_loads_the_graph() -> None:
+    graph = _filled(np.random.default_rng(7))
+    document = graph.to_document()
+
+    assert PolicyGraph.from_json(encode(document)).to_document() == document
+    assert gc.isenabled()  # the collector paused for the load is running again
+    with pytest.raises(ValidationError):
+        PolicyGraph.from_json(b'{"nodes": [{"signature": "v1|x", "visits": -1}]}')
+    assert gc.isenabled()
