@@ -230,11 +230,16 @@ class PolicyGraph:
         exact (they drive exploration) and M2 stays Chan's (it is reported, not used)."""
         if len(batch) == 0:
             return
+        width = self.visits.shape[1]
+        flat = batch.rows * width + batch.cols
+        if recency_floor == 0.0 and len(batch) <= _SMALL_GROUPING:
+            cells = flat.tolist()
+            if len(set(cells)) == len(cells):  # one trajectory visits each edge once
+                self._backup_distinct(batch, cells)
+                return
         visiting = batch.rows if batch.counts_visit is None else batch.rows[batch.counts_visit]
         uniq_rows, _, row_counts = _grouped(visiting)
         self.node_visits[uniq_rows] += row_counts
-        width = self.visits.shape[1]
-        flat = batch.rows * width + batch.cols
         if batch.retries is not None:
             np.add.at(self.retries.reshape(-1), flat, batch.retries)
         if batch.failed.any():
@@ -257,6 +262,59 @@ class PolicyGraph:
             *_sample_moments(inverse, counts, batch.tokens[ok]),
             recency_floor=recency_floor,
         )
+
+    def _backup_distinct(self, batch: EdgeBatch, cells: list[int]) -> None:
+        """``backup`` without a recency floor of entries in distinct cells, in Python floats.
+        Each cell is then a group of one, and this runs the vectorised path's IEEE
+        operations on it in the same order (the sums of a group of one start from 0.0, as
+        ``np.bincount``'s do), so the numbers agree to the bit; numpy's cost per call is
+        what dominates a handful of entries."""
+        node_visits = self.node_visits
+        rows = batch.rows.tolist()
+        if batch.counts_visit is not None:
+            counted = batch.counts_visit.tolist()
+            rows = [row for row, counts in zip(rows, counted, strict=True) if counts]
+        for row in rows:
+            node_visits[row] += 1
+        visits, failures = self.visits.reshape(-1), self.failures.reshape(-1)
+        weight, retries = self.weight.reshape(-1), self.retries.reshape(-1)
+        mean_reward, reward_m2 = self.mean_reward.reshape(-1), self.reward_m2.reshape(-1)
+        token_mean, token_m2 = self.token_mean.reshape(-1), self.token_m2.reshape(-1)
+        weights = None if batch.weights is None else batch.weights.tolist()
+        tries = None if batch.retries is None else batch.retries.tolist()
+        rewards, tokens = batch.rewards.tolist(), batch.tokens.tolist()
+        for i, (cell, failed) in enumerate(zip(cells, batch.failed.tolist(), strict=True)):
+            if tries is not None:
+                retries[cell] = retries.item(cell) + tries[i]
+            if failed:
+                failures[cell] += 1
+                continue
+            reward = rewards[i]
+            if weights is None:
+                n_b, weighted = 1.0, reward
+            else:
+                n_b, weighted = 0.0 + weights[i], weights[i] * reward
+            mean_b = (0.0 + weighted) / (n_b if n_b > 0 else 1.0)
+            deviation = reward - mean_b
+            square = (
+                deviation * deviation if weights is None else weights[i] * deviation * deviation
+            )
+            n_a = weight.item(cell)
+            mean_reward[cell], reward_m2[cell] = _chan_one(
+                n_a, mean_reward.item(cell), reward_m2.item(cell), n_b, mean_b, 0.0 + square
+            )
+            t_mean = (0.0 + tokens[i]) / 1.0
+            t_deviation = tokens[i] - t_mean
+            token_mean[cell], token_m2[cell] = _chan_one(
+                float(visits.item(cell)),
+                token_mean.item(cell),
+                token_m2.item(cell),
+                1.0,
+                t_mean,
+                0.0 + t_deviation * t_deviation,
+            )
+            weight[cell] = n_a + n_b
+            visits[cell] += 1
 
     def _absorb(
         self,
@@ -529,6 +587,19 @@ def _grouped(keys: I64) -> tuple[I64, npt.NDArray[np.intp], I64]:
         inverse,
         np.bincount(inverse, minlength=len(index)).astype(np.int64),
     )
+
+
+def _chan_one(
+    n_a: float, mean_a: float, m2_a: float, n_b: float, mean_b: float, m2_b: float
+) -> tuple[float, float]:
+    """(mean, M2) of ``chan_merge``'s array branch for one cell, operation for operation
+    (its scalar branch groups ``delta * n_b / n`` differently, so it may differ in the
+    last bit)."""
+    n = n_a + n_b
+    if not n > 0:
+        return 0.0, 0.0
+    delta = mean_b - mean_a
+    return mean_a + delta * (n_b / n), m2_a + m2_b + delta * delta * (n_a * n_b / n)
 
 
 def _sample_moments(

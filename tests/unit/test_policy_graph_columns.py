@@ -129,3 +129,39 @@ def test_from_json_validates_once_and_loads_the_graph() -> None:
     with pytest.raises(ValidationError):
         PolicyGraph.from_json(b'{"nodes": [{"signature": "v1|x", "visits": -1}]}')
     assert gc.isenabled()
+
+
+def _distinct_batch(
+    graph: PolicyGraph, rng: np.random.Generator, optional: tuple[bool, bool, bool]
+) -> EdgeBatch:
+    """A trajectory's shape: each (signature, action) at most once."""
+    weighted, counted, retried = optional
+    cells = [(s, a) for s in SIGNATURES for a in ACTIONS]
+    picked = rng.choice(len(cells), int(rng.integers(1, len(cells))), replace=False).tolist()
+    size = len(picked)
+    return graph.batch(
+        [(*cells[i], bool(rng.random() < 0.2)) for i in picked],
+        rng.normal(0.4, 0.3, size).tolist(),
+        rng.integers(0, 3_000, size).tolist(),
+        counts_visit=(rng.random(size) < 0.7).tolist() if counted else None,
+        weights=rng.random(size).tolist() if weighted else None,
+        retries=rng.integers(0, 3, size).tolist() if retried else None,
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(
+    "optional", [(False, False, False), (True, True, True), (True, False, True)]
+)
+def test_a_backup_of_distinct_edges_in_floats_equals_the_vectorised_one_to_the_bit(
+    seed: int, optional: tuple[bool, bool, bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graphs = []
+    for threshold in (graph_module._SMALL_GROUPING, -1):  # floats, then numpy throughout
+        monkeypatch.setattr(graph_module, "_SMALL_GROUPING", threshold)
+        graph, draws = PolicyGraph(), np.random.default_rng(seed)
+        for _ in range(15):
+            graph.backup(_distinct_batch(graph, draws, optional))
+        graphs.append(graph)
+    assert graphs[0].edge_count > 0
+    assert _arrays(graphs[0]) == _arrays(graphs[1])
