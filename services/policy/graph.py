@@ -497,7 +497,8 @@ class PolicyGraph:
         """Load a validated document; signatures must parse and match its fold."""
         graph = cls(capacity=max(64, len(document.nodes)))
         expected_keys = tuple(document.fold.extra_keys)
-        cells: list[tuple[int, int]] = []
+        rows: list[int] = []
+        cols: list[int] = []
         stats: list[EdgeRecord] = []
         for node in document.nodes:
             signature = Signature.parse(node.signature)
@@ -525,21 +526,22 @@ class PolicyGraph:
                 )
             row = graph.node_row(node.signature)
             graph.node_visits[row] = node.visits
-            for action, edge in node.edges.items():
-                cells.append((row, graph.action_col(action)))
-                stats.append(edge)
-        graph._load_edges(cells, stats)
+            rows += [row] * len(node.edges)
+            cols += [graph.action_col(action) for action in node.edges]
+            stats += node.edges.values()
+        graph._load_edges(rows, cols, stats)
         graph.classes = {
             name: ClassFloor(_stream(c.baseline), _stream(c.deviated))
             for name, c in document.classes.items()
         }
         return graph
 
-    def _load_edges(self, cells: Sequence[tuple[int, int]], edges: Sequence[EdgeRecord]) -> None:
+    def _load_edges(
+        self, row_list: list[int], col_list: list[int], edges: Sequence[EdgeRecord]
+    ) -> None:
         """Write each edge's statistics into its (row, column), one scatter per statistic."""
-        if not cells:
-            return
-        rows, cols = np.array(cells, dtype=np.int64).T
+        rows = np.array(row_list, dtype=np.int64)
+        cols = np.array(col_list, dtype=np.int64)
         visits = [e.visits for e in edges]
         self.visits[rows, cols] = visits
         self.failures[rows, cols] = [e.failures for e in edges]
