@@ -279,6 +279,46 @@ def bench_learner(trajectories: int, timeout_s: float, as_json: bool, **flags: A
         click.echo(f"timed out after {timeout_s:.0f} s: only part of the backlog was backed up")
 
 
+@bench.command("snapshot")
+@click.option(
+    "--edges",
+    default=1_000_000,
+    show_default=True,
+    type=click.IntRange(1, 10_000_000),
+    help="Edges of the policy (rounded up to whole nodes of 16 actions).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random graph.")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON on stdout.")
+def bench_snapshot(edges: int, seed: int, as_json: bool) -> None:
+    """Snapshot and restore of a large policy, against the 2 s target.
+
+    Snapshot: graph to policy document to JSON bytes (the learner's path). Restore: the
+    bytes validated into a document once, then loaded into a graph (a router's path). Wall
+    and CPU seconds of each; the restored graph must write the same bytes again (not timed).
+    """
+    from services.bench.snapshot import TARGET_S, run_snapshot_bench
+
+    with Console(stderr=True).status(f"benchmarking: a policy of {edges:,} edges"):
+        result = run_snapshot_bench(edges, seed)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    ratios = result.ratios
+    click.echo(
+        f"policy: {result.edges:,} edges, {result.nodes:,} nodes, "
+        f"{result.bytes / 1e6:,.1f} MB of JSON"
+    )
+    click.echo(
+        f"snapshot: {result.snapshot_s:.2f} s ({ratios['snapshot_vs_target']:.2f}x the "
+        f"{TARGET_S:.0f} s target; {result.snapshot_cpu_s:.2f} s of CPU)"
+    )
+    click.echo(
+        f"restore:  {result.restore_s:.2f} s ({ratios['restore_vs_target']:.2f}x the "
+        f"{TARGET_S:.0f} s target; {result.restore_cpu_s:.2f} s of CPU)"
+    )
+    click.echo(f"round trip writes the same bytes: {'yes' if result.round_trip_equal else 'NO'}")
+
+
 def _saturation(settings: Settings, tasks: int, timeout_s: float, as_json: bool) -> None:
     from services.bench.saturation import run_saturation_bench
 

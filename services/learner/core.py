@@ -36,6 +36,8 @@ from services.runtime.settings import Settings
 #: LearnerCheckpoint's bounds: a snapshot holding more would not validate.
 MAX_WAITING = 100_000
 MAX_RECENT = 1_000_000
+#: Valid signatures without a node the learner remembers having checked.
+MAX_VALID_SIGNATURES = 100_000
 
 #: (topic, partition) -> the next offset to read.
 Offsets = Mapping[tuple[str, int], int]
@@ -120,6 +122,9 @@ class LearnerCore:
         self._window = min(config.dedupe_window, MAX_RECENT)
         self._recent: deque[str] = deque()
         self._recent_ids: set[str] = set()
+        # Signatures found valid that have no node yet (their trajectory still waits for its
+        # reward): checking one builds a probe document, and trajectories share signatures.
+        self._valid: set[str] = set()
         window = config.gate_window
         self.gate = None if window is None else GateWindow(window, config.reward)
 
@@ -259,10 +264,12 @@ class LearnerCore:
                 return Rejected(
                     "unknown_action", f"step {edge.step} took unknown action {edge.action!r}"
                 )
-            if self.graph.find_row(edge.signature) is None:
-                problem = _signature_problem(edge.signature, self.config.setup.fold)
+            signature = edge.signature
+            if self.graph.find_row(signature) is None and signature not in self._valid:
+                problem = _signature_problem(signature, self.config.setup.fold)
                 if problem is not None:
                     return Rejected("invalid_signature", f"step {edge.step}: {problem}")
+                self._remember_valid(signature)
         return None
 
     def _join(self, trajectory: TrajectoryCompleted, reward: RewardObserved) -> Applied:
@@ -292,6 +299,11 @@ class LearnerCore:
             self.expired += 1
         waiting[event.trajectory_id] = (event, at)
         return _WAITING
+
+    def _remember_valid(self, signature: str) -> None:
+        if len(self._valid) >= MAX_VALID_SIGNATURES:
+            self._valid.clear()  # a bound on memory; a forgotten one is checked again
+        self._valid.add(signature)
 
     def _remember(self, tid: str) -> None:
         if len(self._recent) >= self._window:

@@ -5,7 +5,7 @@ role, which fixes its preconditions and belief update, and one or more variants.
 variant is the cell's default: it is what the fixed pipeline and the rule-based prior run.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schemas.records import Regime, Role
@@ -69,6 +69,9 @@ class CellPool:
     plans: Mapping[Regime, tuple[str, ...]]
     protected: frozenset[str] = frozenset()
     _variants: Mapping[str, Variant] = field(init=False, repr=False, compare=False)
+    #: Candidate lists by what they depend on (``services.policy.actions``): a cache that
+    #: follows from the pool, not state of it.
+    memo: dict[Hashable, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for regime, plan in self.plans.items():
@@ -82,6 +85,7 @@ class CellPool:
             raise ValueError(f"protected names unknown cells {unknown}")
         variants = {v.action: v for cell in self.cells.values() for v in cell.variants}
         object.__setattr__(self, "_variants", variants)
+        object.__setattr__(self, "memo", {})
 
     def plan_for(self, regime: Regime) -> tuple[str, ...]:
         try:

@@ -20,6 +20,7 @@ from schemas.policy_file import (
     StreamRecord,
 )
 from schemas.records import FoldSpec, RewardConfig, SelectionConfig
+from services.policy.bulk import collector_paused
 from services.policy.floor import ClassFloor
 from services.policy.signature import Signature
 from services.policy.stats import EdgeStats, RunningStat, chan_merge
@@ -236,20 +237,25 @@ class PolicyGraph:
         exact (they drive exploration) and M2 stays Chan's (it is reported, not used)."""
         if len(batch) == 0:
             return
-        visiting = batch.rows if batch.counts_visit is None else batch.rows[batch.counts_visit]
-        uniq_rows, row_counts = np.unique(visiting, return_counts=True)
-        self.node_visits[uniq_rows] += row_counts
         width = self.visits.shape[1]
         flat = batch.rows * width + batch.cols
+        if recency_floor == 0.0 and len(batch) <= _SMALL_GROUPING:
+            cells = flat.tolist()
+            if len(set(cells)) == len(cells):  # one trajectory visits each edge once
+                self._backup_distinct(batch, cells)
+                return
+        visiting = batch.rows if batch.counts_visit is None else batch.rows[batch.counts_visit]
+        uniq_rows, _, row_counts = _grouped(visiting)
+        self.node_visits[uniq_rows] += row_counts
         if batch.retries is not None:
             np.add.at(self.retries.reshape(-1), flat, batch.retries)
         if batch.failed.any():
-            failed_cells, failed_counts = np.unique(flat[batch.failed], return_counts=True)
+            failed_cells, _, failed_counts = _grouped(flat[batch.failed])
             self.failures.reshape(-1)[failed_cells] += failed_counts
         ok = ~batch.failed
         if not ok.any():
             return
-        cells, inverse, counts_i = np.unique(flat[ok], return_inverse=True, return_counts=True)
+        cells, inverse, counts_i = _grouped(flat[ok])
         counts: F64 = counts_i.astype(np.float64)
         weights = None if batch.weights is None else batch.weights[ok]
         reward_weight: F64 = (
@@ -263,6 +269,59 @@ class PolicyGraph:
             *_sample_moments(inverse, counts, batch.tokens[ok]),
             recency_floor=recency_floor,
         )
+
+    def _backup_distinct(self, batch: EdgeBatch, cells: list[int]) -> None:
+        """``backup`` without a recency floor of entries in distinct cells, in Python floats.
+        Each cell is then a group of one, and this runs the vectorised path's IEEE
+        operations on it in the same order (the sums of a group of one start from 0.0, as
+        ``np.bincount``'s do), so the numbers agree to the bit; numpy's cost per call is
+        what dominates a handful of entries."""
+        node_visits = self.node_visits
+        rows = batch.rows.tolist()
+        if batch.counts_visit is not None:
+            counted = batch.counts_visit.tolist()
+            rows = [row for row, counts in zip(rows, counted, strict=True) if counts]
+        for row in rows:
+            node_visits[row] += 1
+        visits, failures = self.visits.reshape(-1), self.failures.reshape(-1)
+        weight, retries = self.weight.reshape(-1), self.retries.reshape(-1)
+        mean_reward, reward_m2 = self.mean_reward.reshape(-1), self.reward_m2.reshape(-1)
+        token_mean, token_m2 = self.token_mean.reshape(-1), self.token_m2.reshape(-1)
+        weights = None if batch.weights is None else batch.weights.tolist()
+        tries = None if batch.retries is None else batch.retries.tolist()
+        rewards, tokens = batch.rewards.tolist(), batch.tokens.tolist()
+        for i, (cell, failed) in enumerate(zip(cells, batch.failed.tolist(), strict=True)):
+            if tries is not None:
+                retries[cell] = retries.item(cell) + tries[i]
+            if failed:
+                failures[cell] += 1
+                continue
+            reward = rewards[i]
+            if weights is None:
+                n_b, weighted = 1.0, reward
+            else:
+                n_b, weighted = 0.0 + weights[i], weights[i] * reward
+            mean_b = (0.0 + weighted) / (n_b if n_b > 0 else 1.0)
+            deviation = reward - mean_b
+            square = (
+                deviation * deviation if weights is None else weights[i] * deviation * deviation
+            )
+            n_a = weight.item(cell)
+            mean_reward[cell], reward_m2[cell] = _chan_one(
+                n_a, mean_reward.item(cell), reward_m2.item(cell), n_b, mean_b, 0.0 + square
+            )
+            t_mean = (0.0 + tokens[i]) / 1.0
+            t_deviation = tokens[i] - t_mean
+            token_mean[cell], token_m2[cell] = _chan_one(
+                float(visits.item(cell)),
+                token_mean.item(cell),
+                token_m2.item(cell),
+                1.0,
+                t_mean,
+                0.0 + t_deviation * t_deviation,
+            )
+            weight[cell] = n_a + n_b
+            visits[cell] += 1
 
     def _absorb(
         self,
@@ -366,28 +425,50 @@ class PolicyGraph:
     # --- the policy file -----------------------------------------------------------------
 
     def to_nodes(self) -> list[NodeRecord]:
-        nodes = []
-        for signature, row in self._node_rows.items():
-            edges = {}
-            for action, col in self._action_cols.items():
-                n = int(self.visits[row, col])
-                f = int(self.failures[row, col])
-                if n == 0 and f == 0:
-                    continue
-                w = float(self.weight[row, col])
-                edges[action] = EdgeRecord(
-                    visits=n,
-                    weight=None if w == n else w,
-                    mean_reward=float(self.mean_reward[row, col]),
-                    reward_m2=float(self.reward_m2[row, col]),
-                    token_mean=float(self.token_mean[row, col]),
-                    token_m2=float(self.token_m2[row, col]),
-                    failures=f,
-                    retries=float(self.retries[row, col]) or None,
-                )
-            nodes.append(
-                NodeRecord(signature=signature, visits=int(self.node_visits[row]), edges=edges)
+        """One record per node, its edges those visited or failed, in row and column order.
+        Each statistic is read with one gather: reading a million cells one at a time costs
+        more than building their records."""
+        with collector_paused():
+            return self._nodes()
+
+    def _nodes(self) -> list[NodeRecord]:
+        n, width = self.node_count, len(self._action_names)
+        rows, cols = np.nonzero((self.visits[:n, :width] != 0) | (self.failures[:n, :width] != 0))
+        visits = self.visits[rows, cols]
+        weight = self.weight[rows, cols]
+        records = [
+            EdgeRecord(
+                visits=v,
+                weight=None if same else w,
+                mean_reward=mean,
+                reward_m2=m2,
+                token_mean=t_mean,
+                token_m2=t_m2,
+                failures=f,
+                retries=r or None,
             )
+            for v, w, same, mean, m2, t_mean, t_m2, f, r in zip(
+                visits.tolist(),
+                weight.tolist(),
+                (weight == visits).tolist(),
+                self.mean_reward[rows, cols].tolist(),
+                self.reward_m2[rows, cols].tolist(),
+                self.token_mean[rows, cols].tolist(),
+                self.token_m2[rows, cols].tolist(),
+                self.failures[rows, cols].tolist(),
+                self.retries[rows, cols].tolist(),
+                strict=True,
+            )
+        ]
+        names = [self._action_names[c] for c in cols.tolist()]
+        ends = np.cumsum(np.bincount(rows, minlength=n)).tolist()
+        nodes, start = [], 0
+        for signature, node_visits, end in zip(
+            self._node_names, self.node_visits[:n].tolist(), ends, strict=True
+        ):
+            edges = dict(zip(names[start:end], records[start:end], strict=True))
+            nodes.append(NodeRecord(signature=signature, visits=node_visits, edges=edges))
+            start = end
         return nodes
 
     def to_document(
@@ -420,10 +501,19 @@ class PolicyGraph:
         )
 
     @classmethod
+    def from_json(cls, raw: bytes) -> "PolicyGraph":
+        """Load a policy document's JSON, validated once into records on the way."""
+        with collector_paused():
+            return cls.from_document(PolicyDocument.model_validate_json(raw))
+
+    @classmethod
     def from_document(cls, document: PolicyDocument) -> "PolicyGraph":
         """Load a validated document; signatures must parse and match its fold."""
         graph = cls(capacity=max(64, len(document.nodes)))
         expected_keys = tuple(document.fold.extra_keys)
+        rows: list[int] = []
+        cols: list[int] = []
+        stats: list[EdgeRecord] = []
         for node in document.nodes:
             signature = Signature.parse(node.signature)
             if signature.text != node.signature:
@@ -450,16 +540,10 @@ class PolicyGraph:
                 )
             row = graph.node_row(node.signature)
             graph.node_visits[row] = node.visits
-            for action, edge in node.edges.items():
-                col = graph.action_col(action)
-                graph.visits[row, col] = edge.visits
-                graph.weight[row, col] = edge.visits if edge.weight is None else edge.weight
-                graph.failures[row, col] = edge.failures
-                graph.mean_reward[row, col] = edge.mean_reward
-                graph.reward_m2[row, col] = edge.reward_m2
-                graph.token_mean[row, col] = edge.token_mean
-                graph.token_m2[row, col] = edge.token_m2
-                graph.retries[row, col] = edge.retries or 0.0
+            rows += [row] * len(node.edges)
+            cols += [graph.action_col(action) for action in node.edges]
+            stats += node.edges.values()
+        graph._load_edges(rows, cols, stats)
         graph.classes = {
             name: ClassFloor(
                 _stream(c.baseline),
@@ -470,6 +554,24 @@ class PolicyGraph:
         }
         return graph
 
+    def _load_edges(
+        self, row_list: list[int], col_list: list[int], edges: Sequence[EdgeRecord]
+    ) -> None:
+        """Write each edge's statistics into its (row, column), one scatter per statistic."""
+        rows = np.array(row_list, dtype=np.int64)
+        cols = np.array(col_list, dtype=np.int64)
+        visits = [e.visits for e in edges]
+        self.visits[rows, cols] = visits
+        self.failures[rows, cols] = [e.failures for e in edges]
+        self.weight[rows, cols] = [
+            v if e.weight is None else e.weight for v, e in zip(visits, edges, strict=True)
+        ]
+        self.mean_reward[rows, cols] = [e.mean_reward for e in edges]
+        self.reward_m2[rows, cols] = [e.reward_m2 for e in edges]
+        self.token_mean[rows, cols] = [e.token_mean for e in edges]
+        self.token_m2[rows, cols] = [e.token_m2 for e in edges]
+        self.retries[rows, cols] = [e.retries or 0.0 for e in edges]
+
 
 def _record(stat: RunningStat) -> StreamRecord:
     return StreamRecord(count=stat.count, mean=stat.mean, m2=stat.m2)
@@ -477,6 +579,42 @@ def _record(stat: RunningStat) -> StreamRecord:
 
 def _stream(record: StreamRecord) -> RunningStat:
     return RunningStat(record.count, record.mean, record.m2)
+
+
+#: Up to this many entries a dict groups faster than np.unique's sort: the learner backs up
+#: one trajectory (a handful of edges) at a time.
+_SMALL_GROUPING = 64
+
+
+def _grouped(keys: I64) -> tuple[I64, npt.NDArray[np.intp], I64]:
+    """(distinct keys, each entry's group, entries per group), as ``np.unique`` with
+    ``return_inverse`` and ``return_counts`` gives them except that a small input lists its
+    groups in order of first appearance. Every use treats the groups independently and sums
+    within a group in entry order, so both orders give the same numbers to the bit."""
+    if len(keys) > _SMALL_GROUPING:
+        uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        return uniq, inverse, counts
+    index: dict[int, int] = {}
+    groups = [index.setdefault(k, len(index)) for k in keys.tolist()]
+    inverse = np.array(groups, dtype=np.intp)
+    return (
+        np.fromiter(index, dtype=np.int64, count=len(index)),
+        inverse,
+        np.bincount(inverse, minlength=len(index)).astype(np.int64),
+    )
+
+
+def _chan_one(
+    n_a: float, mean_a: float, m2_a: float, n_b: float, mean_b: float, m2_b: float
+) -> tuple[float, float]:
+    """(mean, M2) of ``chan_merge``'s array branch for one cell, operation for operation
+    (its scalar branch groups ``delta * n_b / n`` differently, so it may differ in the
+    last bit)."""
+    n = n_a + n_b
+    if not n > 0:
+        return 0.0, 0.0
+    delta = mean_b - mean_a
+    return mean_a + delta * (n_b / n), m2_a + m2_b + delta * delta * (n_a * n_b / n)
 
 
 def _sample_moments(

@@ -333,3 +333,29 @@ def test_an_arm_means_what_the_engine_means_by_it() -> None:
         Settings(policy_arm="agensbus-warm")
     with pytest.raises(ValidationError, match="unknown arm"):
         Settings(policy_arm="clever")
+
+
+def test_signatures_checked_while_their_trajectory_waits_keep_their_verdicts() -> None:
+    pairs = real_pairs(2)
+    trajectory, other = pairs[0][0], pairs[1][0]
+    state = trajectory.state
+    bad_edge = state.visited[0].model_copy(
+        update={"signature": state.visited[0].signature + "|task_class=C1"}
+    )
+    bad = trajectory.model_copy(
+        update={
+            "trajectory_id": "bad",
+            "state": state.model_copy(
+                update={"trajectory_id": "bad", "visited": [bad_edge, *state.visited[1:]]}
+            ),
+        }
+    )
+    core = LearnerCore(config())
+
+    assert core.on_trajectory(trajectory, 0.0).verdict is Verdict.WAITING  # no node yet
+    for _ in range(2):  # a bad signature is never remembered as checked
+        applied = core.on_trajectory(bad, 0.0)
+        assert applied.rejected is not None
+        assert applied.rejected.error_type == "invalid_signature"
+    assert core.on_trajectory(other, 0.0).verdict is Verdict.WAITING
+    assert core.graph.node_count == 0
