@@ -35,7 +35,7 @@ from schemas.records import Regime, RewardConfig, SelectionConfig
 from services.policy.graph import PolicyGraph
 from services.policy.reward import PAPER_REWARD, hybrid_reward
 from services.policy.selection import Guard, select, softmax
-from services.policy.trajectory import class_guard
+from services.policy.trajectory import class_guard, class_withheld
 
 _DETERMINISTIC = (DecisionReason.RULE_BASED_PRIOR, DecisionReason.FIXED_PIPELINE)
 
@@ -136,10 +136,27 @@ class TargetPolicy:
             return None
         return class_guard(task_class, regime, self.graph, config)
 
+    def withheld(self, trajectory: LoggedTrajectory) -> frozenset[str]:
+        """The actions this policy's action veto withholds from the trajectory's class (none
+        without ``floors``); read without the trajectory, it retries no confounded action."""
+        if not self.floors:
+            return frozenset()
+        return class_withheld(trajectory.task_class, self.graph, self.selection)[0]
+
     def probabilities(
-        self, signature: str, candidates: Sequence[str], guard: Guard | None = None
+        self,
+        signature: str,
+        candidates: Sequence[str],
+        guard: Guard | None = None,
+        withheld: frozenset[str] = frozenset(),
     ) -> list[float]:
-        """The probability that the router would pick each candidate at this node."""
+        """The probability that the router would pick each candidate at this node; a
+        ``withheld`` candidate is not offered (probability 0) unless all are."""
+        offered = [a for a in candidates if a not in withheld] or list(candidates)
+        if len(offered) < len(candidates):
+            inner = self.probabilities(signature, offered, guard)
+            by_action = dict(zip(offered, inner, strict=True))
+            return [by_action.get(a, 0.0) for a in candidates]
         config = self.selection
         epsilon = config.explore_epsilon
         rules = config.model_copy(update={"explore_epsilon": 0.0}) if epsilon else config
@@ -176,13 +193,16 @@ def weigh(target: TargetPolicy, trajectory: LoggedTrajectory) -> Weighted:
     ratios: list[float] = []
     corrections: list[tuple[float, float]] = []  # (v(s_t), q(s_t, a_t)) per decision
     guard = target.guard(trajectory)
+    withheld = target.withheld(trajectory)
     for decision in trajectory.decisions:
         if decision.action not in decision.candidates:
             raise ValueError(
                 f"trajectory {trajectory.trajectory_id}: {decision.action} is not among the "
                 f"logged candidates at {decision.signature}"
             )
-        probabilities = target.probabilities(decision.signature, decision.candidates, guard)
+        probabilities = target.probabilities(
+            decision.signature, decision.candidates, guard, withheld
+        )
         values = [target.value(decision.signature, a) for a in decision.candidates]
         chosen = decision.candidates.index(decision.action)
         ratio = probabilities[chosen] / decision.propensity

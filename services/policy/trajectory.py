@@ -160,38 +160,50 @@ def class_guard(
     return Guard.FREE
 
 
-def offered(
-    state: TrajectoryState, graph: PolicyGraph, setup: PolicySetup, candidates: Sequence[str]
-) -> list[str]:
-    """The candidates the class floor's action veto offers the trajectory's next decision
-    (all of them unless ``action_veto`` is on with the class floor). Withheld are the
-    actions vetoed for its class (``ClassFloor.vetoes``), but for one retrial of a
-    confounded one the class can afford, and the actions it has not tried that another
-    class vetoes on evidence of their own (``warned``). A trajectory that retries one
-    takes no other deviation its class has not tried, so that the retrial's evidence is
-    its own. If nothing would be left (the pipeline's own action never is withheld, but a
-    blocked model may have taken it away), all stay."""
-    config = setup.selection
-    if not config.action_veto or config.baseline_floor != "class" or state.task_class is None:
-        return list(candidates)
-    floor = graph.classes.get(state.task_class)
+def class_withheld(
+    task_class: str | None, graph: PolicyGraph, config: SelectionConfig
+) -> tuple[frozenset[str], frozenset[str]]:
+    """(withheld, retried) of the class floor's action veto for a class, whatever its
+    trajectory has done: the actions vetoed for it (``ClassFloor.vetoes``) and those it has
+    not tried that another class vetoes on evidence of their own (``warned``); and the
+    confounded ones it can afford to retry. Nothing unless ``action_veto`` is on with the
+    class floor."""
+    if not config.action_veto or config.baseline_floor != "class" or task_class is None:
+        return frozenset(), frozenset()
+    floor = graph.classes.get(task_class)
     if floor is None:
-        return list(candidates)
+        return frozenset(), frozenset()
     tolerance = config.baseline_tolerance or 0.0
     noise = pipeline_noise(graph.classes)
     every = {
         name: other.vetoes(tolerance, config.baseline_z, noise)
         for name, other in graph.classes.items()
     }
-    vetoes = every[state.task_class]
+    vetoes = every[task_class]
+    withheld = vetoes.vetoed | (warned(every.values()) - floor.tried)
+    return withheld, floor.retrials(vetoes, tolerance, config.baseline_z)
+
+
+def offered(
+    state: TrajectoryState, graph: PolicyGraph, setup: PolicySetup, candidates: Sequence[str]
+) -> list[str]:
+    """The candidates the class floor's action veto offers the trajectory's next decision:
+    all but those withheld from its class (``class_withheld``), except one retrial of a
+    confounded action per trajectory, which then takes no other deviation its class has not
+    tried, so that the retrial's evidence is its own. If nothing would be left (the
+    pipeline's own action never is withheld, but a blocked model may have taken it away),
+    all stay."""
+    withheld, retried = class_withheld(state.task_class, graph, setup.selection)
+    if not withheld:
+        return list(candidates)
+    floor = graph.classes[state.task_class or ""]
     taken = deviations(state, setup.pool)
     tried = floor.tried
-    retrying = bool(taken & vetoes.confounded)
-    withheld = set(vetoes.vetoed) | (warned(every.values()) - tried)
-    if retrying:
-        withheld |= {a for a in candidates if a not in tried and setup.pool.deviates(a)}
+    if taken & retried:
+        untried = {a for a in candidates if a not in tried and setup.pool.deviates(a)}
+        withheld = withheld | untried
     elif not taken - tried:
-        withheld -= floor.retrials(vetoes, tolerance, config.baseline_z)
+        withheld = withheld - retried
     kept = [action for action in candidates if action not in withheld]
     return kept or list(candidates)
 

@@ -1,8 +1,9 @@
 """The off-policy gate on the real broker: a router in process with the gate on, a fake
 worker executing its decisions in the simulated world, and snapshots whose gate figures are
 estimated on the decisions and completions the router logged to its topics. A snapshot with
-no figures and a deliberately bad one (a learned graph rewritten to skip every cell it can)
-are refused with their reasons in the router's /metrics over HTTP; a good one is adopted."""
+no figures and a deliberately bad one (a learned graph rewritten to skip every cell it can,
+without the class paths its action veto would read) are refused with their reasons in the
+router's /metrics over HTTP; a good one is adopted."""
 
 import asyncio
 import urllib.request
@@ -19,6 +20,7 @@ from schemas.policy_file import GateFigures
 from schemas.topics import topic_of
 from services.policy import PolicyGraph
 from services.policy.arms import arm_named
+from services.policy.floor import ClassFloor
 from services.policy.gate import GateWindow, gate_figures
 from services.policy.ope import TargetPolicy
 from services.router.core import RouterCore, RouterEvent
@@ -59,8 +61,11 @@ def settings_for(bootstrap: str) -> Settings:
 
 
 def skipping(graph: PolicyGraph) -> PolicyGraph:
-    """``graph`` with every skip it tried made to look excellent: a policy that skips."""
+    """``graph`` with every skip it tried made to look excellent, and its classes' paths
+    dropped (else its action veto withholds the skips they proved bad): a policy that
+    skips."""
     bad = PolicyGraph.from_document(graph.to_document())
+    bad.classes = {name: ClassFloor(f.baseline, f.deviated) for name, f in bad.classes.items()}
     skips = [
         (node.signature, action)
         for node in graph.to_document().nodes

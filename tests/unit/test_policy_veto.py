@@ -11,6 +11,7 @@ from schemas.records import SelectionConfig
 from services.policy import PolicyGraph, start_state
 from services.policy.arms import arm_named
 from services.policy.floor import ClassFloor, Vetoes, record_classes, warned
+from services.policy.ope import LoggedTrajectory, TargetPolicy
 from services.policy.stats import RunningStat
 from services.policy.trajectory import PolicySetup, offered
 from services.runtime.policy_files import load_graph, save_policy
@@ -190,3 +191,22 @@ def test_paper_mode_offers_every_candidate() -> None:
     graph = PolicyGraph()
     graph.classes[name] = _floor({frozenset({FATAL}): [0.40]})
     assert offered(state, graph, paper, [FATAL, SAFE]) == [FATAL, SAFE]
+
+
+def test_off_policy_evaluation_gives_a_withheld_action_no_probability() -> None:
+    graph = PolicyGraph()
+    signature = "v1|straightforward|1000000|c1.u9.r5.e1"
+    graph.node_visits[graph.node_row(signature)] = 10
+    target = TargetPolicy(graph, SelectionConfig())
+    default = "verifier"
+    assert target.probabilities(signature, [FATAL, default]) == [1.0, 0.0]
+    assert target.probabilities(signature, [FATAL, default], None, frozenset({FATAL})) == [
+        0.0,
+        1.0,
+    ]
+    veto = arm_named("agensbus").selection
+    floors = TargetPolicy(graph, veto, floors=True)
+    graph.classes["C1"] = _floor({frozenset({FATAL}): [0.40]})
+    logged = LoggedTrajectory("t", (), 0.5, "C1", None)
+    assert floors.withheld(logged) == {FATAL}
+    assert TargetPolicy(graph, veto).withheld(logged) == frozenset()
