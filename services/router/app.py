@@ -397,7 +397,7 @@ class Router:
                 },
             )
         elif result.adopted:
-            self.metrics.adopted(snapshot)
+            self.metrics.adopted(snapshot, self.core.policy_version(snapshot.tenant))
             self.log.info(
                 "policy adopted",
                 extra={"tenant": result.tenant, "version": result.version, "detail": result.detail},

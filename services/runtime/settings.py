@@ -393,6 +393,11 @@ class Settings(BaseSettings):
 
     # --- learner ---------------------------------------------------------------------------
     learner_group: str = Field(default="agensbus-learner", description="Consumer group.")
+    learner_sharded: bool = Field(
+        default=False,
+        description="Learner replicas of the tenant share its input partitions in the "
+        "consumer group, each partition learned and checkpointed as a shard of its own.",
+    )
     snapshot_every: int = Field(
         default=25, ge=1, description="Publish a snapshot after this many backed-up trajectories."
     )

@@ -73,3 +73,20 @@ async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> lis
     ]
     await admin.create_topics(wanted)
     return [t.name for t in wanted]
+
+
+async def partition_counts(
+    settings: Settings, topics: list[str], *, timeout_s: float = 30.0
+) -> dict[str, int]:
+    """How many partitions each of ``topics`` has on the cluster."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
+        **settings.kafka_client_options(),
+    )
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {topic["topic"]: len(topic["partitions"]) for topic in described}
