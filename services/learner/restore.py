@@ -32,7 +32,7 @@ async def newest_snapshots(
 
     def keep_newer(record: Record) -> None:
         if record.value is None:  # a tombstone deletes its key's policy so far
-            for shard in _deleted(record.key, tenant):
+            for shard in tombstoned(record.key, tenant):
                 best.pop(shard, None)
             return
         snapshot = decode(record.value, PolicySnapshot)
@@ -57,7 +57,7 @@ async def newest_snapshot(
     return (await newest_snapshots(settings, tenant, timeout_s=timeout_s)).get(WHOLE)
 
 
-def _deleted(key: bytes | None, tenant: str) -> list[ShardId]:
+def tombstoned(key: bytes | None, tenant: str) -> list[ShardId]:
     """The shard of ``tenant`` whose policy a tombstone with ``key`` deletes, if any."""
     text = (key or b"").decode(errors="replace")
     if text == tenant:
