@@ -11,8 +11,10 @@ arm whose backup looks at the graph (expected retries or tokens, greedy continua
 recency floor) learns, in a shard, from that shard's statistics alone.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from schemas.events import PolicySnapshot
+from schemas.policy_file import PolicyDocument
 from services.policy.graph import PolicyGraph
 
 #: The shard of a policy that is not sharded: one graph for the whole tenant.
@@ -71,6 +73,33 @@ class ShardedPolicy:
         self._shards[shard] = (version, graph)
         graphs = [g for _, (_, g) in sorted(self._shards.items(), key=_shard_order)]
         self._graph = graphs[0] if len(graphs) == 1 else merged(graphs)
+
+
+def merged_document(snapshots: Sequence[PolicySnapshot]) -> PolicyDocument:
+    """One policy document of a tenant's newest snapshots (one per shard, or the whole
+    tenant's alone): the shards' merged graph under their common rules, its version the
+    sum of theirs. Raises ValueError when the shards fold or select differently."""
+    first = snapshots[0].policy
+    rules = (first.fold, first.selection, first.reward)
+    policy = ShardedPolicy()
+    for snapshot in snapshots:
+        document = snapshot.policy
+        if (document.fold, document.selection, document.reward) != rules:
+            raise ValueError(
+                f"shard {snapshot.shard} learns by other rules than shard "
+                f"{snapshots[0].shard}: their policies do not merge"
+            )
+        policy.take(snapshot.shard, snapshot.version, PolicyGraph.from_document(document))
+    if len(snapshots) == 1:
+        return first
+    fold, selection, reward = rules
+    return policy.graph.to_document(
+        tenant=first.tenant,
+        version=policy.version or 0,
+        fold=fold,
+        selection=selection,
+        reward=reward,
+    )
 
 
 def _shard_order(item: tuple[ShardId, tuple[int, PolicyGraph]]) -> int:

@@ -7,11 +7,12 @@ from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
 
 from schemas.events import PolicySnapshot
+from schemas.records import SelectionConfig
 from services.learner.core import LearnerCore
 from services.learner.restore import snapshot_key, tombstoned
 from services.learner.shard import Shard, shard_of_key
 from services.policy import PolicyGraph
-from services.policy.shards import WHOLE, ShardedPolicy, merged
+from services.policy.shards import WHOLE, ShardedPolicy, merged, merged_document
 from services.router.core import SnapshotVerdict
 from services.runtime.codec import decode, encode
 from tests.unit.support_learner import (
@@ -164,3 +165,15 @@ def test_the_policy_topic_keys_a_shard_apart_from_the_tenant() -> None:
     assert tombstoned(b"acme-eu/3", "acme") == []
     assert tombstoned(b"other", "acme") == []
     assert tombstoned(None, "acme") == []
+
+
+def test_shards_learning_by_other_rules_do_not_merge_into_one_document() -> None:
+    graph = fed(real_pairs(4)).graph
+    same = [shard_snapshot(0, 1, graph), shard_snapshot(1, 2, graph)]
+    merged_doc = merged_document(same)
+    assert merged_doc.version == 3
+    assert_same_graph(PolicyGraph.from_document(merged_doc), merged([graph, graph]))
+    document = graph.to_document(version=2, selection=SelectionConfig(c_min=0.25))
+    other = PolicySnapshot(version=2, shard=1, shards=SHARDS, policy=document)
+    with pytest.raises(ValueError, match="other rules"):
+        merged_document([same[0], other])
