@@ -1,18 +1,19 @@
 """``agensbus bench learner``: how fast learners back up a backlog of trajectories, one
 learner and two sharded learner replicas (``learner_sharded``) beside it.
 
-A backlog of (TrajectoryCompleted, RewardObserved) pairs is put on the trajectories and
-rewards topics first; then the learners start, as child processes, and drain it. The pairs
-are real: a few hundred trajectories run by the in-process engine over the scenario's
-simulated world and scored by its simulated judge, repeated under fresh trajectory ids (the
-engine takes milliseconds a trajectory, which would make building the backlog the bench).
-Each run has topics of its own (of ``PARTITIONS`` partitions, so that two replicas get two
-each) and the same backlog.
+Each run has topics of its own (of ``PARTITIONS`` partitions, so that two replicas own two
+each). Its learners start first, as child processes, and once they have settled in their
+group (every replica holds shards, together all of them) they are frozen (SIGSTOP) while a
+backlog of (TrajectoryCompleted, RewardObserved) pairs is put on the trajectories and
+rewards topics, then thawed to drain it: a rebalance at start does not leave one replica
+draining alone, and the put does not bound the rate. The pairs are real: a few hundred
+trajectories run by the in-process engine over the scenario's simulated world and scored by
+its simulated judge, repeated under fresh trajectory ids (the engine takes milliseconds a
+trajectory, which would make building the backlog the bench); both runs get the same.
 
 The rate is read off the learners' own ``backups_total`` counters (summed over the
 replicas), sampled on their /metrics every few milliseconds: from the last sample before
-the first backup to the first sample that counts them all, so neither their start
-(restore, group join) nor the sampling is measured.
+the first backup to the first sample that counts them all.
 """
 
 import asyncio
@@ -50,8 +51,9 @@ from services.sim import Engine, load_scenario
 #: Distinct trajectories the engine runs; the backlog repeats them under fresh ids.
 DISTINCT = 200
 #: How often the learners' counters are read.
-SAMPLE_S = 0.01
+SAMPLE_S = 0.05
 BACKUPS = "agensbus_learner_backups_total"
+SHARDS = "agensbus_learner_shards"
 #: Partitions of each run's topics: two replicas own two each.
 PARTITIONS = 4
 #: The learner replicas of the sharded run.
@@ -191,28 +193,33 @@ async def _drain(
     deadline: float,
     log_dir: Path,
 ) -> Drain:
-    """Put the backlog on topics of a fresh prefix and let ``replicas`` learners drain it."""
+    """Start ``replicas`` learners on empty topics of a fresh prefix and wait until they
+    share its partitions; then freeze them, put the backlog, thaw them and time the drain."""
     run = bench_settings(settings, settings.kafka_bootstrap or "").model_copy(
         update={"topic_partitions": PARTITIONS, "learner_group": f"bench-{uuid.uuid4().hex[:8]}"}
     )
     await create_topics(run, deadline)
-    await _put(run, backlog(distinct, count))
     env = replica_env(run, sharded=replicas > 1)
     processes = [
         ServiceProcess(ServiceSpec(f"learner-{replicas}-{i}", ("learner",), env), log_dir)
         for i in range(replicas)
     ]
     start_all(processes)
-    samples: list[Sample] = []
     try:
-        # Sampled from the start (a replica not serving yet has backed up nothing), so that
-        # a backlog drained before the replicas are seen ready is still timed.
+        await _until_shared(processes, PARTITIONS if replicas > 1 else 1, deadline)
+        # Frozen while the backlog goes in, so that the drain is timed on a backlog in place
+        # (its put would bound the rate otherwise); far within their session timeout.
+        for process in processes:
+            process.pause()
+        try:
+            await _put(run, backlog(distinct, count))
+        finally:
+            for process in processes:
+                process.resume()
+        samples: list[Sample] = []
+        counters = Counters(processes)
         while time.monotonic() < deadline:
-            exited = first_exited(processes)
-            if exited is not None:
-                raise exited.failure(f"{exited.name} exited ({exited.describe_exit()})")
-            counts = [metric_values(p.metrics_url, BACKUPS, timeout_s=0.5) for p in processes]
-            backed_up = int(sum(sum(c or [0.0]) for c in counts))
+            backed_up = counters.read(BACKUPS)
             samples.append((time.monotonic(), backed_up))
             if backed_up >= count:
                 break
@@ -220,6 +227,41 @@ async def _drain(
     finally:
         await asyncio.to_thread(stop_all, processes)
     return Drain(replicas, *drained(samples))
+
+
+class Counters:
+    """A counter summed over replicas. A replica whose endpoint does not answer in time
+    (its event loop busy with a batch) keeps the value it showed last: counters only grow."""
+
+    def __init__(self, processes: Sequence[ServiceProcess]) -> None:
+        self.processes = processes
+        self._last = [0] * len(processes)
+
+    def read(self, name: str) -> int:
+        exited = first_exited(self.processes)
+        if exited is not None:
+            raise exited.failure(f"{exited.name} exited ({exited.describe_exit()})")
+        for i, process in enumerate(self.processes):
+            values = metric_values(process.metrics_url, name, timeout_s=0.5)
+            if values is not None:
+                self._last[i] = max(self._last[i], int(sum(values)))
+        return sum(self._last)
+
+
+async def _until_shared(processes: Sequence[ServiceProcess], shards: int, deadline: float) -> None:
+    """Until every replica holds shards and together they hold ``shards``: the group has
+    settled, and no rebalance is left to disturb the drain."""
+    held: list[list[float] | None] = []
+    while time.monotonic() < deadline:
+        first = first_exited(processes)
+        if first is not None:
+            raise first.failure(f"{first.name} exited ({first.describe_exit()})")
+        held = [metric_values(p.metrics_url, SHARDS) for p in processes]
+        counts = [int(sum(h)) if h else 0 for h in held]
+        if all(counts) and sum(counts) == shards:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"the learners never shared the {shards} shards: they held {held}")
 
 
 async def _bench(

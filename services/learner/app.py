@@ -187,6 +187,7 @@ class Learner:
         shard = Shard.restored(number, snapshot, self.config, time.monotonic())
         self.shards[number] = shard
         self.metrics.restored(number, shard.core)
+        self.metrics.shards.set(len(self.shards))
         self.metrics.policy_version.set(self.version)
         self.metrics.state({number: shard.core}, graph=True)
         self.log.info(
@@ -239,6 +240,7 @@ class Learner:
                 del self.shards[number]
                 self.metrics.dropped(number)
                 self.log.info("shard given up", extra={"shard": number, "version": shard.version})
+        self.metrics.shards.set(len(self.shards))
         self.metrics.policy_version.set(self.version)
 
     def resume(self, assigned: Iterable[TopicPartition]) -> None:

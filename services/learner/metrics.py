@@ -75,6 +75,9 @@ class LearnerMetrics:
         )
         self.edges = gauge("policy_edges", "Visited (signature, action) edges in the graph.")
         self.waiting = gauge("waiting_joins", "Inputs waiting for their partner.", ("kind",))
+        self.shards = gauge(
+            "shards", "Shards this replica holds: its input partitions (1 when not sharded)."
+        )
         self._expired_seen: dict[ShardId, int] = {}
         for kind in KINDS:
             self.duplicates.labels(kind=kind)
