@@ -2,6 +2,7 @@
 all the events, a shard moves from replica to replica in its snapshot, a router acts with
 the merge of the shards' newest snapshots, and the policy topic's keys tell shards apart."""
 
+import numpy as np
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
@@ -66,6 +67,37 @@ def test_the_merged_shards_equal_one_graph_fed_every_trajectory() -> None:
     whole = merged(graphs)
     assert_same_graph(whole, backed_up_directly(pairs))
     assert whole.total_node_visits == sum(len(t.state.visited) for t, _ in pairs)
+
+
+def weighted_graph(seed: int, nodes: int) -> PolicyGraph:
+    """Edges with weighed rewards, retries and failures, some of them failures only."""
+    rng = np.random.default_rng(seed)
+    graph = PolicyGraph()
+    signatures = [sig for t, _ in real_pairs(20) for sig in (e.signature for e in t.state.visited)]
+    picked = rng.choice(sorted(set(signatures)), size=nodes)
+    actions = ["planner", "planner.react", "skip:planner"]
+    edges = [(str(s), actions[int(rng.integers(3))], bool(rng.random() < 0.2)) for s in picked]
+    size = len(edges)
+    graph.backup(
+        graph.batch(
+            edges,
+            rng.random(size),
+            rng.random(size) * 1000,
+            weights=rng.random(size),
+            retries=rng.integers(0, 3, size).astype(float),
+        )
+    )
+    return graph
+
+
+def test_the_merge_is_the_graphs_merge_of_each_shard_in_turn() -> None:
+    graphs = [weighted_graph(seed, nodes) for seed, nodes in ((0, 60), (1, 5), (2, 90))]
+    graphs[1].classes = fed(real_pairs(3)).graph.classes
+    one_by_one = PolicyGraph()
+    for graph in graphs:
+        one_by_one.merge(graph)
+    assert merged(graphs).to_document() == one_by_one.to_document()
+    assert merged([]).node_count == 0
 
 
 def test_the_comparison_tells_a_trajectory_counted_twice() -> None:
