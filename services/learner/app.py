@@ -43,7 +43,7 @@ from services.policy.shards import WHOLE, ShardId
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.service import Service
 from services.runtime.settings import Settings
-from services.runtime.topics import partition_counts
+from services.runtime.topics import PartitionsDiffer, partition_counts
 
 #: What the learner dead-letters beyond undecodable input (their series start at 0).
 DEAD_LETTERS = (
@@ -57,11 +57,6 @@ BATCH_RECORDS = 500
 BATCH_TIMEOUT_MS = 100
 #: How often, at most, joins are expired and the snapshot interval is checked.
 TICK_S = 1.0
-
-
-class InputsNotAlike(RuntimeError):
-    """The input topics' partition counts differ: a trajectory and its reward could land
-    on different partition numbers, so no shard could join them."""
 
 
 class Learner:
@@ -175,7 +170,7 @@ class Learner:
         counts = await partition_counts(self.settings, topics)
         if len(set(counts.values())) != 1:
             listed = ", ".join(f"{topic} has {counts.get(topic)}" for topic in topics)
-            raise InputsNotAlike(
+            raise PartitionsDiffer(
                 f"a sharded learner needs input topics of one partition count ({listed}): "
                 "repartition them alike or run one learner that is not sharded"
             )

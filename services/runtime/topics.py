@@ -13,6 +13,11 @@ from services.runtime.settings import Settings
 log = logging.getLogger("agensbus.topics")
 
 
+class PartitionsDiffer(RuntimeError):
+    """Topics that must have one partition count do not (a sharded learner's inputs: a
+    trajectory and its reward would land on different partition numbers)."""
+
+
 async def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
     """Create the missing topics; returns the names created. Existing topics are left as
     they are (their partition counts are the operator's choice)."""

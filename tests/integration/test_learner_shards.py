@@ -2,7 +2,7 @@
 partitions, one of them killed with SIGKILL while events flow: the survivor takes the dead
 one's shards over from their snapshots, and the merge of every shard's newest snapshot
 counts each trajectory exactly once and equals, node for node, what one learner core learns
-from the same events."""
+from the same events. A sharded learner refuses inputs whose partition counts differ."""
 
 import asyncio
 import uuid
@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from click.testing import CliRunner
 
 from schemas.events import PolicySnapshot
+from services.cli import cli
 from services.learner.core import LearnerCore
 from services.learner.restore import newest_snapshots
 from services.learner.shard import shard_of_key
@@ -22,6 +24,7 @@ from services.runtime.codec import encode
 from services.runtime.processes import ServiceProcess, ServiceSpec, http_ok
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
+from tests.integration.support_broker import create_topic, run, unique
 from tests.unit.support_learner import Pair, assert_same_graph, learner_config, real_pairs
 
 PARTITIONS = 4
@@ -146,3 +149,24 @@ def test_two_replicas_and_a_kill_count_every_trajectory_once(
         one.on_reward(reward, 0.0)
     assert one.backed_up == PAIRS
     assert_same_graph(learned, one.graph)
+
+
+def test_a_sharded_learner_refuses_inputs_of_different_partition_counts(
+    kafka_bootstrap: str,
+) -> None:
+    prefix = unique("unalike") + "."
+    names = Settings(topic_prefix=prefix)
+    run(create_topic(kafka_bootstrap, names.topic("trajectories"), partitions=2))
+    run(create_topic(kafka_bootstrap, names.topic("rewards"), partitions=3))
+    env = {
+        "AGENSBUS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "AGENSBUS_TOPIC_PREFIX": prefix,
+        "AGENSBUS_LEARNER_SHARDED": "true",
+        "AGENSBUS_HTTP_PORT": "0",
+    }
+
+    done = CliRunner().invoke(cli, ["learner"], env=env)
+
+    assert done.exit_code == 2, done.output
+    (line,) = [line for line in done.output.splitlines() if line.startswith("Error")]
+    assert f"{prefix}trajectories has 2, {prefix}rewards has 3" in line
