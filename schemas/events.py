@@ -338,6 +338,19 @@ class PolicySnapshot(Event):
         description="how many shards the tenant's learning has: the input topics' partition "
         "count (null when shard is null)",
     )
+    chunk: int | None = Field(
+        default=None,
+        ge=0,
+        description="which part of the snapshot this record holds, when the policy is "
+        "published in chunks by signature range: chunk 0 carries the class floors and the "
+        "checkpoint, every chunk its range's nodes (null: the whole snapshot)",
+    )
+    chunks: int | None = Field(
+        default=None,
+        ge=1,
+        description="how many chunks make the snapshot whole (null when chunk is null); a "
+        "reader uses a version once it has every chunk of it",
+    )
     policy: PolicyDocument = Field(description="the policy itself")
     input_offsets: list[TopicOffset] = Field(
         default_factory=list,
@@ -356,11 +369,13 @@ class PolicySnapshot(Event):
     )
 
     @model_validator(mode="after")
-    def _shard_within_shards(self) -> "PolicySnapshot":
-        if (self.shard is None) != (self.shards is None):
-            raise ValueError("shard and shards are given together or not at all")
-        if self.shard is not None and self.shards is not None and self.shard >= self.shards:
-            raise ValueError(f"shard {self.shard} is not below shards {self.shards}")
+    def _parts_within_counts(self) -> "PolicySnapshot":
+        for part, count in (("shard", "shards"), ("chunk", "chunks")):
+            index, total = getattr(self, part), getattr(self, count)
+            if (index is None) != (total is None):
+                raise ValueError(f"{part} and {count} are given together or not at all")
+            if index is not None and index >= total:
+                raise ValueError(f"{part} {index} is not below {count} {total}")
         return self
 
 

@@ -69,7 +69,8 @@ TOPICS: tuple[Topic, ...] = (
         None,
         ("learner", "CLI import"),
         ("router", "CLI"),
-        key_note="the tenant; `tenant/shard` for a shard's snapshot (a sharded learner)",
+        key_note="the tenant; `tenant/shard` for a shard's snapshot (a sharded learner); "
+        "then `#chunk.slot` for a chunk of a snapshot in chunks",
         configs={
             "cleanup.policy": "compact",
             "min.cleanable.dirty.ratio": "0.1",

@@ -211,6 +211,8 @@ def summarize(event: Event) -> str:
         )
     if isinstance(event, PolicySnapshot):
         shard = "" if event.shard is None else f" shard={event.shard}/{event.shards}"
+        if event.chunk is not None:
+            shard += f" chunk={event.chunk}/{event.chunks}"
         return (
             f"policy     tenant={event.tenant}{shard} version={event.version} "
             f"nodes={len(event.policy.nodes)} backed_up={event.backed_up}"

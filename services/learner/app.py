@@ -39,6 +39,7 @@ from services.learner.metrics import LearnerMetrics
 from services.learner.restore import newest_snapshots, snapshot_key
 from services.learner.shard import TRACED_BACKUPS, Shard, shard_of_key
 from services.pipeline import deployed_pipeline
+from services.policy.chunks import chunk_key, split
 from services.policy.shards import WHOLE, ShardId
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.service import Service
@@ -375,15 +376,20 @@ class Learner:
                 return True  # given up meanwhile, its final snapshot published then
             started = time.perf_counter()
             snapshot = shard.snapshot(self.partitions)
-            payload = encode(snapshot)
+            parts = split(snapshot, self.settings.snapshot_chunk_nodes)
+            payloads = [encode(part) for part in parts]
+            size = sum(len(payload) for payload in payloads)
             # Set before publishing: a snapshot too large to deliver shows here first.
-            self.metrics.snapshot_bytes.set(len(payload))
+            self.metrics.snapshot_bytes.set(size)
             backups, shard.traced = list(shard.traced), deque(maxlen=TRACED_BACKUPS)
             try:
                 with self.service.tracing.span("snapshot", links=backups, version=snapshot.version):
                     topic = self.settings.topic("policy")
                     key = snapshot_key(self.settings.tenant, shard.number)
-                    await self.service.publish(snapshot, topic, key, encoded=payload)
+                    for part, payload in zip(parts, payloads, strict=True):
+                        await self.service.publish(
+                            part, topic, chunk_key(key, part), encoded=payload
+                        )
             except Exception:  # the next trigger tries again; learning goes on meanwhile
                 shard.dirty = True
                 self.metrics.snapshot_failures.inc()
@@ -392,7 +398,7 @@ class Learner:
                     extra={
                         "shard": shard.number,
                         "version": snapshot.version,
-                        "bytes": len(payload),
+                        "bytes": size,
                     },
                 )
                 return False
@@ -408,7 +414,8 @@ class Learner:
                     "shard": shard.number,
                     "version": snapshot.version,
                     "backed_up": snapshot.backed_up,
-                    "bytes": len(payload),
+                    "bytes": size,
+                    "chunks": len(parts),
                 },
             )
             await self._commit(input_offsets(snapshot))

@@ -60,7 +60,9 @@ class LearnerMetrics:
         self.snapshot_failures = counter(
             "snapshot_failures_total", "Policy snapshots that could not be delivered."
         )
-        self.snapshot_bytes = gauge("snapshot_bytes", "Size of the newest snapshot.")
+        self.snapshot_bytes = gauge(
+            "snapshot_bytes", "Size of the newest snapshot (of all its chunks)."
+        )
         self.snapshot_seconds = Histogram(
             "agensbus_learner_snapshot_seconds",
             "Time to build and deliver a snapshot.",

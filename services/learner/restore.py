@@ -4,6 +4,7 @@ tenant's shards, when the learning is sharded) on the policy topic."""
 import logging
 
 from schemas.events import PolicySnapshot
+from services.policy.chunks import Chunks
 from services.policy.shards import WHOLE, ShardId
 from services.runtime.codec import Rejected, decode
 from services.runtime.reading import Record, read_to_end
@@ -23,12 +24,14 @@ async def newest_snapshots(
 ) -> dict[ShardId, PolicySnapshot]:
     """Read the policy topic from its beginning to its current end and return ``tenant``'s
     snapshot with the highest version per shard (``WHOLE`` for a snapshot of the whole
-    tenant), leaving out shards whose newest record is a tombstone.
+    tenant), of the versions read whole (every chunk of a chunked one), leaving out shards
+    whose newest record is a tombstone.
 
     The topic is compacted, so usually one snapshot per key is left; until the cleaner
     runs there are more, and the highest version wins (the later one on a tie).
     """
     best: dict[ShardId, PolicySnapshot] = {}
+    chunks = Chunks()
 
     def keep_newer(record: Record) -> None:
         if record.value is None:  # a tombstone deletes its key's policy so far
@@ -42,9 +45,12 @@ async def newest_snapshots(
                 extra={"offset": record.offset, "reason": snapshot.reason},
             )
             return
+        if snapshot.tenant != tenant:
+            return
+        whole = chunks.add(snapshot)
         held = best.get(snapshot.shard)
-        if snapshot.tenant == tenant and (held is None or snapshot.version >= held.version):
-            best[snapshot.shard] = snapshot
+        if whole is not None and (held is None or whole.version >= held.version):
+            best[snapshot.shard] = whole
 
     await read_to_end(settings, settings.topic("policy"), keep_newer, timeout_s=timeout_s)
     return best

@@ -404,6 +404,12 @@ class Settings(BaseSettings):
     snapshot_interval_s: float = Field(
         default=5.0, gt=0.0, description="...or after this many seconds with new backups."
     )
+    snapshot_chunk_nodes: int = Field(
+        default=20_000,
+        ge=1,
+        description="A snapshot of more nodes goes out in chunks of this many, by signature "
+        "range, each a record of its own.",
+    )
     reward_ttl_s: float = Field(
         default=900.0,
         gt=0.0,

@@ -22,6 +22,7 @@ from services.policy import PolicyGraph
 from services.policy.shards import ShardId, merged
 from services.runtime.codec import encode
 from services.runtime.processes import ServiceProcess, ServiceSpec, http_ok
+from services.runtime.reading import Record, read_to_end
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
 from tests.integration.support_broker import create_topic, run, unique
@@ -30,6 +31,7 @@ from tests.unit.support_learner import Pair, assert_same_graph, learner_config, 
 PARTITIONS = 4
 PAIRS = 160
 CHUNK = 10
+CHUNK_NODES = 10
 #: A learner is gone from its group once its session times out (aiokafka's 10 s default).
 TAKEOVER_S = 40.0
 READY_S = 30.0
@@ -60,6 +62,8 @@ def replicas(settings: Settings, tmp_path: Path) -> Iterator[list[ServiceProcess
         "AGENSBUS_LEARNER_SHARDED": "true",
         "AGENSBUS_SNAPSHOT_EVERY": "5",
         "AGENSBUS_SNAPSHOT_INTERVAL_S": "0.5",
+        # snapshots go out in chunks: a replica may die between two chunks of a version
+        "AGENSBUS_SNAPSHOT_CHUNK_NODES": str(CHUNK_NODES),
         "AGENSBUS_GRACEFUL_TIMEOUT_S": "5",
     }
     processes = [
@@ -108,6 +112,19 @@ async def until(
         await asyncio.sleep(0.3)
 
 
+async def chunk_records(settings: Settings) -> list[PolicySnapshot]:
+    """The records of the policy topic that hold a chunk of a snapshot."""
+    found: list[PolicySnapshot] = []
+
+    def keep(record: Record) -> None:
+        snapshot = PolicySnapshot.model_validate_json(record.value or b"")
+        if snapshot.chunk is not None:
+            found.append(snapshot)
+
+    await read_to_end(settings, settings.topic("policy"), keep, timeout_s=20.0)
+    return found
+
+
 def test_two_replicas_and_a_kill_count_every_trajectory_once(
     settings: Settings, replicas: list[ServiceProcess]
 ) -> None:
@@ -140,6 +157,9 @@ def test_two_replicas_and_a_kill_count_every_trajectory_once(
         return after
 
     final = asyncio.run(asyncio.wait_for(scenario(), 3 * TAKEOVER_S))
+    assert all(len(s.policy.nodes) > CHUNK_NODES for s in final.values())
+    chunked = asyncio.run(chunk_records(settings))
+    assert chunked, "no snapshot went out in chunks"
     assert sorted(n for n in final if n is not None) == list(range(PARTITIONS))
     assert sum(s.backed_up for s in final.values()) == PAIRS
     learned = merged(PolicyGraph.from_document(s.policy) for s in final.values())
