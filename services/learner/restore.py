@@ -2,6 +2,7 @@
 tenant's shards, when the learning is sharded) on the policy topic."""
 
 import logging
+import re
 
 from schemas.events import PolicySnapshot
 from services.policy.chunks import Chunks
@@ -34,6 +35,9 @@ async def newest_snapshots(
     chunks = Chunks()
 
     def keep_newer(record: Record) -> None:
+        owner = key_tenant(record.key)
+        if owner is not None and owner != tenant:
+            return  # another tenant's: not worth decoding (snapshots are large)
         if record.value is None:  # a tombstone deletes its key's policy so far
             for shard in tombstoned(record.key, tenant):
                 best.pop(shard, None)
@@ -61,6 +65,14 @@ async def newest_snapshot(
 ) -> PolicySnapshot | None:
     """``tenant``'s newest snapshot of the whole tenant, or None when it has none."""
     return (await newest_snapshots(settings, tenant, timeout_s=timeout_s)).get(WHOLE)
+
+
+def key_tenant(key: bytes | None) -> str | None:
+    """The tenant a policy topic key names (None for a record without a key): its text up
+    to the shard's ``/`` or the chunk's ``#``, which tenant names cannot hold."""
+    if key is None:
+        return None
+    return re.split("[/#]", key.decode(errors="replace"), maxsplit=1)[0]
 
 
 def tombstoned(key: bytes | None, tenant: str) -> list[ShardId]:

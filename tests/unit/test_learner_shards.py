@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from schemas.events import PolicySnapshot
 from schemas.records import SelectionConfig
 from services.learner.core import LearnerCore
-from services.learner.restore import snapshot_key, tombstoned
+from services.learner.restore import key_tenant, snapshot_key, tombstoned
 from services.learner.shard import Shard, shard_of_key
 from services.policy import PolicyGraph
 from services.policy.shards import WHOLE, ShardedPolicy, merged, merged_document
@@ -197,6 +197,9 @@ def test_the_policy_topic_keys_a_shard_apart_from_the_tenant() -> None:
     assert tombstoned(b"acme-eu/3", "acme") == []
     assert tombstoned(b"other", "acme") == []
     assert tombstoned(None, "acme") == []
+    keys = (b"acme", b"acme/3", b"acme/3#1.0", b"acme#0.1", b"acme-eu/3")
+    assert [key_tenant(key) for key in keys] == ["acme"] * 4 + ["acme-eu"]
+    assert key_tenant(None) is None
 
 
 def test_shards_learning_by_other_rules_do_not_merge_into_one_document() -> None:
