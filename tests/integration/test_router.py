@@ -30,6 +30,7 @@ from schemas.events import (
 from schemas.policy_file import PolicyDocument
 from schemas.records import FoldSpec
 from services.policy import PolicyGraph
+from services.policy.chunks import split
 from services.router.app import build
 from services.runtime.codec import encode
 from services.runtime.kafka import aiokafka_options
@@ -37,6 +38,7 @@ from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
 from services.sim import load_scenario
+from tests.unit.support_learner import backed_up_directly, real_pairs
 from tests.unit.support_router import confident_graph, execute, snapshot
 
 SCENARIO = load_scenario("security-advisories")
@@ -338,5 +340,31 @@ def test_a_decision_the_broker_refuses_dead_letters_its_task_and_the_partition_g
                 == 1.0
             )
             assert not any(d.trajectory_id == "big" for d in loop.decisions)
+
+    run(scenario())
+
+
+def test_a_snapshot_in_chunks_is_adopted_once_every_chunk_is_in(kafka_bootstrap: str) -> None:
+    learned = backed_up_directly(real_pairs(10, prefix="chunked"))
+    parts = split(snapshot(learned, 5), max_nodes=3)
+    assert len(parts) > 2
+
+    async def scenario() -> None:
+        loop = Loop(settings_for(kafka_bootstrap))
+        async with loop.running():
+            await loop.ready()
+            for part in parts[:-1]:
+                await loop.publish(part, "policy", "default")
+            # read after the chunks so far (one partition, in order): adopted, so they were not
+            await loop.publish(snapshot(PolicyGraph(), 2), "policy", "default")
+            await loop.until(
+                "version 2 adopted",
+                lambda: loop.metric("agensbus_router_policy_version", tenant="default") == 2,
+            )
+            await loop.publish(parts[-1], "policy", "default")
+            await loop.until(
+                "version 5 adopted whole",
+                lambda: loop.metric("agensbus_router_policy_version", tenant="default") == 5,
+            )
 
     run(scenario())
