@@ -294,7 +294,7 @@ class Learner:
         shard.offsets[where] = record.offset + 1
         shard.dirty = True
         self.metrics.applied(kind, applied)
-        if applied.backup is not None and shard.pending >= self.settings.snapshot_every:
+        if applied.backup is not None and self._count_due(shard, time.monotonic()):
             self._snapshot_due.set()
 
     def _trace_backup(self, shard: Shard, record: ConsumerRecord[bytes, bytes], began: int) -> None:
@@ -363,10 +363,13 @@ class Learner:
         if shard.core.expire(now):
             shard.dirty = True
         self.metrics.state({shard.number: shard.core})
-        pending = shard.pending
         overdue = now - shard.snapshot_at >= self.settings.snapshot_interval_s
-        due = pending >= self.settings.snapshot_every or (pending and overdue)
+        due = self._count_due(shard, now) or (shard.pending > 0 and overdue)
         return not due or await self.publish_snapshot(shard)
+
+    def _count_due(self, shard: Shard, now: float) -> bool:
+        settings = self.settings
+        return shard.count_due(settings.snapshot_every, settings.snapshot_min_interval_s, now)
 
     async def publish_snapshot(self, shard: Shard) -> bool:
         """Publish ``shard``'s state as its next version and wait for its delivery; then

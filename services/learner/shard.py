@@ -53,6 +53,11 @@ class Shard:
         """Backups since the last delivered snapshot."""
         return self.core.backed_up - self.snapshot_backed_up
 
+    def count_due(self, every: int, min_interval_s: float, now: float) -> bool:
+        """Whether ``every`` backups since the last snapshot call for the next, that one
+        being at least ``min_interval_s`` old."""
+        return self.pending >= every and now - self.snapshot_at >= min_interval_s
+
     def snapshot(self, shards: int | None) -> PolicySnapshot:
         """The next version's snapshot; ``shards``: how many the tenant has (None: WHOLE)."""
         self.version += 1  # never reused, even when this one is not delivered

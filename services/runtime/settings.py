@@ -404,6 +404,12 @@ class Settings(BaseSettings):
     snapshot_interval_s: float = Field(
         default=5.0, gt=0.0, description="...or after this many seconds with new backups."
     )
+    snapshot_min_interval_s: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="Seconds at least between two snapshots of a shard that snapshot_every "
+        "triggers: a learner draining a backlog learns instead of re-encoding its graph.",
+    )
     snapshot_chunk_nodes: int = Field(
         default=20_000,
         ge=1,

@@ -212,3 +212,12 @@ def test_shards_learning_by_other_rules_do_not_merge_into_one_document() -> None
     other = PolicySnapshot(version=2, shard=1, shards=SHARDS, policy=document)
     with pytest.raises(ValueError, match="other rules"):
         merged_document([same[0], other])
+
+
+def test_a_count_of_backups_calls_for_a_snapshot_only_past_the_minimum_interval() -> None:
+    shard = Shard(0, fed(real_pairs(3)), snapshot_at=10.0)
+    assert shard.pending == 3
+    assert not shard.count_due(every=3, min_interval_s=1.0, now=10.5)
+    assert shard.count_due(every=3, min_interval_s=1.0, now=11.0)
+    assert not shard.count_due(every=4, min_interval_s=1.0, now=60.0)
+    assert shard.count_due(every=3, min_interval_s=0.0, now=10.0)
