@@ -43,7 +43,12 @@ Propensity = Annotated[
     ),
 ]
 PolicyVersion = Annotated[
-    int, Field(ge=0, description="version of the policy snapshot the router decided with")
+    int,
+    Field(
+        ge=0,
+        description="version of the policy the router decided with (of a sharded policy, "
+        "the sum of its shards' snapshot versions)",
+    ),
 ]
 Retries = Annotated[int, Field(description="calls repeated after transient failures")]
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from schemas._base import Record
 from schemas._fields import (
@@ -49,7 +49,7 @@ from schemas.records import (
 
 SCHEMA_VERSION: Final = 1
 #: Revisions within SCHEMA_VERSION, which only add optional fields (docs/events.md).
-SCHEMA_MINOR: Final = 0
+SCHEMA_MINOR: Final = 1
 
 
 _EVENT_TYPE = (
@@ -323,7 +323,34 @@ class PolicySnapshot(Event):
 
     event_type: Literal["PolicySnapshot"] = Field("PolicySnapshot", description=_EVENT_TYPE)
 
-    version: int = Field(ge=0, description="policy version; grows with every snapshot of a tenant")
+    version: int = Field(
+        ge=0, description="policy version; grows with every snapshot of a tenant (of a shard)"
+    )
+    shard: int | None = Field(
+        default=None,
+        ge=0,
+        description="the input partition whose trajectories this snapshot learned, when the "
+        "tenant's learning is sharded across learner replicas (null: the whole tenant)",
+    )
+    shards: int | None = Field(
+        default=None,
+        ge=1,
+        description="how many shards the tenant's learning has: the input topics' partition "
+        "count (null when shard is null)",
+    )
+    chunk: int | None = Field(
+        default=None,
+        ge=0,
+        description="which part of the snapshot this record holds, when the policy is "
+        "published in chunks by signature range: chunk 0 carries the class floors and the "
+        "checkpoint, every chunk its range's nodes (null: the whole snapshot)",
+    )
+    chunks: int | None = Field(
+        default=None,
+        ge=1,
+        description="how many chunks make the snapshot whole (null when chunk is null); a "
+        "reader uses a version once it has every chunk of it",
+    )
     policy: PolicyDocument = Field(description="the policy itself")
     input_offsets: list[TopicOffset] = Field(
         default_factory=list,
@@ -340,6 +367,16 @@ class PolicySnapshot(Event):
         description="the off-policy gate's figures for this policy, which routers check "
         "before adopting it (null: not evaluated)",
     )
+
+    @model_validator(mode="after")
+    def _parts_within_counts(self) -> "PolicySnapshot":
+        for part, count in (("shard", "shards"), ("chunk", "chunks")):
+            index, total = getattr(self, part), getattr(self, count)
+            if (index is None) != (total is None):
+                raise ValueError(f"{part} and {count} are given together or not at all")
+            if index is not None and index >= total:
+                raise ValueError(f"{part} {index} is not below {count} {total}")
+        return self
 
 
 class DeadLetter(Event):

@@ -61,14 +61,16 @@ TOPICS: tuple[Topic, ...] = (
         ("judge", "pipelines (explicit feedback)"),
         ("learner",),
     ),
-    # Compacted: the newest snapshot per tenant key survives; every router replays it.
+    # Compacted: the newest snapshot per tenant (and shard) key survives; every router
+    # replays it.
     Topic(
         "policy",
         PolicySnapshot,
         None,
         ("learner", "CLI import"),
         ("router", "CLI"),
-        key_note="the tenant, plus the shard when the policy is sharded",
+        key_note="the tenant; `tenant/shard` for a shard's snapshot (a sharded learner); "
+        "then `#chunk.slot` for a chunk of a snapshot in chunks",
         configs={
             "cleanup.policy": "compact",
             "min.cleanable.dirty.ratio": "0.1",

@@ -249,14 +249,16 @@ def bench_router(
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON on stdout.")
 @settings_options((*KAFKA_FIELDS, "scenario", "seed"))
 def bench_learner(trajectories: int, timeout_s: float, as_json: bool, **flags: Any) -> None:
-    """Learner throughput at saturation: trajectories backed up per second.
+    """Learner throughput at saturation: trajectories backed up per second, by one learner
+    and by two sharded learner replicas.
 
     A backlog of completed trajectories and their rewards (real ones: run by the in-process
     engine over the scenario's simulated world, scored by its simulated judge, repeated under
-    fresh ids) is put on the topics first; then the learner service starts in this process
-    and drains it, snapshots included. The rate counts from its first backup to its last.
-    The broker is embedded unless --kafka-bootstrap is given; topics get a fresh bench-*
-    prefix.
+    fresh ids) is put on the topics first; then the learner service starts as a child
+    process and drains it, snapshots included. Then the same again on fresh topics with two
+    replicas sharing the inputs (AGENSBUS_LEARNER_SHARDED). A rate counts from the first
+    backup to the last. The broker is embedded unless --kafka-bootstrap is given; topics get
+    a fresh bench-* prefix per run, of 4 partitions.
     """
     from services.bench.learner import run_learner_bench
 
@@ -271,10 +273,12 @@ def bench_learner(trajectories: int, timeout_s: float, as_json: bool, **flags: A
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return
-    click.echo(
-        f"learner: {result.per_s:,.0f} trajectories/s backed up "
-        f"({result.backed_up:,} in {result.seconds:.2f} s, a backlog of {trajectories:,})"
-    )
+    for name, drain in (("1 learner", result.one), ("2 sharded", result.sharded)):
+        click.echo(
+            f"{name}: {drain.per_s:,.0f} trajectories/s backed up "
+            f"({drain.backed_up:,} in {drain.seconds:.2f} s, a backlog of {trajectories:,})"
+        )
+    click.echo(f"2 sharded/1 learner: {result.ratio:.2f}x")
     if result.timed_out:
         click.echo(f"timed out after {timeout_s:.0f} s: only part of the backlog was backed up")
 

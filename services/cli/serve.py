@@ -16,6 +16,7 @@ from services.cli._settings import require_bootstrap, settings_from, with_pipeli
 from services.runtime.plugins import PluginConfigError
 from services.runtime.service import Service, run_service
 from services.runtime.settings import Settings, settings_options
+from services.runtime.topics import PartitionsDiffer
 from services.runtime.tracing import TracingUnavailable
 from services.spec_files import SpecFileError
 from services.worker.cells import CellsError
@@ -42,6 +43,8 @@ def serve(flags: dict[str, Any], build: Callable[[Settings], Service]) -> None:
         run_service(service)
     except KafkaConnectionError as error:
         raise click.ClickException(f"cannot reach Kafka at {bootstrap}: {error}") from None
+    except PartitionsDiffer as error:
+        raise UserError(str(error)) from None
 
 
 @click.command("router", epilog=RUNNING)
@@ -118,7 +121,10 @@ def learner(**flags: Any) -> None:
 
     Joins completed trajectories with their rewards, backs the hybrid reward up into the
     policy graph and publishes versioned PolicySnapshots (with the input offsets they
-    reflect) that routers hot-swap. On restart it resumes from its newest snapshot.
+    reflect) that routers hot-swap. On restart it resumes from its newest snapshot. With
+    --learner-sharded true it is one of the tenant's replicas in its group: each input
+    partition it is given is a shard it learns, checkpoints and snapshots apart, and routers
+    merge the shards.
     """
 
     def build(settings: Settings) -> Service:

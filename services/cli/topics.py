@@ -210,8 +210,11 @@ def summarize(event: Event) -> str:
             f"confidence={event.confidence:.2f} source={event.source.value}"
         )
     if isinstance(event, PolicySnapshot):
+        shard = "" if event.shard is None else f" shard={event.shard}/{event.shards}"
+        if event.chunk is not None:
+            shard += f" chunk={event.chunk}/{event.chunks}"
         return (
-            f"policy     tenant={event.tenant} version={event.version} "
+            f"policy     tenant={event.tenant}{shard} version={event.version} "
             f"nodes={len(event.policy.nodes)} backed_up={event.backed_up}"
         )
     if isinstance(event, DeadLetter):

@@ -21,6 +21,7 @@ from schemas.events import PolicySnapshot, RewardObserved, StepOutcome, Trajecto
 from schemas.headers import as_kafka, event_headers
 from schemas.records import StepStatus
 from services.demo.tasks import epoch_submissions
+from services.policy.chunks import Chunks
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.kafka import aiokafka_options
 from services.runtime.settings import Settings
@@ -102,6 +103,7 @@ class Follower:
             fetch_max_wait_ms=min(100, settings.kafka_fetch_max_wait_ms),
         )
         self._task: asyncio.Task[None] | None = None
+        self._chunks = Chunks()
 
     async def __aenter__(self) -> Self:
         # The services create their topics as they start; creating them here too (the call
@@ -157,9 +159,12 @@ class Follower:
             costs = observed.step_costs.setdefault(outcome.trajectory_id, {})
             costs[outcome.step] = outcome.cost_usd
         else:
-            snapshot = decode(value, PolicySnapshot)
-            if isinstance(snapshot, Rejected):
+            read = decode(value, PolicySnapshot)
+            if isinstance(read, Rejected):
                 observed.unreadable += 1
+                return
+            snapshot = self._chunks.add(read)  # a snapshot in chunks counts once whole
+            if snapshot is None:
                 return
             if snapshot.tenant != self.settings.tenant or snapshot.version < observed.version:
                 return

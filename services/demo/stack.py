@@ -28,8 +28,9 @@ _SYNC_POLL_S = 0.02
 
 @dataclass(frozen=True)
 class StackConfig:
-    """What differs between deployments. ``snapshot_every`` 1 lets every backup reach the
-    routers at once; ``judge_window_ms`` bounds how long a lone trajectory waits for peers."""
+    """What differs between deployments. ``snapshot_every`` 1, with no minimum interval, lets
+    every backup reach the routers at once; ``judge_window_ms`` bounds how long a lone
+    trajectory waits for peers."""
 
     bootstrap: str
     prefix: str
@@ -39,6 +40,7 @@ class StackConfig:
     workers: int = 2
     snapshot_every: int = 1
     snapshot_interval_s: float = 0.2
+    snapshot_min_interval_s: float = 0.0
     judge_window_ms: int = 20
     sim_time_scale: float = 0.0
     log_level: str = "INFO"
@@ -55,6 +57,7 @@ class StackConfig:
             "AGENSBUS_POLICY_ARM": self.policy_arm,
             "AGENSBUS_SNAPSHOT_EVERY": str(self.snapshot_every),
             "AGENSBUS_SNAPSHOT_INTERVAL_S": str(self.snapshot_interval_s),
+            "AGENSBUS_SNAPSHOT_MIN_INTERVAL_S": str(self.snapshot_min_interval_s),
             "AGENSBUS_JUDGE_WINDOW_MS": str(self.judge_window_ms),
             "AGENSBUS_SIM_TIME_SCALE": str(self.sim_time_scale),
             "AGENSBUS_LOG_LEVEL": self.log_level,

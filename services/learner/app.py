@@ -8,11 +8,16 @@ reflects (the beginning when it has none), whatever the group's committed offset
 crash loses nothing and counts nothing twice, without Kafka transactions. Offsets are
 committed after each delivered snapshot only so that lag metrics mean something.
 
-One learner per tenant. Its consumer group is there for lag reporting, not to share work: a
-second replica in the same group would split the input partitions with the first, each would
-learn from part of the trajectories (and never join a trajectory with a reward the other one
-read), and both would publish snapshots of the same tenant, each overwriting the other's
-progress. Run exactly one learner per tenant, each tenant's in its own group.
+Not sharded (the default), one learner serves a tenant: its consumer group is there for lag
+reporting, and a second replica in it would split the inputs and overwrite the first one's
+snapshots. Sharded (``learner_sharded``), replicas of the tenant share its input partitions
+in the group and every partition number is a shard (``services.learner.shard``): the
+replica owning partition p of both input topics restores the newest snapshot of shard p
+when the group assigns it p, seeks p to that snapshot's offsets, and publishes shard p's
+snapshots under the key ``tenant/p``; routers act with the merge of every shard's newest
+snapshot. A replica that gives p up publishes its final snapshot of p first; one killed
+gives it up with the snapshot it last delivered, whose offsets its successor seeks to, so
+either way nothing is lost or counted twice.
 """
 
 import asyncio
@@ -26,22 +31,20 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from schemas.events import Decision, RewardObserved, TrajectoryCompleted
+from schemas.events import Decision, PolicySnapshot, RewardObserved, TrajectoryCompleted
 from schemas.headers import as_kafka
 from schemas.topics import POLICY_MAX_BYTES
-from services.learner.core import (
-    Applied,
-    LearnerConfig,
-    LearnerCore,
-    Verdict,
-    input_offsets,
-)
+from services.learner.core import Applied, LearnerConfig, Verdict, input_offsets
 from services.learner.metrics import LearnerMetrics
-from services.learner.restore import newest_snapshot
+from services.learner.restore import newest_snapshots, snapshot_key
+from services.learner.shard import TRACED_BACKUPS, Shard, shard_of_key
 from services.pipeline import deployed_pipeline
+from services.policy.chunks import chunk_key, split
+from services.policy.shards import WHOLE, ShardId
 from services.runtime.codec import Rejected, decode, encode
 from services.runtime.service import Service
 from services.runtime.settings import Settings
+from services.runtime.topics import PartitionsDiffer, partition_counts
 
 #: What the learner dead-letters beyond undecodable input (their series start at 0).
 DEAD_LETTERS = (
@@ -51,8 +54,6 @@ DEAD_LETTERS = (
     "invalid_signature",
     "learner_error",
 )
-#: Backups a snapshot's span links to at most (the newest ones).
-TRACED_BACKUPS = 64
 BATCH_RECORDS = 500
 BATCH_TIMEOUT_MS = 100
 #: How often, at most, joins are expired and the snapshot interval is checked.
@@ -74,10 +75,12 @@ class Learner:
         self.log = service.log
         pipeline = deployed_pipeline(settings)
         self.config = LearnerConfig.from_settings(settings, pipeline)
-        self.core = LearnerCore(self.config)
         self.metrics = LearnerMetrics(service.registry, pipeline.classes.values())
-        self.version = 0
-        self.offsets: dict[tuple[str, int], int] = {}
+        self.sharded = settings.learner_sharded
+        #: The shards held: WHOLE alone when not sharded, else the owned partitions'.
+        self.shards: dict[ShardId, Shard] = {}
+        #: The input topics' partition count, when sharded (known once started).
+        self.partitions: int | None = None
         self._kinds = {
             settings.topic("trajectories"): "trajectory",
             settings.topic("rewards"): "reward",
@@ -85,13 +88,8 @@ class Learner:
         self._applying = asyncio.Lock()
         self._publishing = asyncio.Lock()
         self._snapshot_due = asyncio.Event()
-        self._snapshot_backed_up = 0
-        self._snapshot_at = 0.0
-        self._dirty = False  # something was applied or expired since the last snapshot
         self._restored = False
         self._closing = False
-        # Trace contexts of the backups since the last snapshot, for its span's links.
-        self._traced_backups: deque[list[tuple[str, bytes]]] = deque(maxlen=TRACED_BACKUPS)
 
         self.subscriber = service.broker.subscriber(
             *self._kinds,
@@ -110,11 +108,16 @@ class Learner:
             raw = msg.raw_message
             await self.consume(raw if isinstance(raw, tuple) else (raw,))
 
-        if self.core.gate is not None:
+        if self.config.gate_window is not None:
             self._follow_decisions()
         service.on_startup(self._start)
         service.on_shutdown(self._stop)
         service.add_check("restored", self._restored_check)
+
+    @property
+    def version(self) -> int:
+        """The newest snapshot version, summed over the shards held."""
+        return sum(shard.version for shard in self.shards.values())
 
     def _follow_decisions(self) -> None:
         """The off-policy gate's evidence: the decisions routers log from now on. No group
@@ -134,55 +137,124 @@ class Learner:
             for record in raw if isinstance(raw, tuple) else (raw,):
                 decision = decode(record.value, Decision)
                 # The audit trail's consumers dead-letter bad decisions; the gate only reads.
-                if not isinstance(decision, Rejected):
-                    self.core.on_decision(decision)
+                if isinstance(decision, Rejected):
+                    continue
+                shard = self._shard_of_decision(decision)
+                if shard is not None:
+                    shard.core.on_decision(decision)
                     self.metrics.gate_decisions.inc()
+
+    def _shard_of_decision(self, decision: Decision) -> Shard | None:
+        """The shard whose trajectories hold ``decision``'s (None: not one held here)."""
+        if self.partitions is None:
+            return self.shards.get(WHOLE)
+        return self.shards.get(shard_of_key(decision.trajectory_id.encode(), self.partitions))
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def _start(self) -> None:
-        snapshot = await newest_snapshot(self.settings, self.settings.tenant)
-        if snapshot is not None:
-            self.core = LearnerCore.restore(snapshot, self.config, time.monotonic())
-            self.version = snapshot.version
-            self.offsets = input_offsets(snapshot)
-            self._snapshot_backed_up = snapshot.backed_up
-        self._snapshot_at = time.monotonic()
-        self.metrics.restored(self.core, self.version)
+        if self.sharded:
+            self.partitions = await self._input_partitions()
+            self.log.info(
+                "sharded: learning the shards of the partitions the group assigns",
+                extra={"shards": self.partitions},
+            )
+        else:
+            snapshots = await newest_snapshots(self.settings, self.settings.tenant)
+            self._hold(WHOLE, snapshots)
         self._restored = True
-        self.log.info(
-            "restored" if snapshot else "no snapshot yet: learning from the beginning",
-            extra={"version": self.version, "backed_up": self.core.backed_up},
-        )
         # A task of the subscriber's, so it stops with the subscriber however that happens.
         self.subscriber.add_task(self._tick)
+
+    async def _input_partitions(self) -> int:
+        topics = list(self._kinds)
+        counts = await partition_counts(self.settings, topics)
+        if len(set(counts.values())) != 1:
+            listed = ", ".join(f"{topic} has {counts.get(topic)}" for topic in topics)
+            raise PartitionsDiffer(
+                f"a sharded learner needs input topics of one partition count ({listed}): "
+                "repartition them alike or run one learner that is not sharded"
+            )
+        return next(iter(counts.values()))
+
+    def _hold(self, number: ShardId, snapshots: dict[ShardId, PolicySnapshot]) -> Shard:
+        """Start holding shard ``number`` as its newest snapshot in ``snapshots`` left it."""
+        snapshot = snapshots.get(number)
+        shard = Shard.restored(number, snapshot, self.config, time.monotonic())
+        self.shards[number] = shard
+        self.metrics.restored(number, shard.core)
+        self.metrics.shards.set(len(self.shards))
+        self.metrics.policy_version.set(self.version)
+        self.metrics.state({number: shard.core}, graph=True)
+        self.log.info(
+            "restored" if snapshot else "no snapshot yet: learning from the beginning",
+            extra={"shard": number, "version": shard.version, "backed_up": shard.core.backed_up},
+        )
+        return shard
 
     async def _stop(self) -> None:
         async with self._applying:  # let the batch in hand finish, then take no more
             self._closing = True
-        if self._dirty:
-            await self.publish_snapshot()
+        for shard in list(self.shards.values()):
+            if shard.dirty:
+                await self.publish_snapshot(shard)
 
     def _restored_check(self) -> tuple[bool, str]:
         if not self._restored:
             return False, "reading the policy topic"
+        if self.sharded:
+            held = ", ".join(str(n) for n in sorted(n for n in self.shards if n is not None))
+            return True, f"shards [{held}] of {self.partitions}, versions summed {self.version}"
         return True, f"policy version {self.version}"
 
+    async def assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        """Take the shards of newly assigned partitions (sharded), then seek every newly
+        assigned partition to where its shard's state stands: the restored snapshot's
+        offsets (the beginning for a partition it does not list), the offsets applied so
+        far when the shard was held already."""
+        assigned = list(assigned)
+        if self.sharded:
+            new = sorted({tp.partition for tp in assigned} - set(self.shards))
+            if new:
+                snapshots = await newest_snapshots(self.settings, self.settings.tenant)
+                for number in new:
+                    self._hold(number, snapshots)
+        self.resume(assigned)
+
+    async def revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        """Give up the shards of revoked partitions (sharded): publish each one's final
+        snapshot, so that the replica the group gives them to starts from here, then drop
+        them. Not sharded, the one shard stays: the learner reads every partition again."""
+        if not self.sharded:
+            return
+        numbers = sorted({tp.partition for tp in revoked} & set(self.shards))
+        async with self._applying:  # no record of a revoked shard is applied after this
+            for number in numbers:
+                shard = self.shards[number]
+                if shard.dirty and not self._closing:
+                    await self.publish_snapshot(shard)
+                del self.shards[number]
+                self.metrics.dropped(number)
+                self.log.info("shard given up", extra={"shard": number, "version": shard.version})
+        self.metrics.shards.set(len(self.shards))
+        self.metrics.policy_version.set(self.version)
+
     def resume(self, assigned: Iterable[TopicPartition]) -> None:
-        """Seek newly assigned partitions to where the learner's state stands: the restored
-        snapshot's offsets at startup (the beginning for a partition it does not list), the
-        offsets applied so far at any later rebalance."""
         consumer = self.subscriber.consumer
         if consumer is None:
             return
         for tp in assigned:
+            shard = self._shard_of(tp.partition)
             # Offset 0 lies before the beginning once retention deleted the head; the
             # consumer's auto_offset_reset then starts at the oldest record kept.
-            offset = self.offsets.get((tp.topic, tp.partition), 0)
+            offset = 0 if shard is None else shard.offsets.get((tp.topic, tp.partition), 0)
             consumer.seek(tp, offset)
             self.log.info(
                 "resuming", extra={"topic": tp.topic, "partition": tp.partition, "offset": offset}
             )
+
+    def _shard_of(self, partition: int) -> Shard | None:
+        return self.shards.get(partition if self.sharded else WHOLE)
 
     # --- input ---------------------------------------------------------------------------
 
@@ -200,33 +272,39 @@ class Learner:
                 self._rewind(records)
                 raise
             finally:
-                self.metrics.state(self.core)
+                self.metrics.state({n: shard.core for n, shard in self.shards.items()})
 
     async def _consume_one(self, record: ConsumerRecord[bytes, bytes], at: float) -> None:
+        shard = self._shard_of(record.partition)
+        where = (record.topic, record.partition)
+        # A batch fetched before a rebalance may still hold records of a shard given up,
+        # or of one taken over that its snapshot already reflects: neither is ours to apply.
+        if shard is None or record.offset < shard.offsets.get(where, 0):
+            return
         kind = self._kinds[record.topic]
         self.metrics.consumed[kind].inc()
         began = time.time_ns()
-        applied = self._apply(kind, record.value, at)
+        applied = self._apply(shard, kind, record.value, at)
         if applied.backup is not None and self.service.tracing.enabled:
-            self._trace_backup(record, began)
+            self._trace_backup(shard, record, began)
         if applied.rejected is not None:
             await self.service.dead_letter(record, applied.rejected)
         # Applying and advancing happen without a pause between them, so any snapshot sees
         # a state and offsets that agree.
-        self.offsets[(record.topic, record.partition)] = record.offset + 1
-        self._dirty = True
+        shard.offsets[where] = record.offset + 1
+        shard.dirty = True
         self.metrics.applied(kind, applied)
-        if applied.backup is not None and self._pending() >= self.settings.snapshot_every:
+        if applied.backup is not None and self._count_due(shard, time.monotonic()):
             self._snapshot_due.set()
 
-    def _trace_backup(self, record: ConsumerRecord[bytes, bytes], began: int) -> None:
+    def _trace_backup(self, shard: Shard, record: ConsumerRecord[bytes, bytes], began: int) -> None:
         """A span for the backup that applying ``record`` (the second half of a join) made,
         in the trace of that record."""
         tracing = self.service.tracing
         with tracing.span("backup", record.headers, start_ns=began, topic=record.topic):
-            self._traced_backups.append(as_kafka(dict(tracing.headers())))
+            shard.traced.append(as_kafka(dict(tracing.headers())))
 
-    def _apply(self, kind: str, raw: bytes | None, at: float) -> Applied:
+    def _apply(self, shard: Shard, kind: str, raw: bytes | None, at: float) -> Applied:
         event = (
             decode(raw, TrajectoryCompleted)
             if kind == "trajectory"
@@ -236,8 +314,8 @@ class Learner:
             return Applied(Verdict.REJECTED, rejected=event)
         try:
             if isinstance(event, TrajectoryCompleted):
-                return self.core.on_trajectory(event, at)
-            return self.core.on_reward(event, at)
+                return shard.core.on_trajectory(event, at)
+            return shard.core.on_reward(event, at)
         except Exception as error:  # a bug must not stall the learner on one record forever
             self.log.exception("could not apply a record")
             return Applied(
@@ -253,13 +331,14 @@ class Learner:
         for record in records:
             first.setdefault((record.topic, record.partition), record.offset)
         for key, offset in first.items():
+            shard = self._shard_of(key[1])
             with contextlib.suppress(IllegalStateError):  # revoked meanwhile: not ours
-                consumer.seek(TopicPartition(*key), self.offsets.get(key, offset))
+                consumer.seek(
+                    TopicPartition(*key),
+                    offset if shard is None else shard.offsets.get(key, offset),
+                )
 
     # --- snapshots -----------------------------------------------------------------------
-
-    def _pending(self) -> int:
-        return self.core.backed_up - self._snapshot_backed_up
 
     async def _tick(self) -> None:
         """Expire stale joins and publish snapshots when they are due."""
@@ -270,52 +349,76 @@ class Learner:
             self._snapshot_due.clear()
             if self._closing:
                 return
-            if self.core.expire(time.monotonic()):
-                self._dirty = True
-            self.metrics.state(self.core)
-            pending = self._pending()
-            overdue = time.monotonic() - self._snapshot_at >= self.settings.snapshot_interval_s
-            due = pending >= self.settings.snapshot_every or (pending and overdue)
-            if due and not await self.publish_snapshot():
+            failed = False
+            for shard in list(self.shards.values()):
+                if not await self._tick_shard(shard):
+                    failed = True
+            if failed:
                 await asyncio.sleep(self.settings.snapshot_interval_s)  # before trying again
 
-    async def publish_snapshot(self) -> bool:
-        """Publish the current state as the next version and wait for its delivery; then
+    async def _tick_shard(self, shard: Shard) -> bool:
+        """Expire ``shard``'s stale joins and publish its snapshot when due; returns False
+        when a snapshot was due and not delivered."""
+        now = time.monotonic()
+        if shard.core.expire(now):
+            shard.dirty = True
+        self.metrics.state({shard.number: shard.core})
+        overdue = now - shard.snapshot_at >= self.settings.snapshot_interval_s
+        due = self._count_due(shard, now) or (shard.pending > 0 and overdue)
+        return not due or await self.publish_snapshot(shard)
+
+    def _count_due(self, shard: Shard, now: float) -> bool:
+        settings = self.settings
+        return shard.count_due(settings.snapshot_every, settings.snapshot_min_interval_s, now)
+
+    async def publish_snapshot(self, shard: Shard) -> bool:
+        """Publish ``shard``'s state as its next version and wait for its delivery; then
         commit the offsets it reflects. Returns whether it was delivered."""
         async with self._publishing:
+            if self.shards.get(shard.number) is not shard:
+                return True  # given up meanwhile, its final snapshot published then
             started = time.perf_counter()
-            self.version += 1  # never reused, even when this one is not delivered
-            snapshot = self.core.snapshot(self.version, self.offsets)
-            self._dirty = False
-            payload = encode(snapshot)
+            snapshot = shard.snapshot(self.partitions)
+            parts = split(snapshot, self.settings.snapshot_chunk_nodes)
+            payloads = [encode(part) for part in parts]
+            size = sum(len(payload) for payload in payloads)
             # Set before publishing: a snapshot too large to deliver shows here first.
-            self.metrics.snapshot_bytes.set(len(payload))
-            backups, self._traced_backups = list(self._traced_backups), deque(maxlen=TRACED_BACKUPS)
+            self.metrics.snapshot_bytes.set(size)
+            backups, shard.traced = list(shard.traced), deque(maxlen=TRACED_BACKUPS)
             try:
-                with self.service.tracing.span("snapshot", links=backups, version=self.version):
-                    topic, key = self.settings.topic("policy"), self.settings.tenant.encode()
-                    await self.service.publish(snapshot, topic, key, encoded=payload)
+                with self.service.tracing.span("snapshot", links=backups, version=snapshot.version):
+                    topic = self.settings.topic("policy")
+                    key = snapshot_key(self.settings.tenant, shard.number)
+                    for part, payload in zip(parts, payloads, strict=True):
+                        await self.service.publish(
+                            part, topic, chunk_key(key, part), encoded=payload
+                        )
             except Exception:  # the next trigger tries again; learning goes on meanwhile
-                self._dirty = True
+                shard.dirty = True
                 self.metrics.snapshot_failures.inc()
                 self.log.exception(
                     "snapshot not delivered",
-                    extra={"version": snapshot.version, "bytes": len(payload)},
+                    extra={
+                        "shard": shard.number,
+                        "version": snapshot.version,
+                        "bytes": size,
+                    },
                 )
                 return False
-            self._snapshot_backed_up = snapshot.backed_up
-            self._snapshot_at = time.monotonic()
+            shard.delivered(snapshot, time.monotonic())
             metrics = self.metrics
             metrics.snapshots.inc()
             metrics.snapshot_seconds.observe(time.perf_counter() - started)
-            metrics.policy_version.set(snapshot.version)
-            metrics.state(self.core, graph=True)
+            metrics.policy_version.set(self.version)
+            metrics.state({n: s.core for n, s in self.shards.items()}, graph=True)
             self.log.info(
                 "snapshot published",
                 extra={
+                    "shard": shard.number,
                     "version": snapshot.version,
                     "backed_up": snapshot.backed_up,
-                    "bytes": len(payload),
+                    "bytes": size,
+                    "chunks": len(parts),
                 },
             )
             await self._commit(input_offsets(snapshot))
@@ -342,10 +445,10 @@ class _ResumeFromCheckpoint(ConsumerRebalanceListener):  # type: ignore[misc]
         self._learner = learner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        await self._learner.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._learner.resume(assigned)
+        await self._learner.assigned(assigned)
 
 
 def build(settings: Settings) -> Service:

@@ -1,12 +1,13 @@
 """The learner's Prometheus metrics."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas.records import Regime
 from services.learner.core import Applied, LearnerCore, Verdict
 from services.policy.pipeline import TaskClassInfo
+from services.policy.shards import ShardId
 
 # Paper-mode rewards lie in [-0.45 - 0.15*retries, 1]; the upper buckets resolve quality.
 REWARD_BUCKETS = (-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -59,18 +60,27 @@ class LearnerMetrics:
         self.snapshot_failures = counter(
             "snapshot_failures_total", "Policy snapshots that could not be delivered."
         )
-        self.snapshot_bytes = gauge("snapshot_bytes", "Size of the newest snapshot.")
+        self.snapshot_bytes = gauge(
+            "snapshot_bytes", "Size of the newest snapshot (of all its chunks)."
+        )
         self.snapshot_seconds = Histogram(
             "agensbus_learner_snapshot_seconds",
             "Time to build and deliver a snapshot.",
             buckets=SNAPSHOT_BUCKETS,
             registry=registry,
         )
-        self.policy_version = gauge("policy_version", "Version of the newest snapshot.")
-        self.nodes = gauge("policy_nodes", "Signatures in the policy graph.")
+        self.policy_version = gauge(
+            "policy_version", "Version of the newest snapshot (summed over the shards held)."
+        )
+        self.nodes = gauge(
+            "policy_nodes", "Signatures in the policy graph (summed over the shards held)."
+        )
         self.edges = gauge("policy_edges", "Visited (signature, action) edges in the graph.")
         self.waiting = gauge("waiting_joins", "Inputs waiting for their partner.", ("kind",))
-        self._expired_seen = 0
+        self.shards = gauge(
+            "shards", "Shards this replica holds: its input partitions (1 when not sharded)."
+        )
+        self._expired_seen: dict[ShardId, int] = {}
         for kind in KINDS:
             self.duplicates.labels(kind=kind)
         # Known before any event: a task without a class, in any regime, and the classes
@@ -92,18 +102,24 @@ class LearnerMetrics:
                 regime=applied.backup.regime.value,
             ).observe(applied.backup.reward)
 
-    def restored(self, core: LearnerCore, version: int) -> None:
-        """Start from a restored core: expiries before the restart were counted then."""
-        self._expired_seen = core.expired
-        self.policy_version.set(version)
-        self.state(core, graph=True)
+    def restored(self, shard: ShardId, core: LearnerCore) -> None:
+        """Start following a restored shard: expiries before the restart were counted then."""
+        self._expired_seen[shard] = core.expired
 
-    def state(self, core: LearnerCore, *, graph: bool = False) -> None:
-        """Follow the core's counters and sizes; the graph's are costlier, so on request."""
-        self.expired.inc(core.expired - self._expired_seen)
-        self._expired_seen = core.expired
-        for kind, count in zip(KINDS, core.waiting, strict=True):
+    def dropped(self, shard: ShardId) -> None:
+        """Stop following a shard this replica no longer holds."""
+        self._expired_seen.pop(shard, None)
+
+    def state(self, cores: Mapping[ShardId, LearnerCore], *, graph: bool = False) -> None:
+        """Follow the counters and sizes of the shards held, summed; the graphs' are
+        costlier, so on request."""
+        waiting = [0] * len(KINDS)
+        for shard, core in cores.items():
+            self.expired.inc(core.expired - self._expired_seen.get(shard, 0))
+            self._expired_seen[shard] = core.expired
+            waiting = [w + n for w, n in zip(waiting, core.waiting, strict=True)]
+        for kind, count in zip(KINDS, waiting, strict=True):
             self.waiting.labels(kind=kind).set(count)
         if graph:
-            self.nodes.set(core.graph.node_count)
-            self.edges.set(core.graph.edge_count)
+            self.nodes.set(sum(core.graph.node_count for core in cores.values()))
+            self.edges.set(sum(core.graph.edge_count for core in cores.values()))

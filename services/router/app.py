@@ -29,6 +29,7 @@ from schemas.topics import topic_of
 from services.pipeline import deployed_pipeline
 from services.policy import CellPool
 from services.policy.arms import deployed_arm
+from services.policy.chunks import Chunks
 from services.policy.gate import GateConfig, describe
 from services.policy.governance import GovernanceConfig, parse_failure_kinds
 from services.router.breaker import BreakerConfig, Breakers, BreakerState, Transition
@@ -139,6 +140,7 @@ class Router:
         if core.breakers is not None:
             self.metrics.watch(core.breakers)
         self.catch_up = PolicyCatchUp()
+        self.chunks = Chunks()  # of snapshots published in chunks, until each is whole
         self.tasks_topic = service.topic(topic_of(TaskSubmitted))
         self.outcomes_topic = service.topic(topic_of(StepOutcome))
         self.policy_topic = service.topic(topic_of(PolicySnapshot))
@@ -379,10 +381,13 @@ class Router:
             self._follow(record)
 
     def _follow(self, record: "ConsumerRecord[bytes, bytes]") -> None:
-        snapshot = decode(record.value, PolicySnapshot)
-        if isinstance(snapshot, Rejected):
-            self._refused(snapshot.error_type, snapshot.reason, offset=record.offset)
+        read = decode(record.value, PolicySnapshot)
+        if isinstance(read, Rejected):
+            self._refused(read.error_type, read.reason, offset=record.offset)
             return
+        snapshot = self.chunks.add(read)
+        if snapshot is None:
+            return  # a chunk of a version not whole yet
         result = self.core.on_snapshot(snapshot)
         if self.core.gate is not None and result.verdict in GATE_JUDGED:
             self.metrics.gated(snapshot.gate, result.gate_reason)
@@ -397,7 +402,7 @@ class Router:
                 },
             )
         elif result.adopted:
-            self.metrics.adopted(snapshot)
+            self.metrics.adopted(snapshot, self.core.policy_version(snapshot.tenant))
             self.log.info(
                 "policy adopted",
                 extra={"tenant": result.tenant, "version": result.version, "detail": result.detail},

@@ -39,6 +39,7 @@ from services.policy import (
 from services.policy.gate import GateConfig, gate_refusal
 from services.policy.governance import GovernanceConfig, halt_reason
 from services.policy.selection import CandidateScore
+from services.policy.shards import ShardedPolicy
 from services.router.breaker import Breakers
 from services.runtime.codec import Rejected
 
@@ -191,27 +192,31 @@ class RouterCore:
         self.governance = governance
         self.breakers = breakers
         self.gate = gate
-        self._graphs: dict[str, PolicyGraph] = {t: PolicyGraph() for t in tenants}
-        self._versions: dict[str, int | None] = dict.fromkeys(tenants)
+        self._policies: dict[str, ShardedPolicy] = {t: ShardedPolicy() for t in tenants}
         self._absorbed = RecentSteps(dedupe_window)
 
     @property
     def tenants(self) -> tuple[str, ...]:
-        return tuple(self._graphs)
+        return tuple(self._policies)
 
     def adopted_version(self, tenant: str) -> int | None:
-        """The snapshot version in use for ``tenant``; None while cold (no snapshot yet)."""
-        return self._versions[tenant]
+        """The snapshot version in use for ``tenant`` (of a sharded policy, the sum of its
+        shards' versions); None while cold (no snapshot yet)."""
+        return self._policies[tenant].version
 
     def policy_version(self, tenant: str) -> int:
         """The version decisions carry: 0 for the empty policy of a cold start."""
-        return self._versions[tenant] or 0
+        return self._policies[tenant].version or 0
+
+    def policy_of(self, tenant: str) -> PolicyGraph:
+        """The graph ``tenant``'s decisions are taken with (the merge of its shards)."""
+        return self._policies[tenant].graph
 
     # --- inputs --------------------------------------------------------------------------
 
     def on_task(self, task: TaskSubmitted) -> list[RouterEvent] | Rejected:
         """Start the task's trajectories and take each to its first invoke or its end."""
-        if task.tenant not in self._graphs:
+        if task.tenant not in self._policies:
             return _unknown_tenant(task.tenant)
         try:
             states = [
@@ -235,7 +240,7 @@ class RouterCore:
 
     def on_outcome(self, outcome: StepOutcome) -> list[RouterEvent] | Duplicate | Rejected:
         """Absorb an executed step and advance its trajectory to the next invoke or its end."""
-        if outcome.tenant not in self._graphs:
+        if outcome.tenant not in self._policies:
             return _unknown_tenant(outcome.tenant)
         key = (outcome.trajectory_id, outcome.step)
         if key in self._absorbed:
@@ -263,17 +268,23 @@ class RouterCore:
 
     def on_snapshot(self, snapshot: PolicySnapshot) -> SnapshotResult:
         """Hot-swap to ``snapshot`` when it is a newer policy of a served tenant that folds
-        states the way this router does."""
-        tenant, version = snapshot.tenant, snapshot.version
+        states the way this router does. A shard's snapshot replaces that shard's previous
+        one, and decisions are taken with the merge of the newest snapshot of every shard;
+        the off-policy gate judges each shard on its own figures."""
+        tenant, version, shard = snapshot.tenant, snapshot.version, snapshot.shard
 
         def result(verdict: SnapshotVerdict, detail: str) -> SnapshotResult:
             return SnapshotResult(verdict, tenant, version, detail)
 
-        if tenant not in self._graphs:
+        policy = self._policies.get(tenant)
+        if policy is None:
             return result(SnapshotVerdict.NOT_SERVED, f"tenant {tenant!r} is not served here")
-        current = self._versions[tenant]
+        current = policy.version_of(shard)
         if current is not None and version <= current:
-            return result(SnapshotVerdict.STALE, f"version {version} is not newer than {current}")
+            of = "" if shard is None else f" of shard {shard}"
+            return result(
+                SnapshotVerdict.STALE, f"version {version}{of} is not newer than {current}"
+            )
         if snapshot.policy.fold != self.setup.fold:
             return result(
                 SnapshotVerdict.FOLD_MISMATCH,
@@ -288,11 +299,14 @@ class RouterCore:
         if refusal is not None:
             detail = f"the off-policy gate keeps version {current or 0}: {refusal}"
             return SnapshotResult(SnapshotVerdict.GATED, tenant, version, detail, refusal)
-        self._graphs[tenant] = graph
-        self._versions[tenant] = version
-        return result(
-            SnapshotVerdict.ADOPTED, f"{graph.node_count} nodes, {snapshot.backed_up} backed up"
-        )
+        policy.take(shard, version, graph)
+        detail = f"{graph.node_count} nodes, {snapshot.backed_up} backed up"
+        if shard is not None:
+            detail += (
+                f" in shard {shard} of {snapshot.shards}; {policy.graph.node_count} nodes "
+                f"merged from {len(policy.shards)} shards, version {policy.version}"
+            )
+        return result(SnapshotVerdict.ADOPTED, detail)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -327,12 +341,13 @@ class RouterCore:
 
     def _advance(self, state: TrajectoryState, tenant: str) -> list[RouterEvent]:
         version = self.policy_version(tenant)
+        graph = self._policies[tenant].graph
         breakers = self.breakers
         if breakers is None:
-            steps, ended = advance(state, self._graphs[tenant], self.setup)
+            steps, ended = advance(state, graph, self.setup)
             notes: list[str | None] = [None] * len(steps)
         else:
-            steps, ended = advance(state, self._graphs[tenant], self.setup, breakers.blocked())
+            steps, ended = advance(state, graph, self.setup, breakers.blocked())
             notes = []
             for step in steps:
                 model = None if step.variant is None else step.variant.model

@@ -108,7 +108,8 @@ class RouterMetrics:
         )
         self.policy_version = Gauge(
             "agensbus_router_policy_version",
-            "Version of the policy snapshot in use (0: cold, no snapshot yet).",
+            "Version of the policy in use: a sharded policy's is the sum of its shards' "
+            "versions (0: cold, no snapshot yet).",
             ["tenant"],
             registry=registry,
         )
@@ -230,9 +231,11 @@ class RouterMetrics:
         for figure, value in zip(GATE_FIGURES, values, strict=True):
             self.gate_figures.labels(figure=figure).set(math.nan if value is None else value)
 
-    def adopted(self, snapshot: PolicySnapshot) -> None:
+    def adopted(self, snapshot: PolicySnapshot, version: int) -> None:
+        """``version``: the tenant's policy version now (of a sharded policy, the sum of
+        its shards' versions, which ``snapshot`` moved on)."""
         labels = {"tenant": snapshot.tenant}
-        self.policy_version.labels(**labels).set(snapshot.version)
+        self.policy_version.labels(**labels).set(version)
         self.policy_timestamp.labels(**labels).set(snapshot.produced_at.timestamp())
 
 

@@ -191,6 +191,15 @@ class ServiceProcess:
         self._signal(signal.SIGKILL)
         return self.wait(STOP_TIMEOUT_S, kill_after=True)
 
+    def pause(self) -> None:
+        """SIGSTOP: frozen until ``resume()``, its sockets open (a group member that stays
+        paused past its session timeout is dropped from the group)."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause()``."""
+        self._signal(signal.SIGCONT)
+
     def wait(self, timeout_s: float, *, kill_after: bool) -> int | None:
         """Wait up to ``timeout_s`` for an exit; then SIGKILL it if ``kill_after``."""
         if self._process is None:

@@ -393,11 +393,28 @@ class Settings(BaseSettings):
 
     # --- learner ---------------------------------------------------------------------------
     learner_group: str = Field(default="agensbus-learner", description="Consumer group.")
+    learner_sharded: bool = Field(
+        default=False,
+        description="Learner replicas of the tenant share its input partitions in the "
+        "consumer group, each partition learned and checkpointed as a shard of its own.",
+    )
     snapshot_every: int = Field(
         default=25, ge=1, description="Publish a snapshot after this many backed-up trajectories."
     )
     snapshot_interval_s: float = Field(
         default=5.0, gt=0.0, description="...or after this many seconds with new backups."
+    )
+    snapshot_min_interval_s: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="Seconds at least between two snapshots of a shard that snapshot_every "
+        "triggers: a learner draining a backlog learns instead of re-encoding its graph.",
+    )
+    snapshot_chunk_nodes: int = Field(
+        default=20_000,
+        ge=1,
+        description="A snapshot of more nodes goes out in chunks of this many, by signature "
+        "range, each a record of its own.",
     )
     reward_ttl_s: float = Field(
         default=900.0,

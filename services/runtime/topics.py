@@ -13,6 +13,11 @@ from services.runtime.settings import Settings
 log = logging.getLogger("agensbus.topics")
 
 
+class PartitionsDiffer(RuntimeError):
+    """Topics that must have one partition count do not (a sharded learner's inputs: a
+    trajectory and its reward would land on different partition numbers)."""
+
+
 async def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
     """Create the missing topics; returns the names created. Existing topics are left as
     they are (their partition counts are the operator's choice)."""
@@ -73,3 +78,20 @@ async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> lis
     ]
     await admin.create_topics(wanted)
     return [t.name for t in wanted]
+
+
+async def partition_counts(
+    settings: Settings, topics: list[str], *, timeout_s: float = 30.0
+) -> dict[str, int]:
+    """How many partitions each of ``topics`` has on the cluster."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
+        **settings.kafka_client_options(),
+    )
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {topic["topic"]: len(topic["partitions"]) for topic in described}

@@ -330,6 +330,10 @@ def build_samples() -> dict[str, BaseModel]:
             schema_minor=0,
             event_type="PolicySnapshot",
             version=7,
+            shard=2,
+            shards=4,
+            chunk=0,
+            chunks=2,
             policy=_policy(),
             input_offsets=[
                 TopicOffset(topic="agensbus.trajectories", partition=0, offset=120),

@@ -14,13 +14,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import RecordMetadata
 
-SCENARIO_TIMEOUT_S = 60.0
+SCENARIO_TIMEOUT_S = 90.0
 T = TypeVar("T")
 
 
-def run(scenario: Coroutine[Any, Any, T]) -> T:
+def run(scenario: Coroutine[Any, Any, T], timeout_s: float = SCENARIO_TIMEOUT_S) -> T:
     # A hung broker, client or service fails the test instead of hanging the suite.
-    return asyncio.run(asyncio.wait_for(scenario, SCENARIO_TIMEOUT_S))
+    return asyncio.run(asyncio.wait_for(scenario, timeout_s))
 
 
 def unique(prefix: str) -> str:

@@ -31,15 +31,16 @@ from services.runtime.settings import Settings
 from services.sim import World
 from services.sim.engine import Engine, epoch_tasks
 from services.sim.judge import SimulatedJudge
-from tests.integration.test_learner import (
+from tests.integration.support_broker import run
+from tests.integration.support_learner import (
     learner_settings,
     metric,
     running,
     until,
     until_snapshot,
 )
-from tests.integration.test_router import SCENARIO, Loop, run
-from tests.unit.test_policy_gate import logged
+from tests.integration.support_router import SCENARIO, Loop
+from tests.unit.support_router import logged
 
 ARM = arm_named("agensbus+explore")
 SETUP = ARM.setup(SCENARIO, 0)

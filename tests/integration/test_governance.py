@@ -6,7 +6,7 @@ halts the trajectory with its reason."""
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
 from services.worker.app import build as build_worker
 from services.worker.openai.testing import Reply, Request, ScriptedServer, completion, scripted
+from tests.integration.support_broker import run
 from tests.integration.support_services import produce, serving, settings_for
 from tests.unit.support_openai import KEY
 
@@ -47,10 +48,6 @@ COOLDOWN_S = 1.5
 TRAJECTORY_TIMEOUT_S = 30.0
 SCENARIO_TIMEOUT_S = 150.0
 T = TypeVar("T")
-
-
-def run(scenario: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(asyncio.wait_for(scenario, SCENARIO_TIMEOUT_S))
 
 
 def pipeline_file(tmp_path: Path) -> Path:
@@ -209,7 +206,7 @@ def test_the_router_routes_around_a_failing_model_and_takes_it_back(
                 assert moved >= 1, entered
             assert state.metric("agensbus_router_breaker_state", model="y") == 0.0
 
-    run(scenario())
+    run(scenario(), SCENARIO_TIMEOUT_S)
 
 
 def test_an_auth_failure_halts_the_trajectory_with_the_reason(
@@ -226,4 +223,4 @@ def test_an_auth_failure_halts_the_trajectory_with_the_reason(
             assert halts == 1.0
             assert len(server.sent()) == 1  # no retry of a rejected key, no further step
 
-    run(scenario())
+    run(scenario(), SCENARIO_TIMEOUT_S)

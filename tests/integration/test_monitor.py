@@ -6,7 +6,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -17,14 +16,11 @@ from services.runtime.kafka import aiokafka_options
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
+from tests.integration.support_broker import run
 from tests.integration.support_services import readyz
 
 TIMEOUT_S = 60.0
 WAIT_S = 20.0
-
-
-def run(scenario: Any) -> None:
-    asyncio.run(asyncio.wait_for(scenario, TIMEOUT_S))
 
 
 def probe_settings(bootstrap: str) -> Settings:
@@ -102,7 +98,7 @@ def test_lag_counts_the_records_a_busy_consumer_has_not_read(kafka_bootstrap: st
                 in text
             )
 
-    run(scenario())
+    run(scenario(), TIMEOUT_S)
 
 
 def test_readiness_needs_the_broker_and_every_topic(kafka_bootstrap: str) -> None:
@@ -137,4 +133,4 @@ def test_readiness_needs_the_broker_and_every_topic(kafka_bootstrap: str) -> Non
                 "detail": f"missing: {settings.topic('dlq')}",
             }
 
-    run(scenario())
+    run(scenario(), TIMEOUT_S)

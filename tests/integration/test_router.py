@@ -3,188 +3,29 @@ executes every invoke decision in the simulated world and publishes its outcome.
 
 import asyncio
 import base64
-import contextlib
-import json
-import urllib.error
-import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.events import (
     ActionKind,
-    DeadLetter,
-    Decision,
     DecisionReason,
-    Event,
     PolicySnapshot,
-    TaskSubmitted,
     Termination,
-    TrajectoryCompleted,
 )
 from schemas.policy_file import PolicyDocument
 from schemas.records import FoldSpec
 from services.policy import PolicyGraph
-from services.router.app import build
-from services.runtime.codec import encode
+from services.policy.chunks import split
 from services.runtime.kafka import aiokafka_options
-from services.runtime.service import Service
-from services.runtime.settings import Settings
-from services.runtime.topics import ensure_topics
-from services.sim import load_scenario
-from tests.unit.support_router import confident_graph, execute, snapshot
-
-SCENARIO = load_scenario("security-advisories")
-SCENARIO_TIMEOUT_S = 90.0
-T = TypeVar("T")
-
-
-def run(scenario: Coroutine[Any, Any, T]) -> T:
-    # A hung broker, router or client fails the test instead of hanging the suite.
-    return asyncio.run(asyncio.wait_for(scenario, SCENARIO_TIMEOUT_S))
-
-
-def task(task_id: str, class_name: str = "C1") -> TaskSubmitted:
-    task_class = SCENARIO.classes[class_name]
-    return TaskSubmitted(
-        task_id=task_id,
-        goal=task_class.description,
-        features=task_class.features,
-        task_class=task_class.name,
-    )
-
-
-@dataclass
-class Loop:
-    """A router in process, a fake worker, and what came out on the router's topics."""
-
-    settings: Settings
-    duplicate_outcomes: bool = False
-    decisions: list[Decision] = field(default_factory=list)
-    completed: list[TrajectoryCompleted] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-
-    async def publish(self, event_or_bytes: Event | bytes, topic: str, key: str) -> None:
-        value = event_or_bytes if isinstance(event_or_bytes, bytes) else encode(event_or_bytes)
-        await self.producer.send_and_wait(self.settings.topic(topic), value, key=key.encode())
-
-    async def until(self, what: str, holds: Callable[[], bool], timeout_s: float = 45.0) -> None:
-        async def poll() -> None:
-            while not holds():
-                await asyncio.sleep(0.05)
-
-        try:
-            await asyncio.wait_for(poll(), timeout_s)
-        except TimeoutError:
-            raise AssertionError(f"timed out waiting for {what}") from None
-
-    def metric(self, name: str, **labels: str) -> float:
-        return self.service.registry.get_sample_value(name, labels) or 0.0
-
-    async def readyz(self) -> tuple[int, dict[str, Any]]:
-        def get() -> tuple[int, dict[str, Any]]:
-            try:
-                with urllib.request.urlopen(f"{self.service.http.url}/readyz", timeout=5) as r:
-                    return r.status, json.loads(r.read())
-            except urllib.error.HTTPError as error:
-                return error.code, json.loads(error.read())
-
-        return await asyncio.to_thread(get)
-
-    async def ready(self) -> dict[str, Any]:
-        """The /readyz body once the router says it is ready."""
-        body: dict[str, Any] = {}
-
-        async def poll() -> None:
-            nonlocal body
-            status = 0
-            while status != 200:
-                await asyncio.sleep(0.1)
-                with contextlib.suppress(RuntimeError):  # HTTP endpoint not started yet
-                    status, body = await self.readyz()
-
-        await asyncio.wait_for(poll(), 30)
-        return body
-
-    async def _work(self) -> None:
-        """The fake worker: every invoke decision runs in the world (seed 0, as the
-        router's settings) and its outcome goes to the outcomes topic, twice when asked."""
-        readers: dict[str, Callable[[bytes], None]] = {
-            self.settings.topic("decisions"): self._on_decision,
-            self.settings.topic("trajectories"): lambda raw: self.completed.append(
-                TrajectoryCompleted.model_validate_json(raw)
-            ),
-            self.settings.topic("dlq"): lambda raw: self.dead.append(
-                DeadLetter.model_validate_json(raw)
-            ),
-        }
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=100)
-            for records in batches.values():
-                for record in records:
-                    readers[record.topic](record.value)
-            for outcome in self._outbox:
-                copies = 2 if self.duplicate_outcomes else 1
-                for _ in range(copies):
-                    await self.publish(outcome, "outcomes", outcome.trajectory_id)
-            self._outbox.clear()
-
-    def _on_decision(self, raw: bytes) -> None:
-        decision = Decision.model_validate_json(raw)
-        self.decisions.append(decision)
-        if decision.action_kind is ActionKind.INVOKE:
-            self._outbox.append(execute(decision))
-
-    @contextlib.asynccontextmanager
-    async def running(
-        self, preload: Sequence[tuple[Event, str, str]] = ()
-    ) -> AsyncIterator["Loop"]:
-        """Start everything; ``preload`` (event, topic, key) is published before the router."""
-        await ensure_topics(self.settings)
-        self._outbox: list[Any] = []
-        options = aiokafka_options(self.settings)
-        self.producer = AIOKafkaProducer(**options)
-        self.consumer = AIOKafkaConsumer(
-            *(self.settings.topic(t) for t in ("decisions", "trajectories", "dlq")),
-            auto_offset_reset="earliest",
-            **options,
-        )
-        await self.producer.start()
-        await self.consumer.start()
-        for event, topic, key in preload:
-            await self.publish(event, topic, key)
-        self.service: Service = build(self.settings)
-        router = asyncio.create_task(self.service.run())
-        worker = asyncio.create_task(self._work())
-        try:
-            yield self
-        finally:
-            self.service.stop()
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
-            await asyncio.wait_for(router, 20)
-            await self.consumer.stop()
-            await self.producer.stop()
-
-
-def settings_for(bootstrap: str) -> Settings:
-    run_id = uuid.uuid4().hex[:8]
-    return Settings(
-        kafka_bootstrap=bootstrap,
-        topic_prefix=f"router-{run_id}.",
-        router_group=f"router-{run_id}",
-        topic_partitions=2,
-        http_port=0,
-        graceful_timeout_s=5.0,
-        # the router's mechanics, checked against paper-mode decisions
-        policy_arm="paper",
-    )
+from tests.integration.support_broker import run
+from tests.integration.support_router import (
+    Loop,
+    settings_for,
+    task,
+)
+from tests.unit.support_learner import backed_up_directly, real_pairs
+from tests.unit.support_router import confident_graph, snapshot
 
 
 def test_tasks_complete_while_bad_records_are_dead_lettered_and_duplicates_dropped(
@@ -338,5 +179,31 @@ def test_a_decision_the_broker_refuses_dead_letters_its_task_and_the_partition_g
                 == 1.0
             )
             assert not any(d.trajectory_id == "big" for d in loop.decisions)
+
+    run(scenario())
+
+
+def test_a_snapshot_in_chunks_is_adopted_once_every_chunk_is_in(kafka_bootstrap: str) -> None:
+    learned = backed_up_directly(real_pairs(10, prefix="chunked"))
+    parts = split(snapshot(learned, 5), max_nodes=3)
+    assert len(parts) > 2
+
+    async def scenario() -> None:
+        loop = Loop(settings_for(kafka_bootstrap))
+        async with loop.running():
+            await loop.ready()
+            for part in parts[:-1]:
+                await loop.publish(part, "policy", "default")
+            # read after the chunks so far (one partition, in order): adopted, so they were not
+            await loop.publish(snapshot(PolicyGraph(), 2), "policy", "default")
+            await loop.until(
+                "version 2 adopted",
+                lambda: loop.metric("agensbus_router_policy_version", tenant="default") == 2,
+            )
+            await loop.publish(parts[-1], "policy", "default")
+            await loop.until(
+                "version 5 adopted whole",
+                lambda: loop.metric("agensbus_router_policy_version", tenant="default") == 5,
+            )
 
     run(scenario())

@@ -24,8 +24,9 @@ from services.runtime.codec import encode
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
+from tests.integration.support_broker import run
+from tests.integration.support_router import task
 from tests.integration.support_services import produce, read_until, reading, serving
-from tests.integration.test_router import run, task
 from tests.unit.support_router import execute
 
 E = TypeVar("E", bound=Event)

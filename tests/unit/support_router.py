@@ -1,13 +1,24 @@
 """The router's core in unit tests: the shipped scenario's paper setup and world, a task to
 submit, a core serving two tenants, and driving it as a worker would (executing each invoke
-in the simulated world until the trajectory completes), plus policy snapshots of a graph."""
+in the simulated world until the trajectory completes), a router's events for tasks judged
+by the simulated judge, plus policy snapshots of a graph."""
 
-from schemas.events import ActionKind, Decision, PolicySnapshot, StepOutcome, TaskSubmitted
+from schemas.events import (
+    ActionKind,
+    Decision,
+    PolicySnapshot,
+    RewardObserved,
+    StepOutcome,
+    TaskSubmitted,
+    TrajectoryCompleted,
+)
 from schemas.records import Budget, FoldSpec, TrajectoryState
 from services.policy import PolicyGraph, PolicySetup, signature_of, start_state
 from services.policy.arms import policy_setup
 from services.router.core import RouterCore, RouterEvent
 from services.sim import World, load_scenario
+from services.sim.engine import epoch_tasks
+from services.sim.judge import SimulatedJudge
 from services.worker.invoke import outcome_of
 
 SCENARIO = load_scenario("security-advisories")
@@ -90,3 +101,23 @@ def run_to_end(router: RouterCore, submitted: TaskSubmitted) -> list[RouterEvent
         events = [e for d in invokes for e in routed(router.on_outcome(execute(d)))]
         log += events
     return log
+
+
+def logged(core: RouterCore, tasks: int, prefix: str = "t") -> list[RouterEvent | RewardObserved]:
+    """A router's events for ``tasks`` tasks run to their end in the simulated world, each
+    completion followed by the simulated judge's reward."""
+    world, judge = World(SCENARIO, 0), SimulatedJudge(SCENARIO.judges, 0)
+    events: list[RouterEvent | RewardObserved] = []
+    for i, (_, task_class) in enumerate(epoch_tasks(SCENARIO, 0, 1)[:tasks]):
+        submitted = task(
+            f"{prefix}-{i}",
+            goal=task_class.description,
+            features=task_class.features,
+            task_class=task_class.name,
+        )
+        for event in run_to_end(core, submitted):
+            events.append(event)
+            if isinstance(event, TrajectoryCompleted):
+                judged = judge.score(event.trajectory_id, world.true_quality(event.state))
+                events.append(judged.to_event(task_id=event.task_id))
+    return events

@@ -1,7 +1,10 @@
 """The arithmetic of ``agensbus bench learner``: the drain read off counter samples, and the
-backlog's trajectories repeated under fresh ids."""
+backlog's trajectories repeated under fresh ids, and what a learner replica is told."""
 
-from services.bench.learner import LearnerBenchResult, backlog, drained
+import pytest
+
+from services.bench.learner import Drain, LearnerBenchResult, backlog, drained, replica_env
+from services.runtime.settings import Settings
 from tests.unit.support_learner import real_pairs
 
 
@@ -15,12 +18,31 @@ def test_a_drain_runs_from_the_last_sample_before_a_backup_to_the_first_that_saw
     assert drained([]) == (0, 0.0)
 
 
-def test_the_result_reports_trajectories_per_second() -> None:
-    result = LearnerBenchResult("127.0.0.1:9092", True, 100, 80, 0.5, timed_out=True)
+def test_the_result_reports_trajectories_per_second_and_the_sharded_ratio() -> None:
+    one, sharded = Drain(1, 100, 0.5), Drain(2, 80, 0.2)
+    result = LearnerBenchResult("127.0.0.1:9092", True, 100, one, sharded)
 
-    assert result.per_s == 160.0
-    assert result.as_dict()["per_s"] == 160.0
-    assert LearnerBenchResult("b", True, 1, 0, 0.0, timed_out=True).per_s == 0.0
+    assert (one.per_s, sharded.per_s, result.ratio) == (200.0, 400.0, 2.0)
+    assert result.timed_out  # the sharded run backed up 80 of 100
+    assert result.as_dict()["sharded"]["per_s"] == 400.0
+    assert result.as_dict()["ratio"] == 2.0
+    assert not LearnerBenchResult("b", True, 80, one, sharded).timed_out
+    assert Drain(1, 0, 0.0).per_s == 0.0
+    assert LearnerBenchResult("b", True, 1, Drain(1, 0, 0.0), sharded).ratio == 0.0
+
+
+def test_a_replica_reads_the_run_and_whether_it_is_sharded_from_its_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = Settings(kafka_bootstrap="127.0.0.1:9", topic_prefix="bench-x.", pipeline="paper")
+    for sharded in (True, False):
+        for name, value in replica_env(run, sharded=sharded).items():
+            monkeypatch.setenv(name, value)
+
+        replica = Settings()
+
+        assert (replica.kafka_bootstrap, replica.topic_prefix) == ("127.0.0.1:9", "bench-x.")
+        assert (replica.pipeline, replica.learner_sharded) == ("paper", sharded)
 
 
 def test_the_backlog_repeats_trajectories_under_fresh_consistent_ids() -> None:

@@ -85,6 +85,7 @@ EXPECTED_METRICS: dict[str, str] = {
     "agensbus_learner_policy_version": "gauge",
     "agensbus_learner_policy_nodes": "gauge",
     "agensbus_learner_policy_edges": "gauge",
+    "agensbus_learner_shards": "gauge",
     "agensbus_learner_gate_decisions_total": "counter",
     "agensbus_router_snapshots_refused_total": "counter",
     "agensbus_router_gate_figure": "gauge",

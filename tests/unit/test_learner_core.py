@@ -20,18 +20,7 @@ from tests.unit.support_learner import (
     real_pairs,
     reward_of,
 )
-
-
-def config(**changes: object) -> LearnerConfig:
-    args: dict[str, object] = {
-        "tenant": "default",
-        "tenants": ("default", "other"),
-        "setup": SETUP,
-        "dedupe_window": 1_000,
-        "reward_ttl_s": 10.0,
-    }
-    args.update(changes)
-    return LearnerConfig(**args)  # type: ignore[arg-type]
+from tests.unit.support_learner import learner_config as config
 
 
 def verdicts(applied: Sequence[Applied]) -> list[Verdict]:

@@ -51,7 +51,7 @@ def test_router_metrics_follow_decisions_completions_and_adopted_policies() -> N
 
     metrics.started_trajectories(3)
     metrics.count([DECISION, DECISION.model_copy(update={"propensity": 0.25}), COMPLETED])
-    metrics.adopted(SNAPSHOT)
+    metrics.adopted(SNAPSHOT, SNAPSHOT.version)
 
     assert value(registry, "agensbus_router_trajectories_in_flight") == 2
     assert value(registry, "agensbus_router_min_propensity") == 0.25

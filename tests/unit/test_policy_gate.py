@@ -25,10 +25,7 @@ from services.policy.ope import TargetPolicy
 from services.policy.selection import Guard, select, with_epsilon
 from services.router.core import RouterCore, RouterEvent, SnapshotVerdict
 from services.runtime.settings import Settings
-from services.sim import World
-from services.sim.engine import epoch_tasks
-from services.sim.judge import SimulatedJudge
-from tests.unit.support_router import SCENARIO, run_to_end, task
+from tests.unit.support_router import SCENARIO, logged
 
 ARM = arm_named("agensbus+explore")
 SETUP = ARM.setup(SCENARIO, 0)
@@ -57,26 +54,6 @@ def test_epsilon_never_leaves_a_kept_pipeline_nor_takes_a_temperature() -> None:
     assert {(s.index, s.propensity) for s in kept} == {(0, 1.0)}
     with pytest.raises(ValueError, match="temperature"):
         SelectionConfig.model_validate({**config.model_dump(), "temperature": 0.1})
-
-
-def logged(core: RouterCore, tasks: int, prefix: str = "t") -> list[RouterEvent | RewardObserved]:
-    """A router's events for ``tasks`` tasks run to their end in the simulated world, each
-    completion followed by the simulated judge's reward."""
-    world, judge = World(SCENARIO, 0), SimulatedJudge(SCENARIO.judges, 0)
-    events: list[RouterEvent | RewardObserved] = []
-    for i, (_, task_class) in enumerate(epoch_tasks(SCENARIO, 0, 1)[:tasks]):
-        submitted = task(
-            f"{prefix}-{i}",
-            goal=task_class.description,
-            features=task_class.features,
-            task_class=task_class.name,
-        )
-        for event in run_to_end(core, submitted):
-            events.append(event)
-            if isinstance(event, TrajectoryCompleted):
-                judged = judge.score(event.trajectory_id, world.true_quality(event.state))
-                events.append(judged.to_event(task_id=event.task_id))
-    return events
 
 
 def window_of(events: list[RouterEvent | RewardObserved], capacity: int = 1_000) -> GateWindow:
