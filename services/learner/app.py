@@ -263,9 +263,10 @@ class Learner:
             if self._closing:
                 return  # the final snapshot is taken: these are read again on restart
             at = time.monotonic()
+            stale: set[tuple[str, int]] = set()
             try:
                 for record in records:
-                    await self._consume_one(record, at)
+                    await self._consume_one(record, at, stale)
             except Exception:
                 # FastStream would log this and carry on past the batch: go back to the
                 # first record not applied so that nothing is skipped.
@@ -274,12 +275,26 @@ class Learner:
             finally:
                 self.metrics.state({n: shard.core for n, shard in self.shards.items()})
 
-    async def _consume_one(self, record: ConsumerRecord[bytes, bytes], at: float) -> None:
+    async def _consume_one(
+        self, record: ConsumerRecord[bytes, bytes], at: float, stale: set[tuple[str, int]]
+    ) -> None:
         shard = self._shard_of(record.partition)
         where = (record.topic, record.partition)
         # A batch fetched before a rebalance may still hold records of a shard given up,
         # or of one taken over that its snapshot already reflects: neither is ours to apply.
-        if shard is None or record.offset < shard.offsets.get(where, 0):
+        if shard is None or where in stale:
+            return
+        expected = shard.offsets.get(where, 0)
+        if record.offset < expected:
+            return
+        # Or records past where the shard stands, fetched while it was being taken over and
+        # before the seek to its offsets: applying them would skip the records between.
+        if record.offset > expected and not await self._head_deleted(where, expected):
+            stale.add(where)
+            consumer = self.subscriber.consumer
+            if consumer is not None:
+                with contextlib.suppress(IllegalStateError):  # revoked meanwhile: not ours
+                    consumer.seek(TopicPartition(*where), expected)
             return
         kind = self._kinds[record.topic]
         self.metrics.consumed[kind].inc()
@@ -296,6 +311,22 @@ class Learner:
         self.metrics.applied(kind, applied)
         if applied.backup is not None and self._count_due(shard, time.monotonic()):
             self._snapshot_due.set()
+
+    async def _head_deleted(self, where: tuple[str, int], expected: int) -> bool:
+        """Whether retention deleted the records of ``where`` from ``expected`` on, so that
+        the consumer's reset to the oldest record kept is the right place to go on."""
+        consumer = self.subscriber.consumer
+        if consumer is None:
+            return False
+        tp = TopicPartition(*where)
+        oldest = (await consumer.beginning_offsets([tp]))[tp]
+        if oldest <= expected:
+            return False
+        self.log.warning(
+            "records deleted by retention before they were learned",
+            extra={"topic": where[0], "partition": where[1], "from": expected, "to": oldest},
+        )
+        return True
 
     def _trace_backup(self, shard: Shard, record: ConsumerRecord[bytes, bytes], began: int) -> None:
         """A span for the backup that applying ``record`` (the second half of a join) made,

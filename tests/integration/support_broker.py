@@ -5,8 +5,9 @@ count; and the bound on every scenario (also of the tests that serve services in
 so that a hung broker fails its test."""
 
 import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -21,6 +22,15 @@ T = TypeVar("T")
 def run(scenario: Coroutine[Any, Any, T], timeout_s: float = SCENARIO_TIMEOUT_S) -> T:
     # A hung broker, client or service fails the test instead of hanging the suite.
     return asyncio.run(asyncio.wait_for(scenario, timeout_s))
+
+
+async def until(condition: Callable[[], bool], what: str, wait_s: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 def unique(prefix: str) -> str:

@@ -90,14 +90,6 @@ async def crash(service: Service, task: "asyncio.Task[None]") -> None:
     await service.broker.stop()
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def until_snapshot(
     settings: Settings, condition: Callable[[PolicySnapshot], bool]
 ) -> PolicySnapshot:

@@ -31,12 +31,11 @@ from services.runtime.settings import Settings
 from services.sim import World
 from services.sim.engine import Engine, epoch_tasks
 from services.sim.judge import SimulatedJudge
-from tests.integration.support_broker import run
+from tests.integration.support_broker import run, until
 from tests.integration.support_learner import (
     learner_settings,
     metric,
     running,
-    until,
     until_snapshot,
 )
 from tests.integration.support_router import SCENARIO, Loop

@@ -7,7 +7,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from services.learner.restore import newest_snapshot
 from services.policy.arms import deployed_arm
 from services.runtime.settings import Settings
-from tests.integration.support_broker import run
+from tests.integration.support_broker import run, until
 from tests.integration.support_learner import (
     Input,
     assert_learned_exactly,
@@ -20,7 +20,6 @@ from tests.integration.support_learner import (
     running,
     split,
     start,
-    until,
     until_snapshot,
 )
 from tests.unit.support_learner import real_pairs

@@ -2,9 +2,8 @@
 partition as records wait and are read, and the kafka and topics readiness checks."""
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaProducer
@@ -16,11 +15,10 @@ from services.runtime.kafka import aiokafka_options
 from services.runtime.service import Service
 from services.runtime.settings import Settings
 from services.runtime.topics import ensure_topics
-from tests.integration.support_broker import run
+from tests.integration.support_broker import run, until
 from tests.integration.support_services import readyz
 
 TIMEOUT_S = 60.0
-WAIT_S = 20.0
 
 
 def probe_settings(bootstrap: str) -> Settings:
@@ -49,14 +47,6 @@ def serving_http(service: Service) -> bool:
         return service.http.port > 0
     except RuntimeError:  # not started yet
         return False
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def lag(service: Service) -> dict[tuple[str, str], float]:
