@@ -25,17 +25,23 @@ variance of every class's pipeline runs. An action found below only on trajector
 also took another vetoed one is *confounded*: vetoed, and tried again alone once the class
 has earned, without its learning budget, the shortfall it showed. An action a class vetoes
 on evidence of its own is not offered to a class that has not tried it: a fatal action is
-fatal to whoever takes it first, and a rare class takes it long after the frequent ones.
-Everything is read from the paths, so two floors merged are one floor fed both.
+fatal to whoever takes it first, and a rare class takes it long after the frequent ones;
+nor is an action that two classes or more veto confounded (each saw it only beside others,
+but it is what their harmful trajectories share). Everything is read from the paths, so
+two floors merged are one floor fed both.
 """
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schemas.records import TrajectoryState
 from services.policy.cells import CellPool
 from services.policy.stats import RunningStat
+
+#: Classes' worth of confounded vetoes of one action that make it a warning (one is not:
+#: a class's first trajectory skipping four cells at once would warn off its harmless ones).
+CORROBORATING_CLASSES = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +146,23 @@ class ClassFloor:
         return frozenset(a for a in vetoes.confounded if earned >= m0 - self.taking(a).mean)
 
 
-def warned(vetoes: Iterable[Vetoes]) -> frozenset[str]:
-    """The actions some class vetoes on evidence of their own (not confounded): a class
-    that has not tried one is not offered it, because a fatal action is fatal to whoever
-    takes it first, and a rare class takes it when a frequent one has long learned it."""
-    return frozenset().union(*(found.vetoed - found.confounded for found in vetoes))
+def warned(vetoes: Mapping[str, Vetoes], floors: Mapping[str, ClassFloor]) -> frozenset[str]:
+    """The actions some class vetoes on evidence of their own (not confounded), or that
+    classes veto confounded on at least two classes' worth of trajectories (each class's
+    trajectories that took the action, at most one a class: an imported floor counts at its
+    prior strength): a class that has not tried one is not offered it, because a fatal
+    action is fatal to whoever takes it first, and a rare class takes it when a frequent one
+    has long learned it. One confounded veto does not say which of its actions did the
+    harm; the action that two classes' confounded vetoes share is the harm's simplest
+    explanation on both (a rare class's regime-mates each lose a first trajectory on its
+    fatal skip beside other ones)."""
+    own = frozenset().union(*(v.vetoed - v.confounded for v in vetoes.values()))
+    weight: dict[str, float] = {}
+    for name, found in vetoes.items():
+        for action in found.confounded:
+            taken = min(1.0, floors[name].taking(action).count)
+            weight[action] = weight.get(action, 0.0) + taken
+    return own | frozenset(a for a, w in weight.items() if w >= CORROBORATING_CLASSES)
 
 
 def pipeline_noise(floors: Mapping[str, ClassFloor]) -> float:

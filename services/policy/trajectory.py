@@ -180,7 +180,7 @@ def class_withheld(
         for name, other in graph.classes.items()
     }
     vetoes = every[task_class]
-    withheld = vetoes.vetoed | (warned(every.values()) - floor.tried)
+    withheld = vetoes.vetoed | (warned(every, graph.classes) - floor.tried)
     return withheld, floor.retrials(vetoes, tolerance, config.baseline_z)
 
 

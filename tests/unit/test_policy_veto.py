@@ -172,8 +172,42 @@ def test_a_path_named_twice_is_rejected() -> None:
         ClassRecord.model_validate({"paths": [path, path]})
 
 
-def test_warned_takes_only_unconfounded_vetoes() -> None:
-    assert warned([Vetoes(frozenset({FATAL, SAFE}), frozenset({SAFE})), Vetoes()]) == {FATAL}
+def test_warned_takes_unconfounded_vetoes_and_no_lone_confounded_one() -> None:
+    found = {"a": Vetoes(frozenset({FATAL, SAFE}), frozenset({SAFE})), "b": Vetoes()}
+    floors = {"a": _floor({frozenset({FATAL}): [0.40], frozenset({FATAL, SAFE}): [0.40]})}
+    floors["b"] = _floor({})
+    assert warned(found, floors) == {FATAL}
+
+
+def test_an_action_two_classes_veto_confounded_is_a_warning() -> None:
+    together = frozenset({FATAL, SAFE})
+    found = {name: Vetoes(together, together) for name in ("a", "b")}
+    floors = {name: _floor({together: [0.40]}) for name in ("a", "b")}
+    assert warned(found, floors) == together
+    # imported at prior strength 0.5, the same two classes are one class's worth
+    prior = {name: floor.scaled(0.5) for name, floor in floors.items()}
+    assert warned(found, prior) == frozenset()
+
+
+def test_a_rare_class_is_not_offered_what_its_mates_vetoed_confounded() -> None:
+    engine = _engine(0)
+    setup: PolicySetup = engine.setup
+    name, task = next(iter(engine.scenario.classes.items()))
+    state = start_state(
+        task_id="t",
+        trajectory_id="t",
+        goal="g",
+        features=task.features,
+        setup=setup,
+        task_class=name,
+    )
+    graph = PolicyGraph()
+    graph.classes[name] = _floor({})
+    candidates = [setup.pool.cells["verifier"].default.action, FATAL]
+    graph.classes["mate-1"] = _floor({frozenset({FATAL, SAFE}): [0.35]})
+    assert offered(state, graph, setup, candidates) == candidates
+    graph.classes["mate-2"] = _floor({frozenset({FATAL, TRY}): [0.30]})
+    assert offered(state, graph, setup, candidates) == candidates[:1]
 
 
 def test_paper_mode_offers_every_candidate() -> None:
