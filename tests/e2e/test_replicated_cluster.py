@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 from services.demo.replay import Observed
 from services.runtime.broker import EmbeddedKafka
@@ -25,6 +26,7 @@ from tests.e2e.support import (
 )
 
 NODES = 3
+DESCRIBE_S = 60.0
 #: The topics whose leaders die, in turn.
 VICTIMS = ("decisions", "outcomes")
 
@@ -36,13 +38,21 @@ def cluster() -> Iterator[EmbeddedKafka]:
 
 
 async def describe(bootstrap: str, topics: list[str]) -> list[dict[str, Any]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        described: list[dict[str, Any]] = await admin.describe_topics(topics)
-        return described
-    finally:
-        await admin.close()
+    """The topics' metadata; a node just killed or restarted is asked again (until
+    ``DESCRIBE_S``): the cluster's own clients ride that out, the test's must too."""
+    deadline = asyncio.get_running_loop().time() + DESCRIBE_S
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            described: list[dict[str, Any]] = await admin.describe_topics(topics)
+            return described
+        except KafkaError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.5)
 
 
 async def min_isr(bootstrap: str, topic: str) -> str:
