@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.records import SelectionConfig
+from schemas.records import SelectionConfig, TrajectoryState
 from services.policy import PolicyGraph, start_state
 from services.policy.arms import arm_named
 from services.policy.floor import ClassFloor, Vetoes, record_classes, warned
@@ -100,18 +100,23 @@ def _engine(epochs: int) -> Engine:
     return engine
 
 
-def test_a_router_does_not_offer_a_vetoed_action() -> None:
+def _first_class_start() -> tuple[PolicySetup, str, TrajectoryState]:
+    """The default arm's setup, the scenario's first class and a task of it at its start."""
     engine = _engine(0)
-    setup: PolicySetup = engine.setup
     name, task = next(iter(engine.scenario.classes.items()))
     state = start_state(
         task_id="t",
         trajectory_id="t",
         goal="g",
         features=task.features,
-        setup=setup,
+        setup=engine.setup,
         task_class=name,
     )
+    return engine.setup, name, state
+
+
+def test_a_router_does_not_offer_a_vetoed_action() -> None:
+    setup, name, state = _first_class_start()
     graph = PolicyGraph()
     graph.classes[name] = _floor({frozenset({FATAL}): [0.40], frozenset({SAFE}): [0.71]})
     candidates = [setup.pool.cells["verifier"].default.action, FATAL, SAFE]
@@ -190,17 +195,7 @@ def test_an_action_two_classes_veto_confounded_is_a_warning() -> None:
 
 
 def test_a_rare_class_is_not_offered_what_its_mates_vetoed_confounded() -> None:
-    engine = _engine(0)
-    setup: PolicySetup = engine.setup
-    name, task = next(iter(engine.scenario.classes.items()))
-    state = start_state(
-        task_id="t",
-        trajectory_id="t",
-        goal="g",
-        features=task.features,
-        setup=setup,
-        task_class=name,
-    )
+    setup, name, state = _first_class_start()
     graph = PolicyGraph()
     graph.classes[name] = _floor({})
     candidates = [setup.pool.cells["verifier"].default.action, FATAL]
