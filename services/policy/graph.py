@@ -370,34 +370,43 @@ class PolicyGraph:
         for name, floor in other.classes.items():
             prior = floor.scaled(weight)
             self.classes[name] = self.classes.get(name, ClassFloor()).merge(prior)
-        for signature in other.signatures:
-            row_b = other._node_rows[signature]
-            row = self.node_row(signature)
-            self.node_visits[row] += round(other.node_visits[row_b] * weight)
-            for action, col_b in other._action_cols.items():
-                n_b = int(other.visits[row_b, col_b])
-                w_b = float(other.weight[row_b, col_b])
-                f_b = int(other.failures[row_b, col_b])
-                if n_b == 0 and f_b == 0:
-                    continue
-                col = self.action_col(action)
-                cell = np.array([row * self.visits.shape[1] + col], dtype=np.int64)
-                scaled = round(n_b * weight)
-                ratio = scaled / n_b if n_b else 0.0
-                self._absorb(
-                    cell,
-                    np.array([float(scaled)]),
-                    # w_b / n_b is exactly 1 while every reward weighed 1
-                    np.array([scaled * (w_b / n_b) if n_b else 0.0]),
-                    np.array([other.mean_reward[row_b, col_b]]),
-                    np.array([other.reward_m2[row_b, col_b] * ratio]),
-                    np.array([other.token_mean[row_b, col_b]]),
-                    np.array([other.token_m2[row_b, col_b] * ratio]),
-                    np.array([round(f_b * weight)], dtype=np.int64),
-                )
-                # the edge's mean retries per visit is kept, like its reward mean
-                share = (scaled + round(f_b * weight)) / (n_b + f_b)
-                self.retries[row, col] += other.retries[row_b, col_b] * share
+        n, width = other.node_count, len(other._action_names)
+        if n == 0:
+            return
+        seen = (other.visits[:n, :width] + other.failures[:n, :width]) > 0
+        # Row-major: the edges by signature, then by action, as the graph meets them.
+        row_b, col_b = np.nonzero(seen)
+        # Adding rows and columns may reallocate this graph's arrays: index them only after.
+        rows = np.array([self.node_row(s) for s in other._node_names], dtype=np.int64)
+        names = other._action_names
+        col_of = {j: self.action_col(names[j]) for j in dict.fromkeys(col_b.tolist())}
+        cols = np.array([col_of[j] for j in col_b.tolist()], dtype=np.int64)
+        self.node_visits[rows] += np.round(other.node_visits[:n] * weight).astype(np.int64)
+        if row_b.size == 0:
+            return
+        n_b = other.visits[row_b, col_b].astype(np.float64)
+        f_b = other.failures[row_b, col_b]
+        scaled = np.round(n_b * weight)
+        visited = n_b > 0
+        ratio = np.divide(scaled, n_b, out=np.zeros_like(n_b), where=visited)
+        # w_b / n_b is exactly 1 while every reward weighed 1
+        w_b = other.weight[row_b, col_b]
+        per_visit = np.divide(w_b, n_b, out=np.zeros_like(n_b), where=visited)
+        failures = np.round(f_b * weight).astype(np.int64)
+        at = (rows[row_b], cols)
+        self._absorb(
+            at[0] * self.visits.shape[1] + at[1],
+            scaled,
+            scaled * per_visit,
+            other.mean_reward[row_b, col_b],
+            other.reward_m2[row_b, col_b] * ratio,
+            other.token_mean[row_b, col_b],
+            other.token_m2[row_b, col_b] * ratio,
+            failures,
+        )
+        # the edge's mean retries per visit is kept, like its reward mean
+        share = (scaled + failures) / (n_b + f_b)
+        self.retries[at] += other.retries[row_b, col_b] * share
 
     def relabeled(self, rename: Callable[[str], str]) -> "PolicyGraph":
         """A copy with every signature renamed; nodes that then coincide merge exactly."""

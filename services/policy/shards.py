@@ -13,13 +13,9 @@ recency floor) learns, in a shard, from that shard's statistics alone.
 
 from collections.abc import Iterable, Sequence
 
-import numpy as np
-
 from schemas.events import PolicySnapshot
 from schemas.policy_file import PolicyDocument
-from services.policy.floor import ClassFloor
 from services.policy.graph import PolicyGraph
-from services.policy.stats import chan_merge
 
 #: The shard of a policy that is not sharded: one graph for the whole tenant.
 WHOLE = None
@@ -28,53 +24,11 @@ ShardId = int | None
 
 
 def merged(graphs: Iterable[PolicyGraph]) -> PolicyGraph:
-    """The exact union of ``graphs`` (a new graph; the inputs are left as they are).
-
-    ``PolicyGraph.merge`` with weight 1, each graph's edges at once: a router merges its
-    shards at every shard snapshot, and edge by edge a policy of a million edges would take
-    minutes."""
+    """The exact union of ``graphs`` (a new graph; the inputs are left as they are)."""
     out = PolicyGraph()
     for graph in graphs:
-        _add(out, graph)
+        out.merge(graph)
     return out
-
-
-def _add(out: PolicyGraph, graph: PolicyGraph) -> None:
-    for name, floor in graph.classes.items():
-        out.classes[name] = out.classes.get(name, ClassFloor()).merge(floor)
-    n, width = graph.node_count, len(graph.actions)
-    if n == 0:
-        return
-    # Adding rows and columns may reallocate out's arrays: read them only afterwards.
-    rows = np.array([out.node_row(s) for s in graph.signatures], dtype=np.int64)
-    cols = np.array([out.action_col(a) for a in graph.actions], dtype=np.int64)
-    out.node_visits[rows] += graph.node_visits[:n]
-    # Every (row, col) pair below is one edge: signatures and actions are unique.
-    row_b, col_b = np.nonzero((graph.visits[:n, :width] + graph.failures[:n, :width]) > 0)
-    cells = (rows[row_b], cols[col_b])
-    theirs = (row_b, col_b)
-    # Rewards merge by weight (a weighted Chan merge), tokens, measured exactly, by count.
-    weight, visits = out.weight[cells], out.visits[cells].astype(np.float64)
-    _, out.mean_reward[cells], out.reward_m2[cells] = chan_merge(
-        weight,
-        out.mean_reward[cells],
-        out.reward_m2[cells],
-        graph.weight[theirs],
-        graph.mean_reward[theirs],
-        graph.reward_m2[theirs],
-    )
-    _, out.token_mean[cells], out.token_m2[cells] = chan_merge(
-        visits,
-        out.token_mean[cells],
-        out.token_m2[cells],
-        graph.visits[theirs].astype(np.float64),
-        graph.token_mean[theirs],
-        graph.token_m2[theirs],
-    )
-    out.weight[cells] += graph.weight[theirs]
-    out.visits[cells] += graph.visits[theirs]
-    out.failures[cells] += graph.failures[theirs]
-    out.retries[cells] += graph.retries[theirs]
 
 
 class ShardedPolicy:
